@@ -1,0 +1,88 @@
+"""Orders, masks and the order-agnostic ARDM objective (paper §3, Algorithm 1).
+
+Variables are subpixels: an RGB image of H x W has D = 3HW variables; a gray image has
+D = HW (its three colour slots are revealed together, see model.py). For training, an
+image gets t uniform in 1..D and a random order; the first t-1 variables are revealed
+and the loss is D / (D - t + 1) times the summed NLL of the hidden ones, an unbiased
+estimate of the negative log-likelihood (reported per subpixel, in bits).
+
+For coding, the order is a fixed function of a seed that we own: each variable's key is
+splitmix64(seed, index) in numpy uint64 arithmetic (wrapping, so identical on every
+platform), and the order sorts the keys (stable). No library RNG is involved, so a
+numpy or torch upgrade cannot change a file's meaning.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .dlm import nll
+
+LN2 = math.log(2.0)
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finalizer on uint64 arrays (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def coding_ranks(n: int, seed: int) -> np.ndarray:
+    """rank[i] = position of variable i in the coding order, (n,) int64, a permutation of 0..n-1."""
+    idx = np.arange(n, dtype=np.uint64)
+    keys = splitmix64(idx ^ splitmix64(np.array([seed], dtype=np.uint64) & _M64))
+    order = np.argsort(keys, kind="stable")
+    ranks = np.empty(n, dtype=np.int64)
+    ranks[order] = np.arange(n, dtype=np.int64)
+    return ranks
+
+
+def random_masks(b: int, h: int, w: int, gray: torch.Tensor, generator: torch.Generator | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training masks. Returns mask (B, 3, H, W) int32 and the revealed fraction (t-1)/D per image.
+
+    RGB images reveal t-1 of 3HW subpixels; gray images reveal t-1 of HW pixels, all three
+    slots together.
+    """
+    dev = gray.device
+    keys = torch.rand(b, 3, h, w, generator=generator, device=dev)
+    keys = torch.where(gray.view(b, 1, 1, 1), keys[:, :1].expand(-1, 3, -1, -1), keys)
+    d = torch.where(gray, h * w, 3 * h * w)
+    t = (torch.rand(b, generator=generator, device=dev) * d).floor().long() + 1     # uniform in 1..D
+    ranks = keys.view(b, -1).argsort(1).argsort(1).view(b, 3, h, w)
+    ranks = torch.where(gray.view(b, 1, 1, 1), ranks // 3, ranks)                   # tied slots share a rank
+    mask = (ranks < (t - 1).view(b, 1, 1, 1)).to(torch.int32)
+    return mask, (t - 1).float() / d.float()
+
+
+def oa_loss(net: torch.nn.Module, images: torch.Tensor, gray: torch.Tensor,
+            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """OA-ARDM objective for a batch.
+
+    images: (B, 3, H, W) long 0..255 (gray images have equal slots); gray: (B,) bool.
+    Returns (bpsp estimate per image (B,), revealed fraction per image (B,), mean NLL in
+    bits per hidden variable per image (B,), the L_t sample).
+    """
+    b, _, h, w = images.shape
+    mask, frac = random_masks(b, h, w, gray, generator)
+    params, anchor = net(images, mask)                               # (B, 3, 3, M, H, W)
+    nats = nll(params.permute(0, 1, 4, 5, 2, 3), anchor, images)     # (B, 3, H, W)
+    hidden = (1 - mask).float()
+    hidden = torch.where(gray.view(b, 1, 1, 1), hidden * _slot0(hidden), hidden)  # gray: code slot 0
+    d = torch.where(gray, h * w, 3 * h * w).float()
+    n_hidden = hidden.flatten(1).sum(1)
+    summed = (nats * hidden).flatten(1).sum(1)
+    bpsp = summed * (d / n_hidden) / d / LN2                          # D/(D-t+1) x summed NLL, per subpixel
+    return bpsp, frac, summed / n_hidden / LN2
+
+
+def _slot0(x: torch.Tensor) -> torch.Tensor:
+    sel = torch.zeros_like(x)
+    sel[:, 0] = 1
+    return sel

@@ -1,0 +1,319 @@
+"""The ``.ardm`` container: one compressed image as pure bytes in and out.
+
+Files are tiny (about 1.3 kB for a 32x32 image), so the layout is compact:
+integers are unsigned LEB128 varints ("varint" below: 7 bits per byte, low
+group first, high bit set on every byte but the last, at most 10 bytes,
+shortest form only).  Multi-byte fixed fields are little-endian.
+
+Layout, format version 1::
+
+    header
+      magic          4 bytes   b"ARDM"
+      version        1 byte    FORMAT_VERSION (1)
+      mode           1 byte    index into MODES ("L"=0, "LA", "RGB", "RGBA", "P", "PA", "1"=6)
+      width          varint    1 <= width  < 2**31
+      height         varint    1 <= height < 2**31
+      steps          varint    step budget K, 1 <= steps < 2**32
+      seed           varint    order seed, 0 <= seed < 2**64
+      name length    varint    <= 255
+      model name     bytes     utf-8
+      model hash     8 bytes   prefix of the weights' sha256
+      pixel CRC      4 bytes   CRC32 of the decoded pixel array bytes
+      metadata count varint    <= MAX_METADATA
+        per entry:   varint key length (1..255), key utf-8,
+                     varint value length, value bytes
+      header CRC     4 bytes   CRC32 of every header byte above (magic included)
+    streams
+      stream count   varint    <= MAX_STREAMS
+        per stream:  varint length, stream bytes
+      streams CRC    4 bytes   CRC32 of the streams section above (count,
+                               lengths and bytes)
+
+Nothing may follow the streams CRC.  Every byte of a file is covered either
+by a fixed check (magic, version) or by one of the two CRCs, so a single
+flipped bit is always reported.  ``unpack`` and ``peek_header`` raise only
+``FormatError`` for malformed data, whatever the bytes are.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Sequence
+
+from .errors import FormatError
+
+__all__ = [
+    "MAGIC",
+    "FORMAT_VERSION",
+    "MODES",
+    "MAX_STREAMS",
+    "MAX_METADATA",
+    "Header",
+    "pack",
+    "unpack",
+    "peek_header",
+]
+
+MAGIC = b"ARDM"
+FORMAT_VERSION = 1
+MODES: tuple[str, ...] = ("L", "LA", "RGB", "RGBA", "P", "PA", "1")
+MAX_STREAMS = 64
+MAX_METADATA = 256
+MAX_NAME_BYTES = 255
+MAX_KEY_BYTES = 255
+HASH_BYTES = 8
+_MAX_VARINT_BYTES = 10  # enough for any value < 2**64
+
+
+@dataclass(frozen=True)
+class Header:
+    """Everything about an image except its entropy-coded streams.
+
+    Construction validates the fields and raises ``ValueError`` on bad ones,
+    so a ``Header`` that exists can always be packed.
+    """
+
+    model_name: str
+    model_hash: bytes
+    mode: str
+    width: int
+    height: int
+    steps: int
+    seed: int
+    pixel_crc: int
+    metadata: tuple[tuple[str, bytes], ...] = ()
+
+    def __post_init__(self) -> None:
+        # Normalise metadata to an immutable tuple of (str, bytes) pairs so
+        # that headers compare and hash by value whatever sequence was given.
+        try:
+            metadata = tuple((key, bytes(value)) for key, value in self.metadata)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"metadata must be (key, bytes) pairs: {exc}") from None
+        object.__setattr__(self, "metadata", metadata)
+        object.__setattr__(self, "model_hash", bytes(self.model_hash))
+        _validate(self)
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    # bool is an int subclass; a True width is surely a bug.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name} must be an int, not {type(value).__name__}")
+    if not low <= value < high:
+        raise ValueError(f"{name} {value} is outside [{low}, {high})")
+
+
+def _validate(h: Header) -> None:
+    if not isinstance(h.model_name, str):
+        raise ValueError("model_name must be a str")
+    if len(_utf8(h.model_name, "model_name")) > MAX_NAME_BYTES:
+        raise ValueError(f"model_name is longer than {MAX_NAME_BYTES} bytes")
+    if len(h.model_hash) != HASH_BYTES:
+        raise ValueError(f"model_hash must be {HASH_BYTES} bytes, not {len(h.model_hash)}")
+    if h.mode not in MODES:
+        raise ValueError(f"mode {h.mode!r} is not one of {MODES}")
+    _check_int("width", h.width, 1, 2**31)
+    _check_int("height", h.height, 1, 2**31)
+    _check_int("steps", h.steps, 1, 2**32)
+    _check_int("seed", h.seed, 0, 2**64)
+    _check_int("pixel_crc", h.pixel_crc, 0, 2**32)
+    if len(h.metadata) > MAX_METADATA:
+        raise ValueError(f"more than {MAX_METADATA} metadata entries")
+    seen: set[str] = set()
+    for key, _ in h.metadata:
+        if not isinstance(key, str):
+            raise ValueError("metadata keys must be str")
+        if not 1 <= len(_utf8(key, "metadata key")) <= MAX_KEY_BYTES:
+            raise ValueError(f"metadata key {key!r} must be 1..{MAX_KEY_BYTES} utf-8 bytes")
+        if key in seen:
+            raise ValueError(f"duplicate metadata key {key!r}")
+        seen.add(key)
+
+
+def _utf8(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        raise ValueError(f"{what} {text!r} is not valid unicode") from None
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _blob(data: bytes) -> bytes:
+    return _varint(len(data)) + data
+
+
+def _crc(data: bytes | bytearray | memoryview) -> bytes:
+    return zlib.crc32(data).to_bytes(4, "little")
+
+
+def _pack_header(h: Header) -> bytes:
+    out = bytearray(MAGIC)
+    out += bytes((FORMAT_VERSION, MODES.index(h.mode)))
+    for value in (h.width, h.height, h.steps, h.seed):
+        out += _varint(value)
+    out += _blob(h.model_name.encode("utf-8"))
+    out += h.model_hash
+    out += h.pixel_crc.to_bytes(4, "little")
+    out += _varint(len(h.metadata))
+    for key, value in h.metadata:
+        out += _blob(key.encode("utf-8"))
+        out += _blob(value)
+    out += _crc(out)
+    return bytes(out)
+
+
+def pack(header: Header, streams: Sequence[bytes]) -> bytes:
+    """Serialise ``header`` and the entropy-coded ``streams`` into an .ardm file."""
+    if not isinstance(header, Header):
+        raise TypeError("header must be a Header")
+    if len(streams) > MAX_STREAMS:
+        raise ValueError(f"more than {MAX_STREAMS} streams")
+    section = bytearray(_varint(len(streams)))
+    for stream in streams:
+        if not isinstance(stream, (bytes, bytearray, memoryview)):
+            raise TypeError("streams must be bytes")
+        section += _blob(bytes(stream))
+    return _pack_header(header) + bytes(section) + _crc(section)
+
+
+# ---------------------------------------------------------------- reading
+
+_TRUNCATED = "truncated .ardm file"
+
+
+class _Reader:
+    """Bounds-checked cursor over the input; every failure is a FormatError."""
+
+    def __init__(self, data: memoryview) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> memoryview:
+        # Lengths come from the file, so compare before slicing: a huge
+        # length must not allocate anything, only report truncation.
+        if n > len(self.data) - self.pos:
+            raise FormatError(_TRUNCATED)
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def byte(self) -> int:
+        return self.take(1)[0]
+
+    def varint(self) -> int:
+        value = 0
+        for i in range(_MAX_VARINT_BYTES):
+            byte = self.byte()
+            value |= (byte & 0x7F) << (7 * i)
+            if not byte & 0x80:
+                # Shortest form only, so each value has exactly one encoding.
+                if byte == 0 and i > 0:
+                    raise FormatError("corrupt .ardm file: overlong varint")
+                if value >= 2**64:
+                    raise FormatError("corrupt .ardm file: varint out of range")
+                return value
+        raise FormatError("corrupt .ardm file: varint longer than 10 bytes")
+
+    def blob(self, limit: int | None = None) -> bytes:
+        n = self.varint()
+        if limit is not None and n > limit:
+            raise FormatError("corrupt .ardm file: field length out of range")
+        return bytes(self.take(n))
+
+    def count(self, limit: int, what: str) -> int:
+        n = self.varint()
+        if n > limit:
+            raise FormatError(f"corrupt .ardm file: too many {what} ({n})")
+        return n
+
+    def crc(self, start: int, what: str) -> None:
+        expected = zlib.crc32(self.data[start : self.pos])
+        if int.from_bytes(self.take(4), "little") != expected:
+            raise FormatError(f"corrupt .ardm file: {what} checksum mismatch")
+
+
+def _as_view(data: bytes) -> memoryview:
+    try:
+        return memoryview(data).cast("B")
+    except TypeError:
+        raise TypeError("data must be bytes-like") from None
+
+
+def _read_header(reader: _Reader) -> Header:
+    data = reader.data
+    if not len(data):
+        raise FormatError("not an .ardm file (empty input)")
+    head = bytes(data[: len(MAGIC)])
+    if head != MAGIC[: len(head)]:
+        raise FormatError("not an .ardm file")
+    reader.take(len(MAGIC))
+    version = reader.byte()
+    if version > FORMAT_VERSION:
+        raise FormatError(f"made by a newer ardmzip (format version {version})")
+    if version != FORMAT_VERSION:
+        raise FormatError(f"corrupt .ardm file: unknown format version {version}")
+    # Parse the structure first and check the CRC before judging values, so a
+    # flipped bit is reported as corruption rather than as a strange value.
+    mode_index = reader.byte()
+    width, height, steps, seed = (reader.varint() for _ in range(4))
+    name = reader.blob(MAX_NAME_BYTES)
+    model_hash = bytes(reader.take(HASH_BYTES))
+    pixel_crc = int.from_bytes(reader.take(4), "little")
+    raw_metadata = [
+        (reader.blob(MAX_KEY_BYTES), reader.blob())
+        for _ in range(reader.count(MAX_METADATA, "metadata entries"))
+    ]
+    reader.crc(0, "header")
+    if mode_index >= len(MODES):
+        raise FormatError(f"corrupt .ardm file: unknown image mode {mode_index}")
+    try:
+        return Header(
+            model_name=name.decode("utf-8"),
+            model_hash=model_hash,
+            mode=MODES[mode_index],
+            width=width,
+            height=height,
+            steps=steps,
+            seed=seed,
+            pixel_crc=pixel_crc,
+            metadata=tuple((key.decode("utf-8"), value) for key, value in raw_metadata),
+        )
+    except UnicodeDecodeError:
+        raise FormatError("corrupt .ardm file: invalid utf-8 in header") from None
+    except ValueError as exc:
+        raise FormatError(f"corrupt .ardm file: {exc}") from None
+
+
+def peek_header(data: bytes) -> Header:
+    """Parse and validate only the header (header CRC included); streams are not read."""
+    return _read_header(_Reader(_as_view(data)))
+
+
+def unpack(data: bytes) -> tuple[Header, tuple[bytes, ...]]:
+    """Parse a whole .ardm file; any malformed input raises ``FormatError``."""
+    reader = _Reader(_as_view(data))
+    header = _read_header(reader)
+    start = reader.pos
+    count = reader.count(MAX_STREAMS, "streams")
+    streams = tuple(reader.blob() for _ in range(count))
+    reader.crc(start, "streams")
+    if reader.pos != len(reader.data):
+        raise FormatError(
+            f"corrupt .ardm file: {len(reader.data) - reader.pos} unexpected trailing bytes"
+        )
+    return header, streams

@@ -1,0 +1,113 @@
+"""Discretized logistic mixtures over 0..255: a float loss for training and exact
+integer frequencies for the entropy coder.
+
+The head predicts, per subpixel and per component k: a mixture logit (nats), a mean
+offset from the context anchor (levels) and a log-scale (ln levels), all on a 1/16
+grid. For coding, probabilities must be bit-identical on every machine, and exp and
+sigmoid are not (they differ by an ulp between CPU and CUDA). So frequencies come from
+fixed integer tables and int32 arithmetic only:
+
+    cdf_k(edge)  = SIGMOID[(edge - mu_k) * INV_SCALE[log_scale_k] >> 10]   in [0, 2^15]
+    freq(x)      = sum_k EXP[max_logit - logit_k] * (cdf_k(x + 1/2) - cdf_k(x - 1/2)) + 1
+
+The "+ 1" gives every symbol some mass, and the end bins take the tails (as in
+PixelCNN++). ``exact_frequencies`` returns int32 (N, 256); ``nll`` is the float version
+used in training. The tables are built with float64 once, rounded to integers, and
+their hash is part of the model identity, so a change would be caught.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+GRID = 16                       # head outputs are integers in units of 1/16
+LOG_SCALE_MIN, LOG_SCALE_MAX = -3 * GRID, 6 * GRID   # s in [e^-3, e^6] levels
+SIG_BITS, SIG_STEPS, SIG_RANGE = 15, 64, 20          # cdf in [0, 2^15], z on a 1/64 grid, |z| <= 20
+IDX_MAX = SIG_RANGE * SIG_STEPS
+EXP_BITS, EXP_SPAN = 12, 16 * GRID                   # weights 2^12 * exp(-d/16), d <= 256
+N_SYMBOLS = 256
+# The float loss mirrors the "+1" floor: a symbol never costs more than ~29 bits.
+FLOOR = 1.0 / 2 ** 29
+
+
+def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ls = np.arange(LOG_SCALE_MIN, LOG_SCALE_MAX + 1, dtype=np.float64) / GRID
+    inv_scale = np.round(2.0 ** 12 * np.exp(-ls)).astype(np.int32)          # 4/s on a 2^-10 grid
+    z = (np.arange(-IDX_MAX, IDX_MAX, dtype=np.float64) + 0.5) / SIG_STEPS
+    sigmoid = np.round(2.0 ** SIG_BITS / (1.0 + np.exp(-z))).astype(np.int32)
+    exp = np.round(2.0 ** EXP_BITS * np.exp(-np.arange(EXP_SPAN + 1) / GRID)).astype(np.int32)
+    return inv_scale, sigmoid, exp
+
+
+INV_SCALE, SIGMOID, EXP = _tables()
+TABLES_HASH = hashlib.sha256(INV_SCALE.tobytes() + SIGMOID.tobytes() + EXP.tobytes()).hexdigest()
+_EDGES16 = torch.arange(N_SYMBOLS - 1, dtype=torch.int32) * GRID + GRID // 2   # x + 1/2, in 1/16
+
+
+def split_params(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(..., 3, M) -> logits, mean offsets, log scales, each (..., M)."""
+    return params[..., 0, :], params[..., 1, :], params[..., 2, :]
+
+
+def nll(params: torch.Tensor, anchor: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood in nats of integer targets under the float mixture.
+
+    params: (..., 3, M) real head outputs (logit, mean offset, log-scale); anchor, target:
+    (...) integers 0..255. Returns (...) float32.
+    """
+    logit, offset, log_scale = split_params(params)
+    log_scale = log_scale.clamp(LOG_SCALE_MIN / GRID, LOG_SCALE_MAX / GRID)
+    mean = anchor.unsqueeze(-1).float() + offset
+    x = target.unsqueeze(-1).float()
+    inv_s = torch.exp(-log_scale)
+    upper = torch.where(x > N_SYMBOLS - 1.5, torch.ones_like(x), torch.sigmoid((x + 0.5 - mean) * inv_s))
+    lower = torch.where(x < 0.5, torch.zeros_like(x), torch.sigmoid((x - 0.5 - mean) * inv_s))
+    weights = F.softmax(logit, dim=-1)
+    p = (weights * (upper - lower).clamp(min=0)).sum(-1)
+    return -torch.log(p * (1 - N_SYMBOLS * FLOOR) + FLOOR)
+
+
+def exact_frequencies(params: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    """Integer symbol frequencies from integer head outputs.
+
+    params: (N, 3, M) integer-valued tensor (any dtype) in units of 1/16; anchor: (N,)
+    integers 0..255. Returns (N, 256) int32, every entry >= 1, sum < 2^31.
+    """
+    device = params.device
+    p = params.to(torch.int32)
+    logit, offset, log_scale = split_params(p)
+    mu16 = anchor.to(torch.int32).unsqueeze(-1) * GRID + offset                      # (N, M)
+    inv = torch.as_tensor(INV_SCALE, device=device)[log_scale.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX) - LOG_SCALE_MIN]
+    diff = _EDGES16.to(device).view(1, 1, -1) - mu16.unsqueeze(-1)                # (N, M, 255), |.| < 2^14
+    idx = torch.bitwise_right_shift(diff * inv.unsqueeze(-1), 10).clamp_(-IDX_MAX, IDX_MAX - 1)
+    cdf = torch.as_tensor(SIGMOID, device=device)[idx + IDX_MAX]                   # (N, M, 255)
+    cdf = F.pad(cdf, (1, 0), value=0)
+    cdf = F.pad(cdf, (0, 1), value=2 ** SIG_BITS)                                 # (N, M, 257)
+    mass = cdf[..., 1:] - cdf[..., :-1]                                           # (N, M, 256)
+    d = (logit.amax(-1, keepdim=True) - logit).clamp(max=EXP_SPAN)
+    w = torch.as_tensor(EXP, device=device)[d]                                    # (N, M)
+    return (mass * w.unsqueeze(-1)).sum(1, dtype=torch.int32) + 1
+
+
+def frequencies_to_probabilities(freq: torch.Tensor) -> np.ndarray:
+    """int32 (N, 256) -> C-contiguous float64 probabilities, by one IEEE division each.
+
+    Every step here is exact or correctly rounded, so identical frequencies give identical
+    bytes for the coder on every machine.
+    """
+    f = freq.cpu().numpy().astype(np.float64)
+    return np.ascontiguousarray(f / f.sum(axis=1, keepdims=True))
+
+
+def bits_of(freq: torch.Tensor, symbols: torch.Tensor) -> float:
+    """Ideal code length in bits of ``symbols`` under integer frequencies (for reporting)."""
+    f = freq.double()
+    chosen = f.gather(1, symbols.long().view(-1, 1)).squeeze(1)
+    return float((torch.log2(f.sum(1)) - torch.log2(chosen)).sum())
+
+
+assert math.isclose(float(EXP[0]), 2 ** EXP_BITS)

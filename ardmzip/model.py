@@ -1,0 +1,132 @@
+"""The ARDM network: a small fully convolutional integer network over subpixels.
+
+Order-agnostic ARDM (Hoogeboom et al., ICLR 2022, arXiv 2110.02037): the network sees a
+partly revealed RGB image and its mask and predicts, for every subpixel, a discretized
+logistic mixture over 0..255 (dlm.py). It is fully convolutional, so it is trained on
+crops and serves any image size.
+
+    features (features.py, integers)  (B, 45, H, W)
+    stem      1x1 conv -> C                                 residual stream, ints in [-127, 127]
+    blocks    x = clamp(x + conv3x3_dilated(relu(x)))       one conv per block
+    head      1x1 conv -> hidden (relu) -> 1x1 conv -> (3 channels, 3 params, M components)
+
+Channel convention: the network always has three colour slots. Gray images put the same
+value in all three slots and reveal the slots of a pixel together (the codec codes slot
+0 only); alpha is coded as a separate gray plane. Training mixes in gray crops so this is
+in distribution.
+
+Two ways to run it: ``forward`` (float or fake-quant, for training) and ``IntegerNet``
+(exact integer inference for coding, built by ``export``).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+
+from .features import HALO, N_FEATURES, context_features
+from .qlayers import IntConv, QConv
+
+ACT_BITS = 4            # trunk activations: real = int / 16, ints in [-127, 127]
+HEAD_LIMIT = 4095       # head outputs: ints in [-4095, 4095], units of 1/16
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    channels: int = 48
+    dilations: tuple[int, ...] = (1, 2, 1, 4, 1, 8, 1, 2)
+    head_hidden: int = 64
+    mixtures: int = 4
+
+    @property
+    def halo(self) -> int:
+        """Pixels of context each output depends on, in every direction."""
+        return HALO + sum(self.dilations)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        d["dilations"] = tuple(d["dilations"])
+        return cls(**d)
+
+
+class ARDMNet(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        c = config.channels
+        self.stem = QConv(N_FEATURES, c, 1, a_in=0, a_out=ACT_BITS)
+        self.blocks = nn.ModuleList(QConv(c, c, 3, d, a_in=ACT_BITS, a_out=ACT_BITS) for d in config.dilations)
+        self.head_hidden = QConv(c, config.head_hidden, 1, a_in=ACT_BITS, a_out=ACT_BITS, lo=0, hi=127)
+        self.head_out = QConv(config.head_hidden, 3 * 3 * config.mixtures, 1, a_in=ACT_BITS, a_out=ACT_BITS,
+                              lo=-HEAD_LIMIT, hi=HEAD_LIMIT)
+
+    def set_mode(self, mode: str) -> None:
+        """'float' (clamped float training) or 'qat' (fake-quant, same arithmetic as export)."""
+        for m in self.modules():
+            if isinstance(m, QConv):
+                m.mode = mode
+
+    def forward(self, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """values, mask: (B, 3, H, W) ints. Returns params (B, 3, 3, M, H, W) real and anchors (B, 3, H, W)."""
+        feats, anchor = context_features(values, mask)
+        limit = 127 / 2 ** ACT_BITS
+        x = self.stem(feats)
+        for block in self.blocks:
+            x = (x + block(x.clamp(min=0))).clamp(-limit, limit)
+        out = self.head_out(self.head_hidden(x.clamp(min=0)))
+        b, _, h, w = out.shape
+        return out.view(b, 3, 3, self.config.mixtures, h, w), anchor
+
+    def export(self) -> "IntegerNet":
+        """The exact integer network (checks the 2^24 bound for every layer)."""
+        return IntegerNet(
+            self.config,
+            self.stem.export(max_in=255),
+            [blk.export(max_in=127) for blk in self.blocks],
+            self.head_hidden.export(max_in=127),
+            self.head_out.export(max_in=127),
+        )
+
+
+class IntegerNet:
+    """Exact inference: the same network on integers, bit-identical everywhere."""
+
+    def __init__(self, config: ModelConfig, stem: IntConv, blocks: list[IntConv],
+                 head_hidden: IntConv, head_out: IntConv):
+        self.config, self.stem, self.blocks = config, stem, blocks
+        self.head_hidden, self.head_out = head_hidden, head_out
+        self.device = stem.weight.device
+
+    def to(self, device: torch.device | str) -> "IntegerNet":
+        device = torch.device(device)
+        return IntegerNet(self.config, self.stem.to(device), [b.to(device) for b in self.blocks],
+                          self.head_hidden.to(device), self.head_out.to(device))
+
+    @torch.no_grad()
+    def trunk(self, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) ints -> trunk activations (B, C, H, W) float32 ints in [0, 127]
+        (after the final ReLU) and anchors (B, 3, H, W) int32."""
+        feats, anchor = context_features(values.to(self.device), mask.to(self.device))
+        x = self.stem(feats)
+        for block in self.blocks:
+            x = (x + block(x.clamp(min=0))).clamp_(-127, 127)
+        return x.clamp_(min=0), anchor
+
+    @torch.no_grad()
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-pixel trunk activations (N, C) -> integer head outputs (N, 3, 3, M) float32."""
+        out = self.head_out.linear(self.head_hidden.linear(x))
+        return out.view(-1, 3, 3, self.config.mixtures)
+
+    @torch.no_grad()
+    def full(self, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Integer head outputs for every pixel: (B, 3, 3, M, H, W), anchors (B, 3, H, W)."""
+        x, anchor = self.trunk(values, mask)
+        b, c, h, w = x.shape
+        out = self.head(x.permute(0, 2, 3, 1).reshape(-1, c))
+        return out.view(b, h, w, 3, 3, -1).permute(0, 3, 4, 5, 1, 2), anchor

@@ -1,0 +1,144 @@
+"""Quantized convolutions: fake-quant for training, exact integer arithmetic for coding.
+
+Integer networks (Balle, Johnston & Minnen, ICLR 2019): activations are integers with
+a fixed number of fractional bits ``a`` (real = int / 2^a), weights are integers in
+[-127, 127] with a per-output-channel power-of-two scale 2^-j. A layer computes
+
+    acc = sum(W_int * x_int) + b_int            (exact: every partial sum < 2^24)
+    out = clamp(floor(acc * 2^-s), lo, hi)      s = j + a_in - a_out
+
+in float32. Multiplying by a power of two and flooring are exact, and an addition of
+integers whose partial sums stay below 2^24 is exact in any order, so the result is
+bit-identical for any thread count, batch, crop, BLAS or device. ``QConv.export``
+checks that bound on the real weights (max|x| * L1(W_c) + |b_c| < 2^24) and refuses to
+export otherwise. The rounding constant 2^(s-1) is folded into the bias.
+
+During training the same arithmetic is simulated in float with straight-through
+rounding (``mode="qat"``), or skipped (``mode="float"``, with the same clamps).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+W_MAX = 127
+EXACT_LIMIT = 2 ** 24
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """floor(x + 0.5) forwards, identity backwards."""
+    return x + (torch.floor(x + 0.5) - x).detach()
+
+
+def weight_shift(w: torch.Tensor) -> torch.Tensor:
+    """Per-output-channel j such that |w| * 2^j <= 127 uses the range well. (Cout,) int64."""
+    peak = w.detach().abs().flatten(1).amax(1).clamp(min=1e-8)
+    return torch.floor(torch.log2(W_MAX / peak)).clamp(0, 24).to(torch.int64)
+
+
+class QConv(nn.Module):
+    """A conv layer with integer semantics; see the module docstring."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 1, dilation: int = 1,
+                 a_in: int = 4, a_out: int = 4, lo: int = -127, hi: int = 127):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, padding=dilation * (kernel // 2), dilation=dilation)
+        self.a_in, self.a_out, self.lo, self.hi = a_in, a_out, lo, hi
+        self.mode = "float"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: real-valued activations on the 2^-a_in grid. Returns real values on 2^-a_out."""
+        w, b = self.conv.weight, self.conv.bias
+        scale_out = 2.0 ** self.a_out
+        if self.mode == "qat":
+            j = (2.0 ** weight_shift(w)).to(w.dtype)
+            w = round_ste(w * j.view(-1, 1, 1, 1)).clamp(-W_MAX, W_MAX) / j.view(-1, 1, 1, 1)
+            jb = j * 2.0 ** self.a_in
+            b = round_ste(b * jb) / jb
+        y = F.conv2d(x, w, b, padding=self.conv.padding, dilation=self.conv.dilation)
+        y = y * scale_out
+        if self.mode == "qat":
+            y = round_ste(y)
+        return y.clamp(self.lo, self.hi) / scale_out
+
+    @torch.no_grad()
+    def export(self, max_in: int) -> "IntConv":
+        """Integer parameters of this layer, checked for exactness given |x_int| <= max_in."""
+        w = self.conv.weight.float()
+        j = weight_shift(w)
+        w_int = torch.round(w * (2.0 ** j).view(-1, 1, 1, 1)).clamp(-W_MAX, W_MAX)
+        b_int = torch.round(self.conv.bias.float() * 2.0 ** (j + self.a_in))
+        shift = j + self.a_in - self.a_out
+        b_int = b_int + torch.where(shift > 0, 2.0 ** (shift - 1).clamp(min=0), torch.zeros_like(b_int))
+        bound = max_in * w_int.abs().flatten(1).sum(1) + b_int.abs()
+        if bool((bound >= EXACT_LIMIT).any()):
+            raise ValueError(f"layer not exact: partial sums may reach {int(bound.max())} >= 2^24")
+        return IntConv(w_int.contiguous(), b_int.contiguous(), (2.0 ** (-shift)).float(),
+                       self.conv.padding[0], self.conv.dilation[0], self.lo, self.hi)
+
+
+@dataclass
+class IntConv:
+    """Integer conv parameters stored as float32 tensors holding exact integers."""
+    weight: torch.Tensor     # (Cout, Cin, k, k) integers in [-127, 127]
+    bias: torch.Tensor       # (Cout,) integers, rounding constant included
+    scale: torch.Tensor      # (Cout,) powers of two: 2^-shift
+    padding: int
+    dilation: int
+    lo: int
+    hi: int
+
+    def to(self, device: torch.device) -> "IntConv":
+        return IntConv(self.weight.to(device), self.bias.to(device), self.scale.to(device),
+                       self.padding, self.dilation, self.lo, self.hi)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, Cin, H, W) float32 integers. Returns (B, Cout, H, W) float32 integers."""
+        acc = exact_conv2d(x, self.weight, self.padding, self.dilation)
+        acc = acc + self.bias.view(1, -1, 1, 1)
+        return torch.floor(acc * self.scale.view(1, -1, 1, 1)).clamp_(self.lo, self.hi)
+
+    def linear(self, x: torch.Tensor) -> torch.Tensor:
+        """A 1x1 layer applied to per-pixel rows: (N, Cin) -> (N, Cout), same arithmetic."""
+        acc = exact_linear(x, self.weight.flatten(1)) + self.bias
+        return torch.floor(acc * self.scale).clamp_(self.lo, self.hi)
+
+
+def exact_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x @ w.T for integer-valued float32 under the 2^24 bound (exact; TF32 off on CUDA)."""
+    if x.device.type == "cpu":
+        return x @ w.t()
+    prev = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        return x @ w.t()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev
+
+
+def exact_conv2d(x: torch.Tensor, w: torch.Tensor, padding: int, dilation: int) -> torch.Tensor:
+    """conv2d of integer-valued float32 tensors whose partial sums stay below 2^24.
+
+    On CPU this is F.conv2d (direct/GEMM algorithms: only products and additions, exact
+    under the bound; the tests compare it with float64). On CUDA, cuDNN may pick Winograd
+    or FFT algorithms that round, so we use im2col + a float32 GEMM with TF32 off.
+    """
+    if x.device.type == "cpu":
+        return F.conv2d(x, w, padding=padding, dilation=dilation)
+    return _conv2d_gemm(x, w, padding, dilation)
+
+
+def _conv2d_gemm(x: torch.Tensor, w: torch.Tensor, padding: int, dilation: int) -> torch.Tensor:
+    b, _, h, wd = x.shape
+    k = w.shape[-1]
+    cols = F.unfold(x, k, dilation=dilation, padding=padding)          # (B, Cin*k*k, H*W)
+    prev = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        out = torch.matmul(w.flatten(1), cols)                          # (B, Cout, H*W)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev
+    return out.view(b, -1, h, wd)

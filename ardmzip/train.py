@@ -1,0 +1,166 @@
+"""Training loop for the OA-ARDM (float phase, then quantization-aware phase).
+
+    python -m ardmzip.train ../shared/data/train --out runs/oa-s48 --steps 9000 --qat-from 7000
+
+Resumable: the run folder holds ckpt.pt (model, EMA, optimizer, step, RNG state) and
+log.jsonl; running the same command again continues. Device-agnostic (--device cpu|cuda).
+The validation bpsp (OA NLL estimate, EMA weights, fixed crops and t) is computed on
+held-out folders (--val) every --eval-every steps. Export to a shipped model is a
+separate step (weights.py), which also measures the loss curve L(t/D).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .ardm import oa_loss
+from .data import CropSampler, pyramid, scan
+from .model import ARDMNet, ModelConfig
+
+
+def val_batches(dirs: list[str], crop: int, n: int, seed: int = 1234) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Fixed validation crops per folder/array (no augmentation, no gray conversion)."""
+    out = {}
+    for d in dirs:
+        photos, arrays = scan(d)
+        sampler = CropSampler(photos, arrays, crop, gray_fraction=0.0, seed=seed)
+        sampler.rng = np.random.default_rng(seed)
+        crops = []
+        for _ in range(n):
+            im = sampler._one()
+            crops.append(im)
+        out[Path(d).stem] = (np.stack(crops), np.zeros(n, dtype=bool))
+    return out
+
+
+@torch.no_grad()
+def evaluate(net: torch.nn.Module, batches: dict, device: torch.device, repeats: int = 2) -> dict[str, float]:
+    g = torch.Generator(device=device)
+    res = {}
+    for name, (crops, gray) in batches.items():
+        g.manual_seed(0)
+        vals = []
+        for _ in range(repeats):
+            for i in range(0, len(crops), 64):
+                x = torch.as_tensor(crops[i:i + 64]).permute(0, 3, 1, 2).long().to(device)
+                bpsp, _, _ = oa_loss(net, x, torch.as_tensor(gray[i:i + 64]).to(device), g)
+                vals.append(bpsp.cpu())
+        res[name] = float(torch.cat(vals).mean())
+    return res
+
+
+def lr_at(step: int, total: int, base: float, warmup: int = 200) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup)))))
+
+
+def train(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    photos, arrays = [], []
+    for d in args.data:
+        p, a = scan(d)
+        photos += p
+        arrays += a
+    sampler = CropSampler(pyramid(photos), arrays, args.crop, seed=args.seed)
+    config = ModelConfig(channels=args.channels, mixtures=args.mixtures)
+    net = ARDMNet(config).to(device)
+    ema = copy.deepcopy(net)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    step, ckpt = 0, out / "ckpt.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        net.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        sampler.rng = np.random.default_rng([args.seed, step])
+        print(f"resumed at step {step}")
+    val = val_batches(args.val, args.crop, args.val_crops) if args.val else {}
+    log = open(out / "log.jsonl", "a")
+    t0, seen, run_loss = time.time(), 0, []
+    curve_sum, curve_n = np.zeros(20), np.zeros(20)
+    while step < args.steps:
+        mode = "qat" if step >= args.qat_from else "float"
+        net.set_mode(mode)
+        ema.set_mode(mode)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, args.steps, args.lr)
+        crops, gray = sampler.sample(args.batch)
+        x = torch.as_tensor(crops).permute(0, 3, 1, 2).long().to(device)
+        bpsp, frac, per_var = oa_loss(net, x, torch.as_tensor(gray).to(device))
+        loss = bpsp.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            decay = min(args.ema, (1 + step) / (10 + step))
+            for pe, p in zip(ema.parameters(), net.parameters()):
+                pe.mul_(decay).add_(p.detach(), alpha=1 - decay)
+        bins = (frac.cpu().numpy() * 20).astype(int).clip(0, 19)
+        np.add.at(curve_sum, bins, per_var.detach().cpu().numpy())
+        np.add.at(curve_n, bins, 1)
+        step += 1
+        seen += args.batch
+        run_loss.append(loss.item())
+        if step % args.log_every == 0:
+            dt = time.time() - t0
+            rec = {"step": step, "mode": mode, "loss_bpsp": float(np.mean(run_loss)), "lr": lr_at(step, args.steps, args.lr),
+                   "crops_per_s": seen / dt, "elapsed_s": dt}
+            run_loss = []
+            if step % args.eval_every == 0 or step == args.steps:
+                ema.eval()
+                rec["val_bpsp"] = evaluate(ema, val, device) if val else {}
+                rec["curve_bits"] = (curve_sum / np.maximum(curve_n, 1)).round(3).tolist()
+            print(json.dumps(rec), flush=True)
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+        if step % args.ckpt_every == 0 or step == args.steps:
+            state = {"model": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
+                     "config": config.to_dict(), "args": vars(args)}
+            torch.save(state, out / "ckpt.tmp")
+            (out / "ckpt.tmp").replace(ckpt)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", nargs="+", help="folders or .npz files of training images")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, log)")
+    p.add_argument("--val", nargs="*", default=[], help="held-out folders or .npz for validation bpsp")
+    p.add_argument("--steps", type=int, default=9000)
+    p.add_argument("--qat-from", type=int, default=7000, help="step at which quantization-aware training starts")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--crop", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--ema", type=float, default=0.998)
+    p.add_argument("--channels", type=int, default=48)
+    p.add_argument("--mixtures", type=int, default=4)
+    p.add_argument("--val-crops", type=int, default=128)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--ckpt-every", type=int, default=250)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Shipped models: export from a training run, registry with hashes, loading.
+
+A model file (models/NAME.npz) holds the *integer* network (int8 weights, int32 biases,
+per-channel shifts), its config, the loss curve L(f) in millibits and a JSON metadata
+record. Shipping integers rather than float weights means no float rounding ever happens
+between the file and the coder. Files are registered by name with their full sha256,
+which is checked on load; an .ardm file names its model and the first 8 bytes of that
+hash, so a file is never decoded by the wrong model.
+
+    python -m ardmzip.weights export runs/oa-s48 --name oa-s48 --data ../shared/data/train
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .dlm import TABLES_HASH
+from .errors import ModelMismatch
+from .model import ARDMNet, IntegerNet, ModelConfig
+from .qlayers import IntConv
+
+MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
+FILE_VERSION = 1
+CURVE_POINTS = 33          # L at f = 0, 1/32, ..., 1
+# name -> (file name, sha256 of the file). Add a line when shipping a model.
+REGISTRY: dict[str, tuple[str, str]] = {}
+DEFAULT_MODEL = "oa-s48"
+
+
+@dataclass
+class Model:
+    """A loaded model: the exact network plus what the codec needs to know about it."""
+    name: str
+    sha256: str
+    net: IntegerNet
+    curve: np.ndarray          # (CURVE_POINTS,) int64 millibits per hidden variable
+    meta: dict
+
+    @property
+    def hash8(self) -> bytes:
+        return bytes.fromhex(self.sha256)[:8]
+
+
+def _layers(inet: IntegerNet) -> list[tuple[str, IntConv]]:
+    return ([("stem", inet.stem)] + [(f"block{i}", b) for i, b in enumerate(inet.blocks)]
+            + [("head_hidden", inet.head_hidden), ("head_out", inet.head_out)])
+
+
+def to_bytes(inet: IntegerNet, curve: np.ndarray, meta: dict) -> bytes:
+    arrays = {}
+    specs = []
+    for name, layer in _layers(inet):
+        w = layer.weight.cpu()
+        arrays[f"{name}.w"] = w.numpy().astype(np.int8)
+        arrays[f"{name}.b"] = layer.bias.cpu().numpy().astype(np.int32)
+        arrays[f"{name}.shift"] = (-torch.log2(layer.scale.cpu())).round().numpy().astype(np.int8)
+        specs.append({"name": name, "padding": layer.padding, "dilation": layer.dilation,
+                      "lo": layer.lo, "hi": layer.hi})
+    meta = dict(meta, file_version=FILE_VERSION, config=inet.config.to_dict(), layers=specs,
+                tables_sha256=TABLES_HASH)
+    arrays["curve"] = np.asarray(curve, dtype=np.int32)
+    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def from_bytes(data: bytes, name: str) -> Model:
+    sha = hashlib.sha256(data).hexdigest()
+    with np.load(io.BytesIO(data)) as z:
+        meta = json.loads(bytes(z["meta"]).decode())
+        if meta.get("file_version") != FILE_VERSION:
+            raise ModelMismatch(f"model {name}: unsupported model file version {meta.get('file_version')}")
+        if meta["tables_sha256"] != TABLES_HASH:
+            raise ModelMismatch(f"model {name} was made with other probability tables")
+        layers = {}
+        for spec in meta["layers"]:
+            n = spec["name"]
+            shift = torch.as_tensor(z[f"{n}.shift"].astype(np.float32))
+            layers[n] = IntConv(torch.as_tensor(z[f"{n}.w"].astype(np.float32)),
+                                torch.as_tensor(z[f"{n}.b"].astype(np.float32)),
+                                torch.pow(2.0, -shift), spec["padding"], spec["dilation"], spec["lo"], spec["hi"])
+        curve = z["curve"].astype(np.int64)
+    config = ModelConfig.from_dict(meta["config"])
+    blocks = [layers[f"block{i}"] for i in range(len(config.dilations))]
+    net = IntegerNet(config, layers["stem"], blocks, layers["head_hidden"], layers["head_out"])
+    return Model(name, sha, net, curve, meta)
+
+
+_CACHE: dict[str, Model] = {}
+
+
+def load(name: str | None = None, path: str | Path | None = None) -> Model:
+    """A registered model by name (hash-checked), or any model file by path."""
+    if path is not None:
+        p = Path(path)
+        return from_bytes(p.read_bytes(), p.stem)
+    name = name or DEFAULT_MODEL
+    if name in _CACHE:
+        return _CACHE[name]
+    if name not in REGISTRY:
+        raise ModelMismatch(f"unknown model {name!r}; this ardmzip has: {', '.join(sorted(REGISTRY)) or 'none'}")
+    fname, sha = REGISTRY[name]
+    data = (MODEL_DIR / fname).read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha:
+        raise ModelMismatch(f"model file {fname} does not match its registered sha256")
+    _CACHE[name] = from_bytes(data, name)
+    return _CACHE[name]
+
+
+def find_by_hash(name: str, hash8: bytes) -> Model:
+    """The model an archive names; a clear error if we do not have it."""
+    if name in REGISTRY:
+        model = load(name)
+        if model.hash8 == hash8:
+            return model
+    raise ModelMismatch(f"this file was made by model {name!r} ({hash8.hex()}), which this ardmzip does not have")
+
+
+@torch.no_grad()
+def measure_curve(inet: IntegerNet, crops: np.ndarray, points: int = CURVE_POINTS, seed: int = 0) -> np.ndarray:
+    """Mean exact cost (millibits) of a hidden subpixel at revealed fractions i/(points-1)."""
+    from .dlm import exact_frequencies, bits_of
+    g = torch.Generator().manual_seed(seed)
+    x = torch.as_tensor(crops).permute(0, 3, 1, 2).long()
+    b, _, h, w = x.shape
+    d = 3 * h * w
+    out = []
+    for i in range(points):
+        n_rev = min(d - 1, round(i * d / (points - 1)))
+        ranks = torch.rand(b, d, generator=g).argsort(1).argsort(1).view(b, h, w, 3).permute(0, 3, 1, 2)
+        mask = (ranks < n_rev).int()
+        params, anchor = inet.full(x, mask)                            # (B,3,3,M,H,W)
+        hid = mask == 0
+        p = params.permute(0, 1, 4, 5, 2, 3)[hid]                       # (N, 3, M)
+        a, target = anchor[hid], x[hid]
+        bits = sum(bits_of(exact_frequencies(p[j:j + 16384], a[j:j + 16384]), target[j:j + 16384])
+                   for j in range(0, len(p), 16384))
+        out.append(round(1000 * bits / len(p)))
+    return np.array(out, dtype=np.int64)
+
+
+def export(run: str, name: str, data: list[str], out_dir: Path = MODEL_DIR, curve_crops: int = 32,
+           checkpoint: str = "ckpt.pt") -> Path:
+    from .data import CropSampler, pyramid, scan
+    state = torch.load(Path(run) / checkpoint, map_location="cpu", weights_only=False)
+    net = ARDMNet(ModelConfig.from_dict(state["config"]))
+    net.load_state_dict(state["ema"])
+    inet = net.export()
+    photos, arrays = [], []
+    for d in data:
+        p, a = scan(d)
+        photos += p
+        arrays += a
+    crops, _ = CropSampler(pyramid(photos), [], 64, gray_fraction=0.0, seed=99).sample(curve_crops)
+    curve = measure_curve(inet, crops)
+    meta = {"name": name, "step": state["step"], "train_args": state.get("args", {})}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.npz"
+    path.write_bytes(to_bytes(inet, curve, meta))
+    print(f"{path}: sha256 {hashlib.sha256(path.read_bytes()).hexdigest()}; curve (bits) {(curve / 1000).round(2).tolist()}")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Export a training run to a shipped integer model.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("export")
+    e.add_argument("run")
+    e.add_argument("--name", required=True)
+    e.add_argument("--data", nargs="+", required=True, help="training folders (for the loss curve)")
+    e.add_argument("--checkpoint", default="ckpt.pt")
+    e.add_argument("--out-dir", default=str(MODEL_DIR))
+    a = p.parse_args(argv)
+    export(a.run, a.name, a.data, Path(a.out_dir), checkpoint=a.checkpoint)
+
+
+if __name__ == "__main__":
+    main()

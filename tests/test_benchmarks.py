@@ -1,0 +1,201 @@
+"""Fast tests for benchmarks/ (the codec comparison), on tiny synthetic images.
+
+They check the bookkeeping (exact round trips, bpsp arithmetic, size-weighted
+totals, failure reporting, loading) and never ardmzip's own numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# benchmarks/ is not an installed package: make the repo root importable under plain `pytest`.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import compare  # noqa: E402
+from benchmarks.codecs import CODEC_KEYS, ArdmzipCodec, Codec, make_codec, make_codecs  # noqa: E402
+
+BASELINES = [k for k in CODEC_KEYS if k != "ardmzip"]
+
+
+def _gradient(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
+    """Smooth ramp plus a little noise: compressible but not trivial."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = (x * 7 + y * 5)[..., None] + np.arange(c) * 40
+    return ((base + rng.integers(0, 8, (h, w, c))) % 256).astype(np.uint8)
+
+
+def _images() -> dict[str, np.ndarray]:
+    images = {"rgb": _gradient(16, 16, 3), "gray": _gradient(16, 16, 1, seed=1), "odd": _gradient(13, 17, 3, seed=2)}
+    rgba = _gradient(16, 16, 4, seed=3)
+    images["rgba"] = rgba
+    images["rgba_opaque"] = np.concatenate([rgba[..., :3], np.full((16, 16, 1), 255, np.uint8)], axis=2)
+    try:
+        import skimage.data
+
+        images["astronaut"] = np.ascontiguousarray(skimage.data.astronaut()[100:148, 180:228])
+        images["camera"] = np.ascontiguousarray(skimage.data.camera()[100:148, 200:248, None])
+    except ImportError:
+        pass
+    return images
+
+
+class RawCodec(Codec):
+    """Lossless with a known size: 6-byte shape header + raw pixels."""
+
+    name = key = "raw"
+
+    def encode(self, image: np.ndarray) -> bytes:
+        return struct.pack("<HHH", *image.shape) + image.tobytes()
+
+    def decode(self, data: bytes) -> np.ndarray:
+        shape = struct.unpack("<HHH", data[:6])
+        return np.frombuffer(data[6:], np.uint8).reshape(shape)
+
+
+class BrokenCodec(RawCodec):
+    """Decodes to an image with one subpixel off by one."""
+
+    name = key = "broken"
+
+    def decode(self, data: bytes) -> np.ndarray:
+        out = super().decode(data).copy()
+        out[0, 0, 0] ^= 1
+        return out
+
+
+class CrashingCodec(RawCodec):
+    name = key = "crash"
+
+    def decode(self, data: bytes) -> np.ndarray:
+        raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("key", BASELINES)
+def test_baseline_round_trips_exactly(key: str) -> None:
+    codec = make_codec(key)
+    ok, reason = codec.available()
+    if not ok:
+        pytest.skip(reason)
+    for label, image in _images().items():
+        decoded = codec.decode(codec.encode(image))
+        assert compare.compare_pixels(image, decoded) is None, (key, label)
+
+
+def test_bpsp_of_known_length() -> None:
+    image = _gradient(16, 16, 3)
+    (row,) = compare.run_benchmark({"s": [image]}, [RawCodec()], warmup=False)
+    assert row["ok"] and row["bytes"] == 6 + 768
+    assert row["bpsp"] == pytest.approx(8 * (6 + 768) / 768)
+    assert row["subpixels"] == 768 and row["pixels"] == 256
+    assert row["encode_mpps"] == pytest.approx(256 / 1e6 / row["encode_s"])
+
+
+def test_set_total_is_bits_over_subpixels_not_mean() -> None:
+    small, big = _gradient(2, 2, 3), _gradient(20, 20, 3)  # 12 and 1200 subpixels
+    rows = compare.run_benchmark({"s": [small, big]}, [RawCodec()], warmup=False)
+    (total,) = compare.summarize(rows)
+    expected = 8 * (6 + 12 + 6 + 1200) / (12 + 1200)
+    assert total["bpsp"] == pytest.approx(expected)
+    assert total["bpsp"] != pytest.approx(np.mean([r["bpsp"] for r in rows]))
+    assert total["encode_s"] == pytest.approx(sum(r["encode_s"] for r in rows))
+    assert total["images"] == 2 and total["failures"] == 0
+    assert "| raw |" in compare.markdown_table([total])
+
+
+def test_broken_codec_is_reported() -> None:
+    rows = compare.run_benchmark({"s": [_gradient(8, 8, 3)]}, [RawCodec(), BrokenCodec(), CrashingCodec()])
+    by = {r["codec"]: r for r in rows}
+    assert by["raw"]["ok"]
+    assert not by["broken"]["ok"] and "differ" in by["broken"]["error"]
+    assert not by["crash"]["ok"] and "boom" in by["crash"]["error"]
+    summary = {s["codec"]: s for s in compare.summarize(rows)}
+    assert summary["broken"]["failures"] == 1
+    assert "FAIL" in compare.markdown_table(list(summary.values()))
+
+
+def test_compare_pixels_rules() -> None:
+    gray = _gradient(4, 4, 1)
+    assert compare.compare_pixels(gray, gray[..., 0]) is None  # H x W vs H x W x 1
+    assert compare.compare_pixels(gray, np.repeat(gray, 3, axis=2)) is None  # WebP-style gray
+    rgba = _gradient(4, 4, 4)
+    assert compare.compare_pixels(rgba, rgba[..., :3]) is not None  # alpha carried data: lost
+    rgba[..., 3] = 255
+    assert compare.compare_pixels(rgba, rgba[..., :3]) is None  # opaque alpha dropped: same image
+    assert compare.compare_pixels(gray, gray.astype(np.int16)) is not None  # dtype matters
+
+
+def _write_folder(root: Path) -> None:
+    (root / "sub").mkdir(parents=True)
+    Image.fromarray(_gradient(8, 8, 3)).save(root / "b.png")
+    Image.fromarray(_gradient(8, 6, 1)[..., 0]).save(root / "sub" / "a.pgm")
+    Image.fromarray(_gradient(8, 8, 3)).convert("P").save(root / "c.bmp")
+    Image.fromarray(_gradient(8, 8, 1)[..., 0] > 100).save(root / "d.tif")
+    (root / "notes.txt").write_text("not an image")
+
+
+def test_folder_loading(tmp_path: Path) -> None:
+    _write_folder(tmp_path / "myset")
+    sets, names = compare.load_sets([tmp_path / "myset"])
+    assert list(sets) == ["myset"]
+    assert names["myset"] == ["b.png", "c.bmp", "d.tif", "sub/a.pgm"]  # sorted, recursive, no .txt
+    shapes = [a.shape for a in sets["myset"]]
+    assert shapes == [(8, 8, 3), (8, 8, 3), (8, 8, 1), (8, 6, 1)]  # P -> RGB, 1 -> L, gray stays C=1
+    assert all(a.dtype == np.uint8 for a in sets["myset"])
+    np.testing.assert_array_equal(sets["myset"][0], _gradient(8, 8, 3))
+    sets, _ = compare.load_sets([tmp_path / "myset"], limit=2)
+    assert len(sets["myset"]) == 2
+
+
+def test_array_loading(tmp_path: Path) -> None:
+    stack = np.stack([_gradient(4, 5, 3, seed=i) for i in range(5)])
+    np.savez(tmp_path / "withkey.npz", labels=np.arange(5), images=stack)
+    np.savez(tmp_path / "nokey.npz", stack)
+    np.save(tmp_path / "gray.npy", stack[..., 0])
+    sets, names = compare.load_sets(
+        [tmp_path / "withkey.npz", tmp_path / "nokey.npz", tmp_path / "gray.npy"], limit=3
+    )
+    assert list(sets) == ["withkey", "nokey", "gray"]
+    assert names["withkey"] == ["withkey[0]", "withkey[1]", "withkey[2]"]
+    np.testing.assert_array_equal(np.stack(sets["withkey"]), stack[:3])
+    np.testing.assert_array_equal(np.stack(sets["nokey"]), stack[:3])
+    assert sets["gray"][0].shape == (4, 5, 1)
+
+
+def test_ardmzip_codec_skipped_cleanly_when_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ardmzip", None)  # makes `import ardmzip` raise ImportError
+    codec = ArdmzipCodec(steps=8)
+    ok, reason = codec.available()
+    assert not ok and "ardmzip" in reason and codec.name == "ardmzip-8"
+    monkeypatch.setitem(sys.modules, "ardmzip", types.ModuleType("ardmzip"))  # half-written package
+    ok, reason = codec.available()
+    assert not ok and "compress" in reason
+    rows = compare.run_benchmark({"s": [_gradient(4, 4, 3)]}, [codec, RawCodec()])
+    assert [r["codec"] for r in rows] == ["raw"]
+    assert [c.name for c in make_codecs(["png", "ardmzip"], [4, None])] == ["png", "ardmzip-4", "ardmzip"]
+
+
+def test_cli_exit_status_and_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    _write_folder(tmp_path / "imgs")
+    monkeypatch.setattr(compare, "make_codecs", lambda keys, steps: [RawCodec()])
+    assert compare.main([str(tmp_path / "imgs"), "--codecs", "png", "--out", str(tmp_path / "out")]) == 0
+    assert "| raw |" in capsys.readouterr().out
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(result["rows"]) == 4 and result["summary"][0]["failures"] == 0
+    assert "date_utc" in result["environment"]
+    for name in ("results.csv", "summary.csv", "results.md"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+
+    monkeypatch.setattr(compare, "make_codecs", lambda keys, steps: [RawCodec(), BrokenCodec()])
+    assert compare.main([str(tmp_path / "imgs"), "--limit", "1"]) == 1
+    assert "NOT exact" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        compare.main([str(tmp_path / "imgs"), "--codecs", "nope"])
