@@ -92,16 +92,23 @@ class PlaneCoder:
                 yield strip, idx[lo:hi]
             lo = hi
 
+    def chunks(self, variables: np.ndarray) -> list[np.ndarray]:
+        return [variables[i:i + self.chunk] for i in range(0, len(variables), self.chunk)]
+
     def frequencies(self, values: torch.Tensor, mask: torch.Tensor, strip: tuple[int, int],
-                    variables: np.ndarray):
-        """Yield integer frequencies (n, 256) for consecutive chunks of ``variables``."""
+                    chunks: list[np.ndarray]):
+        """Yield integer frequencies (n, 256) for each chunk of variables, in the given order.
+
+        All variables of a step share one mask, so their frequencies do not depend on
+        the order they are computed in: the encoder walks the chunks backwards, the
+        decoder forwards, and both hold one chunk's frequencies at a time."""
         r0, r1 = strip
         halo = self.net.config.halo
         top, bottom = max(0, r0 - halo), min(self.h, r1 + halo)
         x, anchor = self.net.trunk(values[:, :, top:bottom], mask[:, :, top:bottom])
         dev = x.device
-        for i in range(0, len(variables), self.chunk):
-            v = torch.from_numpy(variables[i:i + self.chunk]).to(dev)
+        for chunk in chunks:
+            v = torch.from_numpy(chunk).to(dev)
             if self.gray:
                 row, col, ch = v // self.w, v % self.w, torch.zeros_like(v)
             else:
@@ -130,15 +137,13 @@ def encode_plane(model: Model, plane: np.ndarray, steps: int, seed: int, device:
     enc = Encoder()
     for step in tqdm(range(pc.steps - 1, -1, -1), desc="compress", unit="step", disable=not progress, leave=False):
         mask = pc.mask(step).to(device)
-        pending = []                                   # (symbols, freq) in decoder order
-        for strip, variables in pc.work(step):
-            chunks = pc.frequencies(values, mask, strip, variables)
-            for i, freq in zip(range(0, len(variables), pc.chunk), chunks):
-                sym = flat[variables[i:i + pc.chunk]].astype(np.int32)
-                pending.append((sym, freq))
-        for sym, freq in reversed(pending):
-            stats.ideal_bits += bits_of(freq.cpu(), torch.from_numpy(sym))
-            enc.push(sym, frequencies_to_probabilities(freq))
+        # ANS is a stack: push the step's chunks in the reverse of the decoder's order.
+        for strip, variables in reversed(list(pc.work(step))):
+            chunks = pc.chunks(variables)[::-1]
+            for var, freq in zip(chunks, pc.frequencies(values, mask, strip, chunks)):
+                sym = flat[var].astype(np.int32)
+                stats.ideal_bits += bits_of(freq.cpu(), torch.from_numpy(sym))
+                enc.push(sym, frequencies_to_probabilities(freq))
     stats.subpixels += flat.size
     data = enc.finish()
     stats.file_bits += 8 * len(data)
@@ -157,12 +162,11 @@ def decode_plane(model: Model, data: bytes, h: int, w: int, gray: bool, steps: i
         for step in tqdm(range(pc.steps), desc="decompress", unit="step", disable=not progress, leave=False):
             mask = pc.mask(step).to(device)
             for strip, variables in pc.work(step):
-                for i, freq in zip(range(0, len(variables), pc.chunk), pc.frequencies(values, mask, strip, variables)):
-                    var = variables[i:i + pc.chunk]
-                    sym = dec.pop(frequencies_to_probabilities(freq))
-                    flat[var] = sym
-                # reveal this strip's values for the next step (masked until then)
-                values.copy_(_plane_tensor(flat.reshape(h, w) if gray else flat.reshape(h, w, 3), gray).to(device))
+                chunks = pc.chunks(variables)
+                for var, freq in zip(chunks, pc.frequencies(values, mask, strip, chunks)):
+                    flat[var] = dec.pop(frequencies_to_probabilities(freq))
+            # reveal this step's values to the next steps (the mask hides them until then)
+            values.copy_(_plane_tensor(flat.reshape(h, w) if gray else flat.reshape(h, w, 3), gray).to(device))
     except (ValueError, RuntimeError, OverflowError) as e:
         raise FormatError(f"corrupt .ardm file: bitstream does not decode ({e})") from None
     if not dec.finished_cleanly():
@@ -193,7 +197,7 @@ def compress_picture(picture: Picture, steps: int | None = None, model: str | No
             stats.subpixels += alpha.size
             stats.file_bits += 8
         else:
-            streams.append(encode_plane(m, alpha, steps, seed + 1, dev, stats, progress))
+            streams.append(encode_plane(m, alpha, steps, (seed + 1) % 2**64, dev, stats, progress))
     header = container.Header(m.name, m.hash8, picture.mode, px.shape[1], px.shape[0], steps, seed,
                               pixel_crc(px), tuple(picture.metadata))
     return container.pack(header, streams)
@@ -215,7 +219,7 @@ def decompress_picture(data: bytes, device: str = "cpu", progress: bool = False,
         if len(streams[1]) == 1:
             planes.append(np.full((h, w, 1), streams[1][0], dtype=np.uint8))
         else:
-            alpha_args = (header.steps, header.seed + 1, dev, progress, strip_pixels, chunk)
+            alpha_args = (header.steps, (header.seed + 1) % 2**64, dev, progress, strip_pixels, chunk)
             planes.append(decode_plane(m, streams[1], h, w, True, *alpha_args)[..., None])
     px = np.ascontiguousarray(np.concatenate(planes, axis=2))
     if pixel_crc(px) != header.pixel_crc:

@@ -18,6 +18,7 @@ rounding (``mode="qat"``), or skipped (``mode="float"``, with the same clamps).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -107,38 +108,44 @@ class IntConv:
         return torch.floor(acc * self.scale).clamp_(self.lo, self.hi)
 
 
-def exact_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """x @ w.T for integer-valued float32 under the 2^24 bound (exact; TF32 off on CUDA)."""
-    if x.device.type == "cpu":
-        return x @ w.t()
-    prev = torch.backends.cuda.matmul.allow_tf32
+@contextlib.contextmanager
+def full_fp32():
+    """Float32 arithmetic with no reduced-precision shortcuts (TF32 on CUDA, bf16 on oneDNN
+    when a user lowered ``torch.set_float32_matmul_precision``), restored afterwards."""
+    prev = (torch.get_float32_matmul_precision(), torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.allow_tf32)
+    torch.set_float32_matmul_precision("highest")
     torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     try:
-        return x @ w.t()
+        yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = prev
+        torch.set_float32_matmul_precision(prev[0])
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev[1], prev[2]
+
+
+def exact_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x @ w.T for integer-valued float32 under the 2^24 bound: exact in any summation order."""
+    with full_fp32():
+        return x @ w.t()
 
 
 def exact_conv2d(x: torch.Tensor, w: torch.Tensor, padding: int, dilation: int) -> torch.Tensor:
     """conv2d of integer-valued float32 tensors whose partial sums stay below 2^24.
 
-    On CPU this is F.conv2d (direct/GEMM algorithms: only products and additions, exact
-    under the bound; the tests compare it with float64). On CUDA, cuDNN may pick Winograd
-    or FFT algorithms that round, so we use im2col + a float32 GEMM with TF32 off.
+    On CPU this is F.conv2d (oneDNN's direct algorithm: only products and additions, exact
+    under the bound in any order; tests compare it with float64 and across threads, batch
+    and crops). On CUDA, cuDNN may pick Winograd or FFT algorithms that round, so we use
+    im2col + a float32 GEMM with TF32 off.
     """
-    if x.device.type == "cpu":
-        return F.conv2d(x, w, padding=padding, dilation=dilation)
-    return _conv2d_gemm(x, w, padding, dilation)
+    with full_fp32():
+        if x.device.type == "cpu":
+            return F.conv2d(x, w, padding=padding, dilation=dilation)
+        return _conv2d_gemm(x, w, padding, dilation)
 
 
 def _conv2d_gemm(x: torch.Tensor, w: torch.Tensor, padding: int, dilation: int) -> torch.Tensor:
     b, _, h, wd = x.shape
     k = w.shape[-1]
     cols = F.unfold(x, k, dilation=dilation, padding=padding)          # (B, Cin*k*k, H*W)
-    prev = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        out = torch.matmul(w.flatten(1), cols)                          # (B, Cout, H*W)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = prev
-    return out.view(b, -1, h, wd)
+    return torch.matmul(w.flatten(1), cols).view(b, -1, h, wd)         # (B, Cout, H, W)

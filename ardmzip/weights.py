@@ -30,7 +30,9 @@ MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
 FILE_VERSION = 1
 CURVE_POINTS = 33          # L at f = 0, 1/32, ..., 1
 # name -> (file name, sha256 of the file). Add a line when shipping a model.
-REGISTRY: dict[str, tuple[str, str]] = {}
+REGISTRY: dict[str, tuple[str, str]] = {
+    "oa-s48": ("oa-s48.npz", "c2c9743af57d4a302fb1c38c75c1f7262c77036e5a6f56dca3f296f6d873de55"),
+}
 DEFAULT_MODEL = "oa-s48"
 
 
@@ -113,6 +115,15 @@ def load(name: str | None = None, path: str | Path | None = None) -> Model:
         raise ModelMismatch(f"model file {fname} does not match its registered sha256")
     _CACHE[name] = from_bytes(data, name)
     return _CACHE[name]
+
+
+def register(path: str | Path, name: str | None = None) -> Model:
+    """Make a model file usable by name in this process (experiments, tests)."""
+    p = Path(path).resolve()
+    name = name or p.stem
+    REGISTRY[name] = (str(p), hashlib.sha256(p.read_bytes()).hexdigest())
+    _CACHE.pop(name, None)
+    return load(name)
 
 
 def find_by_hash(name: str, hash8: bytes) -> Model:

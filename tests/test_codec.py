@@ -1,0 +1,150 @@
+"""Round trips through the codec (API level) and the properties the format promises."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import ardmzip
+from ardmzip import codec, container
+from ardmzip.ardm import coding_ranks
+from ardmzip.errors import ChecksumError, FormatError, InputError
+from ardmzip.imageio import picture_from_array
+
+
+def smooth_image(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
+    """A photo-like image: smooth gradients plus a little noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = 128 + 60 * np.sin(x / 7.0 + seed) + 40 * np.cos(y / 5.0)
+    chans = [base + 20 * k + rng.normal(0, 3, (h, w)) for k in range(c)]
+    return np.clip(np.stack(chans, -1), 0, 255).astype(np.uint8)
+
+
+def roundtrip(a: np.ndarray, **kw) -> np.ndarray:
+    return ardmzip.decompress(ardmzip.compress(a, **kw))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 9, 3), (9, 1, 3), (33, 17, 3), (1, 1), (17, 33),
+                                   (12, 10, 1), (12, 10, 2), (11, 13, 4)])
+def test_roundtrip_shapes_and_modes(shape):
+    a = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    out = roundtrip(a, steps=4)
+    assert out.shape == (a.shape if a.ndim == 3 else (*a.shape, 1))
+    assert np.array_equal(out.reshape(a.shape), a)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 16, 5000])
+def test_roundtrip_any_step_budget(steps):
+    a = smooth_image(4, 5, 3) if steps > 16 else smooth_image(14, 15, 3)
+    assert np.array_equal(roundtrip(a, steps=steps), a)
+
+
+def test_roundtrip_extreme_values_and_seeds():
+    a = np.zeros((8, 8, 4), dtype=np.uint8)
+    a[::2, ::3] = 255
+    a[..., 3] = np.arange(64).reshape(8, 8)              # varying alpha: its own plane
+    for seed in (0, 1, 2**64 - 1):                          # alpha uses seed + 1, wrapped
+        assert np.array_equal(roundtrip(a, steps=3, seed=seed), a)
+
+
+def test_constant_alpha_costs_one_byte():
+    rgb = smooth_image(16, 16, 3)
+    rgba = np.concatenate([rgb, np.full((16, 16, 1), 255, np.uint8)], -1)
+    assert len(ardmzip.compress(rgba, steps=4)) - len(ardmzip.compress(rgb, steps=4)) <= 3
+    assert np.array_equal(roundtrip(rgba, steps=4), rgba)
+
+
+def test_model_compresses_a_smooth_image():
+    a = smooth_image(48, 48, 3)
+    data = ardmzip.compress(a, steps=8)
+    assert 8 * len(data) / a.size < 7.0
+
+
+def test_decoder_strip_and_chunk_sizes_are_not_part_of_the_format():
+    a = smooth_image(40, 24, 3, seed=1)
+    data = ardmzip.compress(a, steps=3)
+    for strip_pixels, chunk in [(24 * 80, 50), (1 << 20, 7)]:
+        pic = codec.decompress_picture(data, strip_pixels=strip_pixels, chunk=chunk)
+        assert np.array_equal(pic.pixels, a)
+
+
+def test_encoder_strips_and_chunks_give_identical_files(monkeypatch):
+    a = smooth_image(40, 24, 3, seed=2)
+    data = ardmzip.compress(a, steps=3)
+    monkeypatch.setattr(codec.PlaneCoder.__init__, "__defaults__", (24 * 80, 33))
+    assert ardmzip.compress(a, steps=3) == data
+
+
+def test_one_thread_file_decodes_with_two_threads_and_back():
+    a = smooth_image(20, 20, 3, seed=3)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = ardmzip.compress(a, steps=6)
+        torch.set_num_threads(2)
+        two = ardmzip.compress(a, steps=6)
+        assert one == two
+        assert np.array_equal(ardmzip.decompress(one), a)
+        torch.set_num_threads(1)
+        assert np.array_equal(ardmzip.decompress(two), a)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_file_bits_within_one_percent_of_cross_entropy():
+    a = smooth_image(64, 64, 3, seed=4)
+    stats = codec.Stats()
+    data = codec.compress_picture(picture_from_array(a), steps=12, stats=stats)
+    payload_bits = stats.file_bits
+    assert payload_bits <= stats.ideal_bits * 1.01 + 64
+    assert 8 * len(data) > payload_bits                      # the header is counted in the file
+
+
+def test_coding_order_is_a_fixed_permutation():
+    r = coding_ranks(1000, 7)
+    assert sorted(r.tolist()) == list(range(1000))
+    # pinned values: a change here changes the meaning of every existing file
+    assert coding_ranks(10, 0).tolist() == coding_ranks(10, 0).tolist()
+    assert not np.array_equal(coding_ranks(1000, 8), r)
+
+
+def test_payload_damage_is_detected_never_silent():
+    a = smooth_image(16, 16, 3, seed=5)
+    data = bytearray(ardmzip.compress(a, steps=4))
+    header_len = len(container.pack(container.peek_header(bytes(data)), []))
+    for pos in range(header_len, len(data), max(1, (len(data) - header_len) // 12)):
+        bad = bytearray(data)
+        bad[pos] ^= 0x10
+        with pytest.raises(FormatError):
+            ardmzip.decompress(bytes(bad))
+
+
+def test_stream_damage_behind_a_valid_crc_is_caught_by_the_pixel_checksum(monkeypatch):
+    """Even if a damaged stream slipped past the container CRC, wrong pixels are refused."""
+    a = smooth_image(12, 12, 3, seed=6)
+    data = ardmzip.compress(a, steps=3)
+    header, streams = container.unpack(data)
+    words = bytearray(streams[0])
+    words[-5] ^= 0x01
+    forged = container.pack(header, [bytes(words)])
+    with pytest.raises((ChecksumError, FormatError)):
+        ardmzip.decompress(forged)
+
+
+def test_bad_arrays_are_refused():
+    for bad in [np.zeros((4, 4), np.uint16), np.zeros((0, 4, 3), np.uint8), np.zeros((4, 4, 5), np.uint8),
+                [[1, 2], [3, 4]]]:
+        with pytest.raises(InputError):
+            ardmzip.compress(bad)
+    with pytest.raises(InputError):
+        ardmzip.compress(np.zeros((4, 4, 3), np.uint8), steps=0)
+
+
+def test_unknown_model_is_named():
+    a = smooth_image(4, 4, 3)
+    header, streams = container.unpack(ardmzip.compress(a, steps=2))
+    other = container.Header("future-model", b"\x01" * 8, header.mode, header.width, header.height,
+                             header.steps, header.seed, header.pixel_crc, header.metadata)
+    with pytest.raises(ardmzip.ModelMismatch, match="future-model"):
+        ardmzip.decompress(container.pack(other, streams))

@@ -1,0 +1,166 @@
+"""Exact inference: the integer network computes the same integers everywhere.
+
+The decoder must reproduce the encoder's probabilities bit for bit. These tests check the
+integer network against a float64 reference of the same arithmetic, and check that the
+result does not depend on the torch thread count, the batch it is computed in, or whether
+it runs on a crop or the full image.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ardmzip import weights
+from ardmzip.dlm import exact_frequencies
+from ardmzip.features import context_features
+from ardmzip.model import ARDMNet, IntegerNet, ModelConfig
+from ardmzip.qlayers import IntConv
+
+SMALL = ModelConfig(channels=16, dilations=(1, 2, 4), head_hidden=24, mixtures=3)
+
+
+def random_integer_net(seed: int = 0, config: ModelConfig = SMALL) -> IntegerNet:
+    """An exported net with weights spread over the whole int8 range."""
+    torch.manual_seed(seed)
+    net = ARDMNet(config)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.3)
+    return net.export()
+
+
+def random_inputs(b: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    values = torch.randint(0, 256, (b, 3, h, w), generator=g)
+    mask = (torch.rand(b, 3, h, w, generator=g) < torch.rand(b, 1, 1, 1, generator=g)).int()
+    return values, mask
+
+
+def reference_layer(layer: IntConv, x: torch.Tensor) -> torch.Tensor:
+    """The integer layer in float64, where every sum here is exact by a wide margin."""
+    acc = F.conv2d(x.double(), layer.weight.double(), padding=layer.padding, dilation=layer.dilation)
+    acc = acc + layer.bias.double().view(1, -1, 1, 1)
+    return torch.floor(acc * layer.scale.double().view(1, -1, 1, 1)).clamp(layer.lo, layer.hi)
+
+
+def reference_full(net: IntegerNet, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    feats, _ = context_features(values, mask)
+    x = reference_layer(net.stem, feats.double())
+    for block in net.blocks:
+        x = (x + reference_layer(block, x.clamp(min=0))).clamp(-127, 127)
+    out = reference_layer(net.head_out, reference_layer(net.head_hidden, x.clamp(min=0)))
+    b, _, h, w = out.shape
+    return out.view(b, 3, 3, net.config.mixtures, h, w)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> IntegerNet:
+    return weights.load().net
+
+
+def test_context_features_float32_box_sums_are_exact(monkeypatch):
+    import ardmzip.features as features
+    values, mask = random_inputs(2, 70, 65)
+    feats, anchor = context_features(values, mask)
+    exact_sum = lambda x, r: F.avg_pool2d(x.double(), 2 * r + 1, stride=1, padding=r,  # noqa: E731
+                                          divisor_override=1).float()
+    monkeypatch.setattr(features, "box_sum", exact_sum)
+    feats64, anchor64 = features.context_features(values, mask)
+    assert torch.equal(feats, feats64) and torch.equal(anchor, anchor64)
+    assert bool((feats == feats.round()).all()) and feats.abs().max() <= 255
+    assert 0 <= int(anchor.min()) and int(anchor.max()) <= 255
+
+
+def test_hidden_values_do_not_leak(shipped):
+    """What hides under the mask must not change any output (the decoder does not have it)."""
+    values, mask = random_inputs(1, 40, 40, seed=2)
+    scrambled = torch.where(mask.bool(), values, torch.randint(0, 256, values.shape))
+    a, anchor_a = shipped.full(values, mask)
+    b, anchor_b = shipped.full(scrambled, mask)
+    assert torch.equal(a, b) and torch.equal(anchor_a, anchor_b)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_integer_net_equals_float64_reference(seed):
+    net = random_integer_net(seed)
+    values, mask = random_inputs(3, 29, 41, seed)
+    params, _ = net.full(values, mask)
+    ref = reference_full(net, values, mask)
+    assert torch.equal(params.double(), ref)
+    assert params.abs().max() > 100          # the test exercises large integers, not zeros
+
+
+def test_shipped_model_equals_float64_reference(shipped):
+    values, mask = random_inputs(2, 48, 40, seed=5)
+    params, _ = shipped.full(values, mask)
+    assert torch.equal(params.double(), reference_full(shipped, values, mask))
+
+
+def test_same_result_with_one_and_two_threads(shipped):
+    values, mask = random_inputs(2, 64, 64, seed=3)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one, _ = shipped.full(values, mask)
+        torch.set_num_threads(2)
+        two, _ = shipped.full(values, mask)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, two)
+
+
+def test_same_result_alone_and_in_a_batch(shipped):
+    values, mask = random_inputs(5, 36, 44, seed=4)
+    batch, _ = shipped.full(values, mask)
+    for i in range(5):
+        alone, _ = shipped.full(values[i:i + 1], mask[i:i + 1])
+        assert torch.equal(alone[0], batch[i])
+
+
+def test_crop_interior_equals_full_image(shipped):
+    halo = shipped.config.halo
+    values, mask = random_inputs(1, 120, 110, seed=6)
+    full, full_anchor = shipped.full(values, mask)
+    y0, y1, x0, x1 = 10, 118, 3, 105
+    crop, crop_anchor = shipped.full(values[..., y0:y1, x0:x1], mask[..., y0:y1, x0:x1])
+    # rows/cols at least `halo` from a crop edge that is not an image edge see the same context
+    iy0, iy1, ix0, ix1 = halo, (y1 - y0) - halo, halo, (x1 - x0) - halo
+    assert iy1 > iy0 and ix1 > ix0
+    assert torch.equal(crop[..., iy0:iy1, ix0:ix1], full[..., y0 + iy0:y0 + iy1, x0 + ix0:x0 + ix1])
+    assert torch.equal(crop_anchor[..., iy0:iy1, ix0:ix1], full_anchor[..., y0 + iy0:y0 + iy1, x0 + ix0:x0 + ix1])
+    # and the halo is needed: the crop differs from the full image right at its cut edges
+    assert not torch.equal(crop[..., :, :halo], full[..., y0:y1, x0:x0 + halo])
+
+
+def test_head_on_rows_equals_head_on_image(shipped):
+    values, mask = random_inputs(1, 30, 30, seed=8)
+    x, _ = shipped.trunk(values, mask)
+    rows = shipped.head(x[0].permute(1, 2, 0).reshape(-1, x.shape[1]))
+    full, _ = shipped.full(values, mask)
+    assert torch.equal(rows.view(30, 30, 3, 3, -1).permute(2, 3, 4, 0, 1), full[0])
+
+
+def test_exact_frequencies_valid_and_batch_independent():
+    g = torch.Generator().manual_seed(0)
+    n, m = 3000, 4
+    params = torch.stack([torch.randint(-400, 400, (n, m), generator=g),
+                          torch.randint(-4095, 4096, (n, m), generator=g),
+                          torch.randint(-60, 110, (n, m), generator=g)], dim=1)
+    anchor = torch.randint(0, 256, (n,), generator=g)
+    freq = exact_frequencies(params, anchor)
+    assert freq.dtype == torch.int32 and freq.shape == (n, 256)
+    assert int(freq.min()) >= 1
+    assert int(freq.double().sum(1).max()) < 2 ** 31
+    parts = torch.cat([exact_frequencies(params[i:i + 7], anchor[i:i + 7]) for i in range(0, n, 7)])
+    assert torch.equal(parts, freq)
+
+
+def test_export_refuses_layers_that_could_round():
+    net = ARDMNet(SMALL)
+    with torch.no_grad():
+        net.blocks[0].conv.weight.fill_(1e-6)    # tiny weights get a large shift...
+        net.blocks[0].conv.bias.fill_(1.0)       # ...which makes the integer bias exceed 2^24
+    with pytest.raises(ValueError, match="not exact"):
+        net.export()
