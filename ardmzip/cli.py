@@ -5,6 +5,17 @@
     ardmzip info photo.ardm
     ardmzip test photo.ardm
 
+Dataset archives (archive.py: many images in one file, random access):
+
+    ardmzip compress photos/ -o photos.ardm [--resume] [-j 2]   # or: data.npz -o data.ardm
+    ardmzip list photos.ardm
+    ardmzip decompress photos.ardm -o out/                      # .npz/.npy sources: -o back.npz
+    ardmzip decompress photos.ardm --member sub/a.png -o a.png
+    ardmzip test photos.ardm; ardmzip info photos.ardm
+
+A folder (or .npz/.npy) source with -o NAME.ardm and no -r makes one archive; with -r
+each image becomes its own .ardm as before.
+
 Conventions follow gzip/zstd: -o names the output (one input), -f overwrites, -c writes
 to stdout, '-' reads stdin, -r walks folders, sources are kept unless --rm. Each failure
 prints one line on stderr; the exit code is that of the last failure (see errors.py):
@@ -22,12 +33,11 @@ from typing import Callable, Iterable
 import click
 
 from . import __version__
+from . import archive
+from .archive import ARRAY_SUFFIXES, IMAGE_SUFFIXES
 from .errors import ArdmzipError, InputError, OutputError
 from .files import SUFFIX, Result, compress_bytes, decompress_bytes, info, read_input
 from .imageio import write_file_atomic
-
-IMAGE_SUFFIXES = {".png", ".bmp", ".dib", ".ppm", ".pgm", ".pbm", ".pnm", ".tif", ".tiff", ".webp", ".gif",
-                  ".tga", ".qoi", ".pcx"}
 
 
 class Reporter:
@@ -41,7 +51,7 @@ class Reporter:
         if self.verbosity >= level:
             click.echo(message, err=True)
 
-    def fail(self, name: str, error: BaseException) -> None:
+    def fail(self, name: str, error: BaseException, hint: str = "") -> None:
         if isinstance(error, ArdmzipError):
             code, text = error.exit_code, str(error)
         elif isinstance(error, MemoryError):
@@ -51,7 +61,7 @@ class Reporter:
             if self.verbosity >= 2:
                 import traceback
                 traceback.print_exc()
-        text = " ".join(text.split())                       # one line, always
+        text = " ".join((f"{text} ({hint})" if hint else text).split())     # one line, always
         prefix = f"{name}: " if name and not text.startswith(name) else ""
         click.echo(f"ardmzip: {prefix}{text}", err=True)
         self.exit_code = code
@@ -163,26 +173,89 @@ def main() -> None:
 @click.argument("sources", nargs=-1, type=str)
 @with_common
 @click.option("-s", "--steps", type=click.IntRange(1, 2**32 - 1), default=None,
-              help="network calls per image plane: more is smaller and slower [default: 32]")
+              help="network calls per image plane: more is smaller and slower [default: 16]")
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, help="coding-order seed")
 @click.option("--model", default=None, help="model name (see `ardmzip models`)")
-def compress(sources, output, to_stdout, force, keep, remove, recursive, quiet, verbose, device, steps, seed, model):
-    """Compress images (PNG, BMP, PNM, TIFF, lossless WebP, GIF) to .ardm files."""
+@click.option("--resume", is_flag=True, help="archives: continue an interrupted run from its .partial file")
+@click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="archives: worker processes compressing in parallel (same bytes)")
+def compress(sources, output, to_stdout, force, keep, remove, recursive, quiet, verbose, device, steps, seed, model,
+             resume, jobs):
+    """Compress images (PNG, BMP, PNM, TIFF, lossless WebP, GIF) to .ardm files.
+
+    A folder, .npz or .npy with -o NAME.ardm (and no -r) becomes one dataset archive."""
+    verbosity = 1 + verbose - quiet
+    target = _archive_target(sources, output, recursive)
+    if target is not None:
+        _compress_archive(*target, to_stdout, force, remove, verbosity, device, steps, seed, model, resume, jobs)
+        return
+    if resume or jobs > 1:
+        Reporter(verbosity).fail("", InputError("--resume and -j apply to archives: DIR, .npz or .npy -o NAME.ardm"))
+        sys.exit(InputError.exit_code)
 
     def work(data: bytes, progress: bool):
         ardm, picture = compress_bytes(data, steps, model=model, seed=seed, device=device, progress=progress)
         px = picture.pixels
         return ardm, Result("", None, px.nbytes, len(ardm), px.size)
 
-    _run(sources, output, to_stdout, force, remove, recursive, 1 + verbose - quiet, IMAGE_SUFFIXES,
+    _run(sources, output, to_stdout, force, remove, recursive, verbosity, IMAGE_SUFFIXES,
          lambda p: str(Path(p).with_suffix(SUFFIX)), work)
+
+
+def _archive_target(sources: tuple[str, ...], output: str | None, recursive: bool) -> tuple[str, str] | None:
+    """(source, archive) when compress should make one archive, else None."""
+    if recursive or len(sources) != 1 or sources[0] == "-":
+        return None
+    src = sources[0]
+    if os.path.isdir(src):
+        return (src, output) if output and output.lower().endswith(SUFFIX) else None
+    if src.lower().endswith(ARRAY_SUFFIXES):
+        return src, output or os.path.splitext(src)[0] + SUFFIX
+    return None
+
+
+def _compress_archive(src: str, out: str, to_stdout: bool, force: bool, remove: bool, verbosity: int, device: str,
+                      steps: int | None, seed: int, model: str | None, resume: bool, jobs: int) -> None:
+    rep = Reporter(verbosity)
+    partial = out + archive.PARTIAL_SUFFIX
+    try:
+        if to_stdout:
+            raise InputError("an archive is written to a file: use -o NAME.ardm, not -c")
+        if remove:
+            raise InputError("--rm is not supported when making an archive")
+        r = archive.write_archive(src, out, steps, resume=resume, force=force, model=model, seed=seed,
+                                  device=device, jobs=jobs, progress=verbosity >= 1 and sys.stderr.isatty())
+        ix = r.index
+        resumed = f" ({r.resumed} resumed)" if r.resumed else ""
+        rep.say(f"{src} -> {out}: {len(ix.members)} images{resumed}, {ix.subpixels} -> {ix.size} bytes, "
+                f"{ix.bpsp:.3f} bpsp ({ix.member_bpsp:.3f} without overhead), overhead {ix.overhead_bytes} bytes ({ix.overhead_per_image:.1f} per image), "
+                f"{r.seconds:.1f} s")
+    except KeyboardInterrupt:
+        kept = f"; finished images are kept in {partial} (continue with --resume)" if os.path.exists(partial) else ""
+        click.echo(f"ardmzip: interrupted{kept}", err=True)
+        sys.exit(130)
+    except BaseException as e:  # noqa: BLE001 - every failure becomes one line
+        if isinstance(e, SystemExit):
+            raise
+        kept = getattr(e, "archive_partial", None)
+        rep.fail(src, e, f"finished images are kept in {kept}; continue with --resume" if kept else "")
+    sys.exit(rep.exit_code)
 
 
 @main.command()
 @click.argument("sources", nargs=-1, type=str)
 @with_common
-def decompress(sources, output, to_stdout, force, keep, remove, recursive, quiet, verbose, device):
-    """Decompress .ardm files to PNG (same mode, pixels and metadata)."""
+@click.option("-m", "--member", "members", multiple=True,
+              help="archives: extract only this member (repeatable; see `ardmzip list`)")
+def decompress(sources, output, to_stdout, force, keep, remove, recursive, quiet, verbose, device, members):
+    """Decompress .ardm files to PNG (same mode, pixels and metadata).
+
+    An archive extracts to a folder of PNGs (-o DIR; default: its name without .ardm),
+    or for .npz/.npy sources to -o NAME.npz / NAME.npy, bit-exact."""
+    verbosity = 1 + verbose - quiet
+    if members or any(s != "-" and os.path.isfile(s) and archive.is_archive(s) for s in sources):
+        _decompress_archive(sources, output, to_stdout, force, remove, verbosity, device, members)
+        return
 
     def out_name(p: str) -> str:
         if not p.lower().endswith(SUFFIX):
@@ -190,11 +263,106 @@ def decompress(sources, output, to_stdout, force, keep, remove, recursive, quiet
         return p[: -len(SUFFIX)] + ".png"
 
     def work(data: bytes, progress: bool):
+        _not_an_archive(data)
         png = decompress_bytes(data, device=device, progress=progress)
         i = info(data)
         return png, Result("", None, i["subpixels"], len(data), i["subpixels"])
 
-    _run(sources, output, to_stdout, force, remove, recursive, 1 + verbose - quiet, {SUFFIX}, out_name, work)
+    _run(sources, output, to_stdout, force, remove, recursive, verbosity, {SUFFIX}, out_name, work)
+
+
+def _not_an_archive(data: bytes) -> None:
+    if data[:len(archive.MAGIC)] == archive.MAGIC:
+        raise InputError("is a dataset archive: give it on its own (ardmzip decompress ARCHIVE -o DIR)")
+
+
+def _decompress_archive(sources: tuple[str, ...], output: str | None, to_stdout: bool, force: bool, remove: bool,
+                        verbosity: int, device: str, members: tuple[str, ...]) -> None:
+    rep = Reporter(verbosity)
+    progress = verbosity >= 1 and sys.stderr.isatty()
+    src = sources[0] if len(sources) == 1 else ""
+    try:
+        if len(sources) != 1 or src == "-" or not archive.is_archive(src):
+            raise InputError("give one archive file" + (" with --member" if members else
+                                                         "; archives are extracted one at a time"))
+        if to_stdout and sys.stdout.isatty() and not force:
+            raise OutputError("refusing to write binary data to a terminal (use -o, or -f to force)")
+        t0 = time.perf_counter()
+        if members:
+            _extract_members(rep, src, output, to_stdout, force, device, members)
+            sys.exit(rep.exit_code)
+        if to_stdout:
+            raise InputError("-c writes one image: add --member NAME")
+        index = archive.read_index(src)
+        if output is None:
+            if not src.lower().endswith(SUFFIX):
+                raise InputError(f"{src}: unknown suffix (expected {SUFFIX}); use -o")
+            output = src[: -len(SUFFIX)] + ("" if index.kind == "images" else "." + index.kind)
+        zeros = f"zero-filled in {output}" if output.lower().endswith(ARRAY_SUFFIXES) else ""
+
+        def report(name: str, error: BaseException | None) -> None:
+            if error is not None:
+                rep.fail(f"{src}: {name}", error, zeros)
+
+        results = archive.extract_all(src, output, force, device, progress, report)
+        failed = sum(e is not None for _, e in results)
+        rep.say(f"{src} -> {output}: {len(results) - failed} of {len(results)} images, "
+                f"{time.perf_counter() - t0:.1f} s", level=2)
+        if remove and not failed:
+            os.unlink(src)
+    except KeyboardInterrupt:
+        click.echo("ardmzip: interrupted", err=True)
+        sys.exit(130)
+    except BaseException as e:  # noqa: BLE001 - every failure becomes one line
+        if isinstance(e, SystemExit):
+            raise
+        rep.fail(src, e)
+    sys.exit(rep.exit_code)
+
+
+def _extract_members(rep: Reporter, src: str, output: str | None, to_stdout: bool, force: bool, device: str,
+                     members: tuple[str, ...]) -> None:
+    """--member: one member to -o FILE (or stdout), several into -o DIR mirroring names."""
+    from .imageio import picture_to_png
+    index = archive.read_index(src)
+    known = {m.name for m in index.members}
+    for name in members:
+        if name not in known:
+            raise InputError(f"no member named {name!r} (see ardmzip list {src})")
+    single = len(set(members)) == 1 and not (output and os.path.isdir(output))
+    if to_stdout and not single:
+        raise InputError("-c writes one image: give one --member")
+    names = archive.png_names([m.name for m in index.members])
+    targets: dict[str, str | None] = {}
+    for name in dict.fromkeys(members):
+        if to_stdout:
+            targets[name] = None
+        elif single:
+            targets[name] = output or os.path.basename(names[name])
+        else:
+            targets[name] = os.path.join(output or os.curdir, *names[name].split("/"))
+    if not force:
+        for dst in targets.values():
+            if dst is not None and os.path.lexists(dst):
+                raise OutputError(f"{dst} exists; use -f to overwrite")     # before the slow part
+    for name, dst in targets.items():
+        try:
+            png = picture_to_png(archive.extract_member(src, name, device))
+            if dst is None:
+                sys.stdout.buffer.write(png)
+                sys.stdout.buffer.flush()
+            else:
+                if not single:
+                    try:
+                        os.makedirs(os.path.dirname(dst), exist_ok=True)
+                    except OSError as e:
+                        raise OutputError(f"cannot create folder for {dst}: {e.strerror or e}") from None
+                write_file_atomic(dst, png, force)
+            rep.say(f"{src}: {name} -> {dst or 'stdout'}", level=2)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001 - one line per member, the others go on
+            rep.fail(f"{src}: {name}", e)
 
 
 @main.command("test")
@@ -203,7 +371,7 @@ def decompress(sources, output, to_stdout, force, keep, remove, recursive, quiet
 @click.option("-q", "--quiet", count=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu")
 def test_cmd(sources, recursive, quiet, device):
-    """Decode .ardm files and check their pixels, writing nothing."""
+    """Decode .ardm files (and every member of archives) and check their pixels, writing nothing."""
     rep = Reporter(1 - quiet)
     try:
         files = _expand(sources, recursive, {SUFFIX})
@@ -212,7 +380,17 @@ def test_cmd(sources, recursive, quiet, device):
         sys.exit(rep.exit_code)
     for src, _ in files:
         try:
+            if src != "-" and archive.is_archive(src):
+                def report(name: str, error: BaseException | None, src: str = src) -> None:
+                    if error is not None:
+                        rep.fail(f"{src}: {name}", error)
+
+                results = archive.test_archive(src, device, quiet == 0 and sys.stderr.isatty(), report)
+                if all(e is None for _, e in results):
+                    rep.say(f"{src}: OK ({len(results)} images)")
+                continue
             data = sys.stdin.buffer.read() if src == "-" else read_input(src)
+            _not_an_archive(data)
             decompress_bytes(data, device=device)
             rep.say(f"{src}: OK")
         except BaseException as e:  # noqa: BLE001
@@ -226,11 +404,24 @@ def test_cmd(sources, recursive, quiet, device):
 @click.argument("sources", nargs=-1, required=True, type=str)
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per file")
 def info_cmd(sources, as_json):
-    """Show an .ardm file's header: image, model, steps, size in bits per subpixel."""
+    """Show an .ardm file's header: image, model, steps, size in bits per subpixel (archives: totals)."""
     rep = Reporter(1)
     for src in sources:
         try:
+            if src != "-" and archive.is_archive(src):
+                a = archive.archive_info(src)
+                if as_json:
+                    click.echo(json.dumps(dict(a, file=src)))
+                else:
+                    arrays = "".join(f"; array {x['key'] or 'data'} {tuple(x['shape'])} uint8" for x in a["arrays"])
+                    model = f"; model {a['model']} ({a['model_hash']}), {a['steps']} steps, seed {a['seed']}" \
+                        if a["model"] else ""
+                    click.echo(f"{src}: archive of {a['images']} images ({a['kind']}), {a['bytes']} bytes, "
+                               f"{a['bpsp']:.3f} bpsp; overhead {a['overhead_bytes']} bytes "
+                               f"({a['overhead_per_image']:.1f} per image){model}{arrays}")
+                continue
             data = sys.stdin.buffer.read() if src == "-" else read_input(src)
+            _not_an_archive(data)
             i = info(data)
             if as_json:
                 click.echo(json.dumps(dict(i, file=src)))
@@ -246,12 +437,58 @@ def info_cmd(sources, as_json):
     sys.exit(rep.exit_code)
 
 
+@main.command("list")
+@click.argument("sources", nargs=-1, required=True, type=str)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per member")
+def list_cmd(sources, as_json):
+    """List an archive's members (size, bits per subpixel, image) from its index alone."""
+    rep = Reporter(1)
+    for src in sources:
+        try:
+            index = archive.read_index(src)
+            if as_json:
+                for m in index.members:
+                    click.echo(json.dumps({"archive": src, "name": m.name, "bytes": m.size, "width": m.width,
+                                           "height": m.height, "mode": m.mode, "bpsp": m.bpsp}))
+                continue
+            lines = [f"{src}:"] if len(sources) > 1 else []
+            lines.append(f"{'bytes':>10} {'bpsp':>7}  {'image':<14} name")
+            lines += [f"{m.size:>10} {m.bpsp:>7.3f}  {f'{m.width}x{m.height} {m.mode}':<14} {m.name}"
+                      for m in index.members]
+            lines.append(f"{index.size:>10} {index.bpsp:>7.3f}  {len(index.members)} images, "
+                         f"{index.overhead_bytes} bytes overhead ({index.overhead_per_image:.1f} per image)")
+            click.echo("\n".join(lines))
+        except BaseException as e:  # noqa: BLE001
+            if isinstance(e, (SystemExit, KeyboardInterrupt)):
+                raise
+            rep.fail(src, e)
+    sys.exit(rep.exit_code)
+
+
 @main.command("models")
 def models_cmd():
     """List the models this ardmzip has."""
     from .weights import DEFAULT_MODEL, REGISTRY
     for name, (fname, sha) in sorted(REGISTRY.items()):
         click.echo(f"{name}{' (default)' if name == DEFAULT_MODEL else ''}: {fname} sha256 {sha}")
+
+
+@main.command("train", context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                         "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def train_cmd(args):
+    """Train an ARDM (see `ardmzip train --help`); same as python -m ardmzip.train."""
+    from .train import main as train_main
+    train_main(list(args))
+
+
+@main.command("export", context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                          "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def export_cmd(args):
+    """Export a training run to a shipped integer model (python -m ardmzip.weights export)."""
+    from .weights import main as weights_main
+    weights_main(["export", *args])
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from .model import IntegerNet
 from .schedule import schedule
 from .weights import Model, find_by_hash, load
 
-DEFAULT_STEPS = 32
+DEFAULT_STEPS = 16
 STRIP_PIXELS = 1 << 20        # pixels per trunk call, halo included
 CHUNK = 1 << 15               # variables per head / coder call
 CHANNELS = {"L": 1, "1": 1, "LA": 2, "RGB": 3, "P": 3, "RGBA": 4, "PA": 4}

@@ -136,7 +136,8 @@ def train(args: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="ardmzip train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", nargs="+", help="folders or .npz files of training images")
     p.add_argument("--out", required=True, help="run folder (checkpoints, log)")
     p.add_argument("--val", nargs="*", default=[], help="held-out folders or .npz for validation bpsp")

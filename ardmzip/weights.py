@@ -31,7 +31,7 @@ FILE_VERSION = 1
 CURVE_POINTS = 33          # L at f = 0, 1/32, ..., 1
 # name -> (file name, sha256 of the file). Add a line when shipping a model.
 REGISTRY: dict[str, tuple[str, str]] = {
-    "oa-s48": ("oa-s48.npz", "c2c9743af57d4a302fb1c38c75c1f7262c77036e5a6f56dca3f296f6d873de55"),
+    "oa-s48": ("oa-s48.npz", "26dd96a7a5e5ea0d9f09e83e0e20f75cf7aab675ee8645707082d14bbd4e0261"),
 }
 DEFAULT_MODEL = "oa-s48"
 
@@ -181,7 +181,7 @@ def export(run: str, name: str, data: list[str], out_dir: Path = MODEL_DIR, curv
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Export a training run to a shipped integer model.")
+    p = argparse.ArgumentParser(prog="ardmzip", description="Export a training run to a shipped integer model.")
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("export")
     e.add_argument("run")

@@ -1,0 +1,1034 @@
+"""Dataset archives: many images in one file, each a complete .ardm, with random access.
+
+    ardmzip.archive.write_archive("photos/", "photos.ardm", steps=32)
+    ardmzip.archive.list_archive("photos.ardm")              # reads only the index
+    ardmzip.archive.extract_member("photos.ardm", "sub/a.png")
+    ardmzip.archive.extract_all("photos.ardm", "out/")       # or "x.npz" for array sources
+
+Sources are a folder of images (walked recursively; member names are the relative POSIX
+paths, sorted by code point) or a .npz/.npy file of uint8 image arrays (N, H, W) or
+(N, H, W, C), C in 1..4 (members named "KEY/000123" for .npz, "000123" for .npy; the
+index keeps each array's key and shape so extraction rebuilds the same arrays, bit-exact).
+
+Byte layout, format version 1.  "varint" is the unsigned LEB128 of container.py; CRCs
+are CRC32 (zlib), 4 bytes little-endian::
+
+    header        5 bytes   magic b"ARDS", version 1
+    members       one after another, in index order; each is
+      record        varint name length (1..4096), name (utf-8), varint blob length,
+                    CRC32 of the record bytes before it
+      blob          a complete single-image .ardm file (container.pack output), which
+                    carries its own header CRC, streams CRC and pixel CRC
+    index
+      kind          1 byte   0 images from a folder, 1 one .npy array, 2 .npz arrays
+      flags         1 byte   bit 0: the .npz entries were deflate-compressed
+      array count   varint   (0 for folders); per array: varint key length, key utf-8,
+                             ndim (1 byte, 3 or 4), ndim varints N, H, W[, C]; dtype uint8
+      member count  varint;  per member: varint name length, name utf-8, varint offset
+                             of the blob, varint blob length, mode (1 byte, index into
+                             container.MODES), varint width, varint height
+      index CRC     4 bytes  CRC32 of the index bytes above
+    footer        20 bytes  index offset (8 bytes LE), member count (8 bytes LE), b"ARDS"
+
+So an archive's size is exactly 5 + sum(record + blob) + index + 20; ``ArchiveIndex``
+reports the overhead (everything but the blobs) in bytes per image.  Members tile the
+file with no gaps, which ``read_index`` checks, so no byte is unaccounted for.
+
+Writing appends members to ``OUT.partial`` and fsyncs after each one, so a crash loses
+at most the member in flight; ``resume=True`` scans the .partial from the start (every
+record CRC and every blob's CRCs are checked, a torn or damaged tail is cut off), keeps
+the finished members that still match the source (same name, pixels, mode, metadata,
+model, steps and seed) and compresses the rest.  Only when every member is in is the
+index and footer written and the file renamed to OUT; a .partial has no footer, so it
+never passes for a complete archive.  Because coding is deterministic, a resumed
+archive is byte-identical to one written in a single run.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import sys
+import tempfile
+import time
+import zipfile
+import zlib
+from collections import deque
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from . import container
+from .codec import DEFAULT_STEPS, compress_picture, decompress_picture, pixel_crc
+from .errors import FormatError, InputError, OutputError
+from .imageio import MODE_CHANNELS, Picture, picture_from_array, read_picture
+
+__all__ = [
+    "MAGIC", "VERSION", "IMAGE_SUFFIXES", "ARRAY_SUFFIXES", "PARTIAL_SUFFIX", "FOOTER_SIZE",
+    "ArraySpec", "MemberInfo", "ArchiveIndex", "WriteResult",
+    "is_archive", "write_archive", "read_index", "archive_info", "list_archive", "extract_member", "extract_all",
+    "test_archive", "png_names",
+]
+
+MAGIC = b"ARDS"
+VERSION = 1
+HEADER = MAGIC + bytes([VERSION])
+FOOTER_SIZE = 20
+PARTIAL_SUFFIX = ".partial"
+KINDS = ("images", "npy", "npz")
+FLAG_DEFLATED = 1
+MAX_NAME_BYTES = 4096
+MAX_ARRAYS = 1 << 16
+IMAGE_SUFFIXES = {".png", ".bmp", ".dib", ".ppm", ".pgm", ".pbm", ".pnm", ".tif", ".tiff", ".webp", ".gif",
+                  ".tga", ".qoi", ".pcx"}
+ARRAY_SUFFIXES = (".npz", ".npy")
+ARRAY_MODES = ("L", "LA", "RGB", "RGBA")           # channels 1..4 of an array image
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+_EMPTY_ZIP = b"PK\x05\x06"
+_U1 = np.dtype(np.uint8)
+
+
+# ---------------------------------------------------------------- data types
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One source array: its .npz key ("" for a .npy) and shape (N, H, W) or (N, H, W, C)."""
+    key: str
+    shape: tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        return self.shape[0]
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return self.shape[1:]
+
+    @property
+    def image_bytes(self) -> int:
+        return int(np.prod(self.shape[1:], dtype=np.int64))
+
+    @property
+    def mode(self) -> str:
+        return "L" if len(self.shape) == 3 else ARRAY_MODES[self.shape[3] - 1]
+
+    def member_names(self) -> list[str]:
+        width = max(6, len(str(max(0, self.count - 1))))
+        prefix = f"{self.key}/" if self.key else ""
+        return [f"{prefix}{i:0{width}d}" for i in range(self.count)]
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    """One archive member as the index describes it (no member bytes are read)."""
+    name: str
+    offset: int          # of the .ardm blob in the archive
+    size: int            # bytes of the .ardm blob
+    mode: str
+    width: int
+    height: int
+
+    @property
+    def channels(self) -> int:
+        return MODE_CHANNELS[self.mode]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, self.channels)
+
+    @property
+    def subpixels(self) -> int:
+        return self.width * self.height * self.channels
+
+    @property
+    def bpsp(self) -> float:
+        return 8 * self.size / max(1, self.subpixels)
+
+
+@dataclass(frozen=True)
+class ArchiveIndex:
+    """What an archive's index holds, plus the archive's size."""
+    kind: str                          # "images", "npy" or "npz"
+    deflated: bool                     # the .npz entries were deflate-compressed
+    arrays: tuple[ArraySpec, ...]
+    members: tuple[MemberInfo, ...]
+    size: int                          # bytes of the whole archive
+    index_offset: int
+
+    @property
+    def member_bytes(self) -> int:
+        return sum(m.size for m in self.members)
+
+    @property
+    def overhead_bytes(self) -> int:
+        """Header, member records, index and footer: everything but the .ardm blobs."""
+        return self.size - self.member_bytes
+
+    @property
+    def overhead_per_image(self) -> float:
+        return self.overhead_bytes / max(1, len(self.members))
+
+    @property
+    def subpixels(self) -> int:
+        return sum(m.subpixels for m in self.members)
+
+    @property
+    def bpsp(self) -> float:
+        """Bits per subpixel of the whole archive, overhead included."""
+        return 8 * self.size / max(1, self.subpixels)
+
+    @property
+    def member_bpsp(self) -> float:
+        """Bits per subpixel of the .ardm members alone (what the progress bar shows)."""
+        return 8 * self.member_bytes / max(1, self.subpixels)
+
+    def member(self, name: str) -> MemberInfo:
+        for m in self.members:
+            if m.name == name:
+                return m
+        raise InputError(f"no member named {name!r} in the archive")
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What ``write_archive`` did."""
+    path: str
+    index: ArchiveIndex
+    resumed: int          # members kept from an earlier, interrupted run
+    compressed: int       # members compressed by this run
+    seconds: float
+
+
+OnWrite = Callable[[MemberInfo, bool], None]                      # (member, resumed)
+OnRead = Callable[[str, "BaseException | None"], None]             # (name, error)
+
+
+# ---------------------------------------------------------------- small encodings
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _crc(data: bytes | bytearray) -> bytes:
+    return zlib.crc32(data).to_bytes(4, "little")
+
+
+def _record(name: str, length: int) -> bytes:
+    """The record in front of a member's blob."""
+    raw = name.encode("utf-8")
+    body = _varint(len(raw)) + raw + _varint(length)
+    return body + _crc(body)
+
+
+class _Cursor:
+    """Bounds-checked reader over bytes; every failure is a FormatError."""
+
+    def __init__(self, data: bytes, what: str) -> None:
+        self.data, self.pos, self.what = data, 0, what
+
+    def fail(self, detail: str) -> FormatError:
+        return FormatError(f"corrupt archive: {self.what}: {detail}")
+
+    def take(self, n: int) -> bytes:
+        if n > len(self.data) - self.pos:
+            raise self.fail("truncated")
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return chunk
+
+    def byte(self) -> int:
+        return self.take(1)[0]
+
+    def varint(self) -> int:
+        value = 0
+        for i in range(10):
+            byte = self.byte()
+            value |= (byte & 0x7F) << (7 * i)
+            if not byte & 0x80:
+                if byte == 0 and i > 0:
+                    raise self.fail("overlong varint")
+                return value
+        raise self.fail("varint longer than 10 bytes")
+
+    def text(self, low: int = 1, high: int = MAX_NAME_BYTES) -> str:
+        n = self.varint()
+        if not low <= n <= high:
+            raise self.fail("bad name length")
+        try:
+            return self.take(n).decode("utf-8")
+        except UnicodeDecodeError:
+            raise self.fail("name is not utf-8") from None
+
+
+def _name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a member name (a relative POSIX path), or None."""
+    try:
+        raw = name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    if not 1 <= len(raw) <= MAX_NAME_BYTES:
+        return f"must be 1..{MAX_NAME_BYTES} bytes"
+    if "\x00" in name or "\\" in name:
+        return "contains a NUL or backslash"
+    if name.startswith("/") or any(part in ("", ".", "..") for part in name.split("/")):
+        return "is not a plain relative path"
+    return None
+
+
+# ---------------------------------------------------------------- index
+
+
+def _pack_index(kind: str, deflated: bool, arrays: Sequence[ArraySpec], members: Sequence[MemberInfo]) -> bytes:
+    out = bytearray((KINDS.index(kind), FLAG_DEFLATED if deflated else 0))
+    out += _varint(len(arrays))
+    for a in arrays:
+        key = a.key.encode("utf-8")
+        out += _varint(len(key)) + key + bytes((len(a.shape),))
+        for d in a.shape:
+            out += _varint(d)
+    out += _varint(len(members))
+    for m in members:
+        name = m.name.encode("utf-8")
+        out += _varint(len(name)) + name + _varint(m.offset) + _varint(m.size)
+        out += bytes((container.MODES.index(m.mode),)) + _varint(m.width) + _varint(m.height)
+    return bytes(out + _crc(out))
+
+
+def _footer(index_offset: int, count: int) -> bytes:
+    return index_offset.to_bytes(8, "little") + count.to_bytes(8, "little") + MAGIC
+
+
+def _check_header(head: bytes) -> None:
+    if not head:
+        raise FormatError("not an ardmzip archive (empty file)")
+    if head[:len(MAGIC)] != MAGIC[:len(head)]:
+        if head.startswith(container.MAGIC):
+            raise FormatError("a single-image .ardm file, not an archive (see ardmzip info)")
+        raise FormatError("not an ardmzip archive")
+    if len(head) < len(HEADER):
+        raise FormatError("truncated archive")
+    if head[4] > VERSION:
+        raise FormatError(f"archive made by a newer ardmzip (archive version {head[4]})")
+    if head[4] != VERSION:
+        raise FormatError(f"corrupt archive: unknown archive version {head[4]}")
+
+
+def _read_index(f: BinaryIO, size: int) -> ArchiveIndex:
+    f.seek(0)
+    _check_header(f.read(len(HEADER)))
+    if size < len(HEADER) + FOOTER_SIZE:
+        raise FormatError("truncated archive (no index)")
+    f.seek(size - FOOTER_SIZE)
+    footer = f.read(FOOTER_SIZE)
+    if footer[16:] != MAGIC:
+        raise FormatError("incomplete archive: no footer (truncated, or an unfinished .partial; "
+                          "an interrupted write continues with --resume)")
+    index_offset = int.from_bytes(footer[:8], "little")
+    count = int.from_bytes(footer[8:16], "little")
+    end = size - FOOTER_SIZE
+    if not len(HEADER) <= index_offset <= end - 4:
+        raise FormatError("corrupt archive: index offset out of range")
+    f.seek(index_offset)
+    raw = f.read(end - index_offset)
+    if zlib.crc32(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
+        raise FormatError("corrupt archive: index checksum mismatch")
+    cur = _Cursor(raw[:-4], "index")
+    kind_code, flags = cur.byte(), cur.byte()
+    if kind_code >= len(KINDS) or flags & ~FLAG_DEFLATED:
+        raise cur.fail("unknown archive kind or flags")
+    kind = KINDS[kind_code]
+    n_arrays = cur.varint()
+    if n_arrays > MAX_ARRAYS or (kind == "images" and n_arrays) or (kind == "npy" and n_arrays != 1):
+        raise cur.fail("bad array count")
+    arrays = []
+    for _ in range(n_arrays):
+        key = cur.text(0 if kind == "npy" else 1)
+        ndim = cur.byte()
+        if ndim not in (3, 4):
+            raise cur.fail("bad array shape")
+        shape = tuple(cur.varint() for _ in range(ndim))
+        if ndim == 4 and not 1 <= shape[3] <= 4:
+            raise cur.fail("bad array shape")
+        arrays.append(ArraySpec(key, shape))
+    n = cur.varint()
+    if n != count:
+        raise cur.fail("member count disagrees with the footer")
+    members: list[MemberInfo] = []
+    pos = len(HEADER)                      # where the next member's record must start
+    for _ in range(n):
+        name = cur.text()
+        offset, length, mode_code, width, height = cur.varint(), cur.varint(), cur.byte(), cur.varint(), cur.varint()
+        if mode_code >= len(container.MODES) or not (width and height):
+            raise cur.fail(f"bad image for member {name!r}")
+        if offset != pos + len(_record(name, length)) or offset + length > index_offset:
+            raise cur.fail(f"member {name!r} is not where the index says")
+        members.append(MemberInfo(name, offset, length, container.MODES[mode_code], width, height))
+        pos = offset + length
+    if cur.pos != len(cur.data) or pos != index_offset:
+        raise cur.fail("members and index do not tile the file")
+    names = [m.name for m in members]
+    if kind == "images":
+        if len(set(names)) != len(names):
+            raise cur.fail("duplicate member names")
+        for m in members:
+            if problem := _name_problem(m.name):
+                raise cur.fail(f"unsafe member name {m.name!r} ({problem})")
+    else:
+        expected = [name for a in arrays for name in a.member_names()]
+        shapes = [(a.image_shape[:2], a.mode) for a in arrays for _ in range(a.count)]
+        if names != expected or shapes != [((m.height, m.width), m.mode) for m in members]:
+            raise cur.fail("members do not match the recorded arrays")
+    return ArchiveIndex(kind, bool(flags & FLAG_DEFLATED), tuple(arrays), tuple(members), size, index_offset)
+
+
+@contextlib.contextmanager
+def _open_archive(path: str | os.PathLike) -> Iterator[tuple[BinaryIO, int]]:
+    name = os.fsdecode(path)
+    try:
+        f = open(name, "rb")
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{name} is a directory") from None
+    except OSError as e:
+        raise InputError(f"cannot read {name}: {e.strerror or e}") from None
+    with f:
+        yield f, os.fstat(f.fileno()).st_size
+
+
+def is_archive(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a readable file that starts like an archive (b"ARDS")."""
+    try:
+        with open(os.fsdecode(path), "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+def read_index(path: str | os.PathLike) -> ArchiveIndex:
+    """The archive's index (reads the header, footer and index only)."""
+    with _open_archive(path) as (f, size):
+        return _read_index(f, size)
+
+
+def list_archive(path: str | os.PathLike) -> list[MemberInfo]:
+    """The members of an archive, in order, from its index alone."""
+    return list(read_index(path).members)
+
+
+def archive_info(path: str | os.PathLike) -> dict[str, Any]:
+    """Summary of an archive for ``ardmzip info``: the index, plus the model, steps and seed
+    from the first member's header (the only member bytes read)."""
+    with _open_archive(path) as (f, size):
+        index = _read_index(f, size)
+        first = None
+        if index.members:
+            try:
+                first = container.peek_header(_read_blob(f, index.members[0]))
+            except FormatError:
+                pass                                    # damaged: `ardmzip test` will say
+    return {
+        "archive": True, "kind": index.kind, "images": len(index.members), "bytes": index.size,
+        "member_bytes": index.member_bytes, "overhead_bytes": index.overhead_bytes,
+        "overhead_per_image": index.overhead_per_image, "subpixels": index.subpixels, "bpsp": index.bpsp,
+        "arrays": [{"key": a.key, "shape": list(a.shape), "dtype": "uint8"} for a in index.arrays],
+        "model": first.model_name if first else None, "model_hash": first.model_hash.hex() if first else None,
+        "steps": first.steps if first else None, "seed": first.seed if first else None,
+    }
+
+
+def _read_blob(f: BinaryIO, m: MemberInfo) -> bytes:
+    record = _record(m.name, m.size)
+    f.seek(m.offset - len(record))
+    data = f.read(len(record) + m.size)
+    if len(data) != len(record) + m.size:
+        raise FormatError("truncated archive member")
+    if data[:len(record)] != record:
+        raise FormatError("corrupt archive: member record damaged")
+    return data[len(record):]
+
+
+def _decode(f: BinaryIO, m: MemberInfo, device: str) -> Picture:
+    picture = decompress_picture(_read_blob(f, m), device)
+    if picture.mode != m.mode or picture.pixels.shape[:2] != (m.height, m.width):
+        raise FormatError("corrupt archive: member does not match its index entry")
+    return picture
+
+
+def extract_member(path: str | os.PathLike, name: str, device: str = "cpu") -> Picture:
+    """Decode one member (only its bytes are read); its pixels are CRC-checked."""
+    with _open_archive(path) as (f, size):
+        return _decode(f, _read_index(f, size).member(name), device)
+
+
+def _progress_bar(total: int, progress: bool, desc: str):
+    from tqdm import tqdm
+    return tqdm(total=total, unit="img", desc=desc, disable=not progress, file=sys.stderr,
+                dynamic_ncols=True, leave=False)
+
+
+def test_archive(path: str | os.PathLike, device: str = "cpu", progress: bool = False,
+                 on_member: OnRead | None = None) -> list[tuple[str, BaseException | None]]:
+    """Decode and check every member, writing nothing: [(name, error or None)]."""
+    results: list[tuple[str, BaseException | None]] = []
+    with _open_archive(path) as (f, size):
+        index = _read_index(f, size)
+        with _progress_bar(len(index.members), progress, "test") as bar:
+            for m in index.members:
+                error: BaseException | None = None
+                try:
+                    _decode(f, m, device)
+                except Exception as e:  # noqa: BLE001 - reported per member, the others go on
+                    error = e
+                results.append((m.name, error))
+                if on_member:
+                    on_member(m.name, error)
+                bar.update(1)
+    return results
+
+
+test_archive.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def png_names(names: Sequence[str]) -> dict[str, str]:
+    """Member name -> PNG file name for extraction to a folder: "a/b.bmp" -> "a/b.png",
+    "arr_0/000001" -> "arr_0/000001.png"; a name two members would share gets the full
+    member name plus ".png" instead."""
+    out: dict[str, str] = {}
+    used = {n for n in names if n.lower().endswith(".png")}
+    for n in names:
+        if n.lower().endswith(".png"):
+            out[n] = n
+            continue
+        p = PurePosixPath(n)
+        candidate = str(p.with_suffix(".png")) if p.suffix.lower() in IMAGE_SUFFIXES else n + ".png"
+        if candidate in used:
+            candidate = n + ".png"
+        i = 1
+        while candidate in used:
+            candidate, i = f"{n}.{i}.png", i + 1
+        used.add(candidate)
+        out[n] = candidate
+    return out
+
+
+def extract_all(path: str | os.PathLike, output: str | os.PathLike, force: bool = False, device: str = "cpu",
+                progress: bool = False, on_member: OnRead | None = None) -> list[tuple[str, BaseException | None]]:
+    """Extract every member: to a folder of PNGs mirroring the names, or, for an array
+    archive and an ``output`` ending in .npz/.npy, to that array file, bit-exact.
+
+    A damaged member is reported (in the result and to ``on_member``) and the others
+    are still extracted: its PNG is not written, its image in an array file is zeros.
+    Existing outputs are not replaced unless ``force`` (checked before any decoding).
+    """
+    out = os.fsdecode(output)
+    with _open_archive(path) as (f, size):
+        index = _read_index(f, size)
+        if out.lower().endswith(ARRAY_SUFFIXES):
+            want = out.lower()[-3:]
+            if index.kind != want:
+                what = "image files" if index.kind == "images" else f"a .{index.kind}"
+                where = "a folder" if index.kind == "images" else f"a folder or a .{index.kind}"
+                raise InputError(f"the archive was made from {what}: extract it to {where}, not a .{want}")
+            return _extract_arrays(f, index, out, force, device, progress, on_member)
+        return _extract_folder(f, index, out, force, device, progress, on_member)
+
+
+def _extract_folder(f: BinaryIO, index: ArchiveIndex, out: str, force: bool, device: str, progress: bool,
+                    on_member: OnRead | None) -> list[tuple[str, BaseException | None]]:
+    from .imageio import picture_to_png, write_file_atomic
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise OutputError(f"{out} exists and is not a folder")
+    names = png_names([m.name for m in index.members])
+    targets = {m.name: os.path.join(out, *names[m.name].split("/")) for m in index.members}
+    if not force:
+        existing = [t for t in targets.values() if os.path.lexists(t)]
+        if existing:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise OutputError(f"{existing[0]} exists{more}; use -f to overwrite")
+    results: list[tuple[str, BaseException | None]] = []
+    with _progress_bar(len(index.members), progress, "extract") as bar:
+        for m in index.members:
+            error: BaseException | None = None
+            try:
+                png = picture_to_png(_decode(f, m, device))
+                target = targets[m.name]
+                try:
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                except OSError as e:
+                    raise OutputError(f"cannot create folder for {target}: {e.strerror or e}") from None
+                write_file_atomic(target, png, force)
+            except Exception as e:  # noqa: BLE001 - reported per member, the others go on
+                error = e
+            results.append((m.name, error))
+            if on_member:
+                on_member(m.name, error)
+            bar.update(1)
+    return results
+
+
+def _extract_arrays(f: BinaryIO, index: ArchiveIndex, out: str, force: bool, device: str, progress: bool,
+                    on_member: OnRead | None) -> list[tuple[str, BaseException | None]]:
+    if not force and os.path.lexists(out):
+        raise OutputError(f"{out} exists; use -f to overwrite")
+    results: list[tuple[str, BaseException | None]] = []
+    members = iter(index.members)
+
+    def write_array(fp: BinaryIO, spec: ArraySpec, bar) -> None:
+        header = {"descr": np.lib.format.dtype_to_descr(_U1), "fortran_order": False, "shape": spec.shape}
+        np.lib.format.write_array_header_1_0(fp, header)
+        for _ in range(spec.count):
+            m = next(members)
+            error: BaseException | None = None
+            try:
+                pixels = _decode(f, m, device).pixels
+                if pixels.size != spec.image_bytes:
+                    raise FormatError("corrupt archive: member does not match its array shape")
+                data = pixels.tobytes()
+            except Exception as e:  # noqa: BLE001 - reported per member, the others go on
+                error, data = e, bytes(spec.image_bytes)
+            fp.write(data)
+            results.append((m.name, error))
+            if on_member:
+                on_member(m.name, error)
+            bar.update(1)
+
+    with _atomic_output(out, force) as tmp, _progress_bar(len(index.members), progress, "extract") as bar:
+        if index.kind == "npy":
+            with open(tmp, "wb") as fp:
+                write_array(fp, index.arrays[0], bar)
+                fp.flush()
+                os.fsync(fp.fileno())
+        else:
+            compression = zipfile.ZIP_DEFLATED if index.deflated else zipfile.ZIP_STORED
+            with zipfile.ZipFile(tmp, "w", compression=compression, allowZip64=True) as zf:
+                for spec in index.arrays:
+                    with zf.open(spec.key + ".npy", "w", force_zip64=True) as fp:
+                        write_array(fp, spec, bar)
+            with open(tmp, "rb+") as fp:
+                os.fsync(fp.fileno())
+    return results
+
+
+@contextlib.contextmanager
+def _atomic_output(path: str, force: bool) -> Iterator[str]:
+    """A temp file name beside ``path``, renamed onto it when the block succeeds."""
+    directory = os.path.dirname(path) or os.curdir
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ardmzip-", suffix=".tmp")
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    os.close(fd)
+    try:
+        yield tmp
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        _commit(tmp, path, force)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _commit(tmp: str, path: str, force: bool) -> None:
+    """Rename ``tmp`` to ``path``; without ``force`` never replace a file that appeared meanwhile."""
+    if force:
+        os.replace(tmp, path)
+    else:
+        try:
+            os.link(tmp, path)                          # fails if path exists: no clobbering
+        except FileExistsError:
+            raise OutputError(f"{path} exists; use -f to overwrite") from None
+        except OSError:                                 # no hard links here: check, then rename
+            if os.path.lexists(path):
+                raise OutputError(f"{path} exists; use -f to overwrite") from None
+            os.replace(tmp, path)
+        else:
+            os.unlink(tmp)
+    with contextlib.suppress(OSError):                  # make the rename itself durable
+        dfd = os.open(os.path.dirname(path) or os.curdir, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+# ---------------------------------------------------------------- sources
+
+
+class _Source:
+    """What to archive: the kind, array specs, member names, and the pictures lazily."""
+    kind: str = "images"
+    deflated: bool = False
+    arrays: tuple[ArraySpec, ...] = ()
+    names: list[str]
+
+    def pictures(self) -> Iterator[tuple[str, Picture]]:
+        raise NotImplementedError
+
+
+class _FolderSource(_Source):
+    def __init__(self, root: str) -> None:
+        def fail(e: OSError) -> None:
+            raise InputError(f"cannot read folder {e.filename}: {e.strerror or e}")
+
+        files: list[tuple[str, str]] = []
+        for dirpath, dirnames, filenames in os.walk(root, onerror=fail):
+            dirnames.sort()
+            for fn in filenames:
+                if os.path.splitext(fn)[1].lower() in IMAGE_SUFFIXES:
+                    full = os.path.join(dirpath, fn)
+                    name = PurePosixPath(*os.path.relpath(full, root).split(os.sep)).as_posix()
+                    if problem := _name_problem(name):
+                        raise InputError(f"{full}: file name {problem}; cannot be an archive member")
+                    files.append((name, full))
+        files.sort()
+        if not files:
+            raise InputError(f"no images in {root}")
+        self.files = files
+        self.names = [n for n, _ in files]
+
+    def pictures(self) -> Iterator[tuple[str, Picture]]:
+        for name, full in self.files:
+            yield name, read_picture(full)
+
+
+class _ArraySource(_Source):
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            with open(path, "rb") as f:
+                head = f.read(6)
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except OSError as e:
+            raise InputError(f"cannot read {path}: {e.strerror or e}") from None
+        if head == _NPY_MAGIC:
+            self.kind = "npy"
+            with open(path, "rb") as f:
+                shape, fortran, dtype = self._header(f, path)
+            self.arrays = (self._spec("", shape, dtype, path),)
+            self.entries = [(None, fortran)]
+        elif head[:4] in (_ZIP_MAGIC, _EMPTY_ZIP):
+            self.kind = "npz"
+            specs, self.entries = [], []
+            try:
+                with zipfile.ZipFile(path) as zf:
+                    for info in zf.infolist():
+                        if not info.filename.endswith(".npy"):
+                            raise InputError(f"{path}: entry {info.filename!r} is not a .npy array")
+                        key = info.filename[:-4]
+                        with zf.open(info) as fp:
+                            shape, fortran, dtype = self._header(fp, f"{path}[{key}]")
+                        specs.append(self._spec(key, shape, dtype, f"{path}[{key}]"))
+                        self.entries.append((info.filename, fortran))
+                        self.deflated |= info.compress_type == zipfile.ZIP_DEFLATED
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as e:
+                raise InputError(f"cannot read {path} as a .npz file ({e})") from None
+            if len(specs) > MAX_ARRAYS:
+                raise InputError(f"{path}: more than {MAX_ARRAYS} arrays")
+            self.arrays = tuple(specs)
+        else:
+            raise InputError(f"{path} is not a .npy or .npz file")
+        self.names = [n for a in self.arrays for n in a.member_names()]
+        if self.kind == "npz":
+            for a in self.arrays:
+                if problem := _name_problem(a.key):
+                    raise InputError(f"{path}: array key {a.key!r} {problem}; cannot name archive members")
+            if len(set(self.names)) != len(self.names):
+                raise InputError(f"{path}: array keys give clashing member names")
+
+    @staticmethod
+    def _header(fp: BinaryIO, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+        try:
+            version = np.lib.format.read_magic(fp)
+            if version == (1, 0):
+                return np.lib.format.read_array_header_1_0(fp)
+            if version == (2, 0):
+                return np.lib.format.read_array_header_2_0(fp)
+        except ValueError as e:
+            raise InputError(f"cannot read {where} as a .npy array ({e})") from None
+        raise InputError(f"{where}: unsupported .npy version {version}")
+
+    @staticmethod
+    def _spec(key: str, shape: tuple[int, ...], dtype: np.dtype, where: str) -> ArraySpec:
+        if dtype != _U1:
+            raise InputError(f"{where} has dtype {dtype}; only uint8 images can be archived")
+        if len(shape) not in (3, 4) or (len(shape) == 4 and not 1 <= shape[3] <= 4):
+            raise InputError(f"{where} has shape {shape}; expected (N, H, W) or (N, H, W, C) with C in 1..4")
+        if shape[0] and not (shape[1] and shape[2]):
+            raise InputError(f"{where} has empty images (shape {shape})")
+        return ArraySpec(key, tuple(int(d) for d in shape))
+
+    def pictures(self) -> Iterator[tuple[str, Picture]]:
+        if self.kind == "npy":
+            yield from self._images(self.arrays[0], *self.entries[0], None)
+            return
+        with zipfile.ZipFile(self.path) as zf:
+            for spec, (entry, fortran) in zip(self.arrays, self.entries):
+                yield from self._images(spec, entry, fortran, zf)
+
+    def _images(self, spec: ArraySpec, entry: str | None, fortran: bool,
+                zf: zipfile.ZipFile | None) -> Iterator[tuple[str, Picture]]:
+        """Pictures of one array, read one image at a time (a Fortran-order array whole)."""
+        names = spec.member_names()
+        n = spec.image_bytes
+        if fortran:
+            if zf is None:
+                array = np.load(self.path, mmap_mode="r", allow_pickle=False)
+            else:
+                with np.load(self.path, allow_pickle=False) as npz:
+                    array = npz[spec.key]
+            for name, image in zip(names, array):
+                yield name, picture_from_array(np.ascontiguousarray(image))
+            return
+        with (open(self.path, "rb") if zf is None else zf.open(entry)) as fp:
+            self._header(fp, self.path)
+            for name in names:
+                data = fp.read(n)
+                if len(data) != n:
+                    raise InputError(f"{self.path}: array {spec.key or 'data'!r} is truncated")
+                yield name, picture_from_array(np.frombuffer(data, np.uint8).reshape(spec.image_shape))
+
+
+def _open_source(source: str | os.PathLike) -> _Source:
+    path = os.fsdecode(source)
+    if os.path.isdir(path):
+        return _FolderSource(path)
+    if not os.path.lexists(path):
+        raise InputError(f"{path}: no such file or folder")
+    return _ArraySource(path)
+
+
+# ---------------------------------------------------------------- writing
+
+
+@dataclass
+class _Scanned:
+    """A finished member found in a .partial."""
+    start: int           # of its record
+    end: int             # after its blob
+    info: MemberInfo
+    header: container.Header
+
+
+def _scan_partial(f: BinaryIO, size: int, partial: str) -> tuple[list[_Scanned], int]:
+    """Finished members at the start of a .partial, and where the valid part ends.
+
+    Stops at the first record or blob that is torn or fails a check; nothing after it
+    is trusted (the writer fsyncs each member, so only the last can be torn)."""
+    f.seek(0)
+    head = f.read(len(HEADER))
+    if head != HEADER:
+        if HEADER.startswith(head):
+            return [], 0                               # torn before the header was down
+        raise OutputError(f"{partial} is not an unfinished ardmzip archive; remove it or use -f")
+    members: list[_Scanned] = []
+    pos = len(HEADER)
+    while pos < size:
+        f.seek(pos)
+        cur = _Cursor(f.read(min(size - pos, 2 * 10 + MAX_NAME_BYTES + 4)), "record")
+        try:
+            name = cur.text()
+            length = cur.varint()
+            if cur.take(4) != _crc(cur.data[:cur.pos - 4]) or _name_problem(name):
+                break
+            start = pos + cur.pos
+            if length > size - start:
+                break
+            f.seek(start)
+            blob = f.read(length)
+            header, _ = container.unpack(blob)         # header and streams CRCs
+        except FormatError:
+            break
+        info = MemberInfo(name, start, length, header.mode, header.width, header.height)
+        members.append(_Scanned(pos, start + length, info, header))
+        pos = start + length
+    return members, pos
+
+
+def _expected_header(model: Any, picture: Picture, steps: int, seed: int) -> container.Header:
+    """The header compress_picture would write for ``picture`` (to recognise finished members)."""
+    px = picture.pixels
+    return container.Header(model.name, model.hash8, picture.mode, px.shape[1], px.shape[0], steps, seed,
+                            pixel_crc(px), tuple(picture.metadata))
+
+
+def _worker_init() -> None:
+    import torch
+    torch.set_num_threads(1)        # one process per core; threads would only contend
+
+
+def _compress_job(picture: Picture, steps: int, model: str | None, seed: int, device: str) -> bytes:
+    return compress_picture(picture, steps, model, seed, device)
+
+
+def _compressed(items: Iterable[tuple[str, Picture]], jobs: int, steps: int, model: str | None, seed: int,
+                device: str) -> Iterator[tuple[str, bytes]]:
+    """(name, .ardm bytes) in input order; with jobs > 1 a process pool works ahead, at
+    most 2 * jobs pictures at a time, so memory stays bounded."""
+    if jobs <= 1:
+        for name, picture in items:
+            yield name, compress_picture(picture, steps, model, seed, device)
+        return
+    import concurrent.futures
+    import multiprocessing
+    pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_worker_init)
+    try:
+        pending: deque = deque()
+        for name, picture in items:
+            pending.append((name, pool.submit(_compress_job, picture, steps, model, seed, device)))
+            if len(pending) >= 2 * jobs:
+                name, future = pending.popleft()
+                yield name, future.result()
+        while pending:
+            name, future = pending.popleft()
+            yield name, future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def write_archive(source: str | os.PathLike, out_path: str | os.PathLike, steps: int | None = None, *,
+                  resume: bool = False, force: bool = False, model: str | None = None, seed: int = 0,
+                  device: str = "cpu", jobs: int = 1, progress: bool = False,
+                  on_member: OnWrite | None = None) -> WriteResult:
+    """Compress a folder of images or a .npz/.npy of uint8 image arrays into one archive.
+
+    Members go to ``out_path + ".partial"``, fsynced one by one; the finished archive is
+    renamed to ``out_path`` (an existing one is replaced only with ``force``).  An
+    existing .partial is an error unless ``resume`` (continue it) or ``force`` (start
+    over).  ``on_member(member, resumed)`` is called for every member in order, with
+    ``resumed`` True for those kept from an earlier run.  ``jobs`` > 1 compresses in that
+    many worker processes (same bytes).  If a member fails, the exception propagates and
+    the .partial keeps the finished members (it has ``archive_partial`` set to its path).
+    """
+    t0 = time.perf_counter()
+    steps = DEFAULT_STEPS if steps is None else int(steps)
+    if steps < 1:
+        raise InputError("steps must be at least 1")
+    out = os.fsdecode(out_path)
+    partial = out + PARTIAL_SUFFIX
+    if os.path.isdir(out):
+        raise OutputError(f"{out} is a folder")
+    if not force and os.path.lexists(out):
+        raise OutputError(f"{out} exists; use -f to overwrite")
+    src = _open_source(source)
+    from .weights import load
+    model_obj = load(model)
+    if os.path.lexists(partial) and not (resume or force):
+        raise OutputError(f"{partial} exists (an interrupted run?): use --resume to continue it or -f to start over")
+    try:
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise OutputError(f"cannot write {partial}: {e.strerror or e}") from None
+    with os.fdopen(fd, "r+b") as f:
+        _lock(f, partial)
+        try:
+            return _write(f, src, partial, out, steps, resume, force, model_obj, model, seed, device, jobs,
+                          progress, on_member, t0)
+        except BaseException as e:
+            with contextlib.suppress(OSError):
+                f.seek(0)
+                if os.fstat(f.fileno()).st_size <= len(HEADER):     # nothing worth keeping
+                    os.unlink(partial)
+                elif isinstance(e, Exception) and f.read(len(HEADER)) == HEADER:
+                    e.archive_partial = partial  # type: ignore[attr-defined]
+            raise
+
+
+def _lock(f: BinaryIO, partial: str) -> None:
+    try:
+        import fcntl
+    except ImportError:                  # not POSIX: no lock, as with other tools there
+        return
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise OutputError(f"{partial} is being written by another ardmzip") from None
+    except OSError:
+        pass                             # a file system without locks
+
+
+def _write(f: BinaryIO, src: _Source, partial: str, out: str, steps: int, resume: bool, force: bool,
+           model_obj: Any, model: str | None, seed: int, device: str, jobs: int, progress: bool,
+           on_member: OnWrite | None, t0: float) -> WriteResult:
+    size = os.fstat(f.fileno()).st_size
+    scanned, valid = _scan_partial(f, size, partial) if resume and size else ([], 0)
+    if valid < len(HEADER):
+        f.seek(0)
+        f.truncate()
+        f.write(HEADER)
+    end = len(HEADER)
+    members: list[MemberInfo] = []
+    stats = {"bytes": 0, "subpixels": 0}
+    pictures = src.pictures()
+    with _progress_bar(len(src.names), progress, "compress") as bar:
+        def done(m: MemberInfo, resumed: bool) -> None:
+            members.append(m)
+            stats["bytes"] += m.size
+            stats["subpixels"] += m.subpixels
+            bar.update(1)
+            bar.set_postfix_str(f"{8 * stats['bytes'] / max(1, stats['subpixels']):.3f} bpsp", refresh=False)
+            if on_member:
+                on_member(m, resumed)
+
+        # Keep the finished members that match the source, in order; cut the rest away.
+        for s in scanned:
+            item = next(pictures, None)
+            if item is None:
+                break
+            name, picture = item
+            if name != s.info.name or s.header != _expected_header(model_obj, picture, steps, seed):
+                pictures = itertools.chain([item], pictures)
+                break
+            end = s.end
+            done(s.info, True)
+        resumed = len(members)
+        f.seek(end)
+        f.truncate()
+        f.flush()
+        os.fsync(f.fileno())
+
+        for name, blob in _compressed(pictures, jobs, steps, model, seed, device):
+            record = _record(name, len(blob))
+            try:
+                f.write(record + blob)
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError as e:
+                with contextlib.suppress(OSError):
+                    f.truncate(end)                      # no torn member left behind
+                raise OutputError(f"cannot write {partial}: {e.strerror or e}") from None
+            h = container.peek_header(blob)
+            end += len(record) + len(blob)
+            done(MemberInfo(name, end - len(blob), len(blob), h.mode, h.width, h.height), False)
+
+    if len(members) != len(src.names):
+        raise InputError("the source changed while it was being read")
+    index = _pack_index(src.kind, src.deflated, src.arrays, members)
+    try:
+        f.write(index + _footer(end, len(members)))
+        f.flush()
+        os.fsync(f.fileno())
+        _commit(partial, out, force)
+    except OSError as e:
+        raise OutputError(f"cannot write {out}: {e.strerror or e}") from None
+    result_index = ArchiveIndex(src.kind, src.deflated, src.arrays, tuple(members),
+                                end + len(index) + FOOTER_SIZE, end)
+    return WriteResult(out, result_index, resumed, len(members) - resumed, time.perf_counter() - t0)
