@@ -14,11 +14,13 @@ import argparse
 import copy
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .ardm import oa_loss
 from .data import CropSampler, pyramid, scan
@@ -92,6 +94,7 @@ def train(args: argparse.Namespace) -> None:
     log = open(out / "log.jsonl", "a")
     t0, seen, run_loss = time.time(), 0, []
     curve_sum, curve_n = np.zeros(20), np.zeros(20)
+    bar = tqdm(total=args.steps, initial=step, unit="step", disable=not sys.stderr.isatty())
     while step < args.steps:
         mode = "qat" if step >= args.qat_from else "float"
         net.set_mode(mode)
@@ -116,6 +119,8 @@ def train(args: argparse.Namespace) -> None:
         step += 1
         seen += args.batch
         run_loss.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(bpsp=f"{run_loss[-1]:.3f}", mode=mode, refresh=False)
         if step % args.log_every == 0:
             dt = time.time() - t0
             rec = {"step": step, "mode": mode, "loss_bpsp": float(np.mean(run_loss)), "lr": lr_at(step, args.steps, args.lr),
