@@ -10,9 +10,10 @@ Start reading at codec.py (the coding loop), then model.py (the network), schedu
 (the step budget) and container.py (the file format).
 """
 from .codec import DEFAULT_STEPS, compress, compress_picture, decompress, decompress_picture
+from .files import compress_file, decompress_file
 from .errors import ArdmzipError, ChecksumError, FormatError, InputError, ModelMismatch, OutputError
 
 __version__ = "0.1.0"
-__all__ = ["compress", "decompress", "compress_picture", "decompress_picture", "DEFAULT_STEPS",
+__all__ = ["compress", "decompress", "compress_file", "decompress_file", "compress_picture", "decompress_picture", "DEFAULT_STEPS",
            "ArdmzipError", "FormatError", "ChecksumError", "InputError", "ModelMismatch", "OutputError",
            "__version__"]
