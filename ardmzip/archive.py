@@ -210,20 +210,9 @@ OnRead = Callable[[str, "BaseException | None"], None]             # (name, erro
 # ---------------------------------------------------------------- small encodings
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _crc(data: bytes | bytearray) -> bytes:
-    return zlib.crc32(data).to_bytes(4, "little")
+# The same LEB128 varints and little-endian CRC32s as the single-image container.
+_varint = container._varint
+_crc = container._crc
 
 
 def _record(name: str, length: int) -> bytes:
