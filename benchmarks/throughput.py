@@ -1,0 +1,113 @@
+"""Dataset throughput: images/s and MB/s of raw pixels through ardmzip archives.
+
+    python -m benchmarks.throughput ../shared/data/eval/cifar10_test_partial.npz --limit 200 --jobs 1,2
+
+Compresses the images into one archive (``archive.write_archive``, ``jobs`` worker
+processes with one torch thread each, or one process with ``--threads`` torch threads),
+extracts it back to an .npz and checks it bit-exact, and times both; then times lossless
+WebP and JPEG-XL on the same images in one process for comparison. Writes a markdown
+table (and JSON with ``--out``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ardmzip import archive
+
+from .codecs import make_codec
+from .compare import load_array_file
+
+
+def _row(name: str, n: int, raw: int, size: int, enc: float, dec: float) -> dict:
+    return {"codec": name, "images": n, "raw_bytes": raw, "bytes": size, "bpsp": 8 * size / raw,
+            "compress_s": enc, "decompress_s": dec, "compress_img_s": n / enc, "decompress_img_s": n / dec,
+            "compress_MB_s": raw / enc / 1e6, "decompress_MB_s": raw / dec / 1e6}
+
+
+def run(images: np.ndarray, jobs_list: list[int], threads: int, references: list[str]) -> list[dict]:
+    rows = []
+    raw = images.nbytes
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "images.npz")
+        np.savez(src, images=images)
+        for jobs in jobs_list:
+            out, back = os.path.join(tmp, f"a{jobs}.ardm"), os.path.join(tmp, f"b{jobs}.npz")
+            if jobs == 1:
+                torch.set_num_threads(threads)
+            t0 = time.perf_counter()
+            archive.write_archive(src, out, jobs=jobs)
+            enc = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            errors = [e for _, e in archive.extract_all(out, back) if e is not None]
+            dec = time.perf_counter() - t0
+            with np.load(back) as z:
+                if errors or not np.array_equal(z["images"], images):
+                    raise SystemExit(f"ardmzip round trip failed ({errors[:1]})")
+            label = f"ardmzip archive, {jobs} process{'es' if jobs > 1 else ''}" + \
+                (f" x 1 thread" if jobs > 1 else f" x {threads} thread{'s' if threads > 1 else ''}")
+            rows.append(_row(label, len(images), raw, os.path.getsize(out), enc, dec))
+    for key in references:
+        codec = make_codec(key)
+        ok, why = codec.available()
+        if not ok:
+            print(f"note: skipping {key}: {why}", file=sys.stderr)
+            continue
+        t0 = time.perf_counter()
+        blobs = [codec.encode(im) for im in images]
+        enc = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        decoded = [codec.decode(b) for b in blobs]
+        dec = time.perf_counter() - t0
+        if not all(np.array_equal(d.reshape(im.shape), im) for d, im in zip(decoded, images)):
+            raise SystemExit(f"{key} round trip failed")
+        rows.append(_row(codec.name, len(images), raw, sum(map(len, blobs)), enc, dec))
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    out = ["| codec | images | bpsp | compress img/s | compress MB/s | decompress img/s | decompress MB/s |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        out.append(f"| {r['codec']} | {r['images']} | {r['bpsp']:.3f} | {r['compress_img_s']:.3g} | "
+                   f"{r['compress_MB_s']:.3g} | {r['decompress_img_s']:.3g} | {r['decompress_MB_s']:.3g} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("array", help=".npz/.npy of uint8 images (N, H, W, C), all one size")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--jobs", default="1,2", help="comma-separated worker counts to time")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for the 1-process run")
+    p.add_argument("--references", default="webp,jxl7")
+    p.add_argument("--out", default=None, help="folder for throughput.md / throughput.json")
+    a = p.parse_args(argv)
+    images = np.stack(load_array_file(a.array, a.limit))
+    rows = run(images, [int(j) for j in a.jobs.split(",")], a.threads,
+               [k for k in a.references.split(",") if k])
+    rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    env = {"date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count(), "machine": platform.machine(),
+           "torch": torch.__version__, "git_revision": rev, "argv": sys.argv[1:] if argv is None else argv}
+    md = f"{table(rows)}\n\n{json.dumps(env)}\n"
+    print(md)
+    if a.out:
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+        (Path(a.out) / "throughput.md").write_text(md)
+        (Path(a.out) / "throughput.json").write_text(json.dumps({"environment": env, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
