@@ -1,6 +1,6 @@
 """The ardmzip command line (click), a thin layer over files.py and codec.py.
 
-    ardmzip compress photo.png -o photo.ardm      # or: ardmzip photo.png
+    ardmzip compress photo.png -o photo.ardm
     ardmzip decompress photo.ardm -o photo.png
     ardmzip info photo.ardm
     ardmzip test photo.ardm
