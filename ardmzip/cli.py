@@ -23,6 +23,7 @@ prints one line on stderr; the exit code is that of the last failure (see errors
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -50,6 +51,16 @@ class Reporter:
     def say(self, message: str, level: int = 1) -> None:
         if self.verbosity >= level:
             click.echo(message, err=True)
+
+    @contextlib.contextmanager
+    def each(self, name: str):
+        """Run one input's work; a failure is reported and the loop goes on to the next."""
+        try:
+            yield
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as e:  # noqa: BLE001 - every failure becomes one line
+            self.fail(name, e)
 
     def fail(self, name: str, error: BaseException, hint: str = "") -> None:
         if isinstance(error, ArdmzipError):
@@ -379,7 +390,7 @@ def test_cmd(sources, recursive, quiet, device):
         rep.fail("", e)
         sys.exit(rep.exit_code)
     for src, _ in files:
-        try:
+        with rep.each(src):
             if src != "-" and archive.is_archive(src):
                 def report(name: str, error: BaseException | None, src: str = src) -> None:
                     if error is not None:
@@ -393,10 +404,6 @@ def test_cmd(sources, recursive, quiet, device):
             _not_an_archive(data)
             decompress_bytes(data, device=device)
             rep.say(f"{src}: OK")
-        except BaseException as e:  # noqa: BLE001
-            if isinstance(e, (SystemExit, KeyboardInterrupt)):
-                raise
-            rep.fail(src, e)
     sys.exit(rep.exit_code)
 
 
@@ -407,7 +414,7 @@ def info_cmd(sources, as_json):
     """Show an .ardm file's header: image, model, steps, size in bits per subpixel (archives: totals)."""
     rep = Reporter(1)
     for src in sources:
-        try:
+        with rep.each(src):
             if src != "-" and archive.is_archive(src):
                 a = archive.archive_info(src)
                 if as_json:
@@ -430,10 +437,6 @@ def info_cmd(sources, as_json):
                 click.echo(f"{src}: {i['width']}x{i['height']} {i['mode']}, {i['bytes']} bytes, "
                            f"{i['bpsp']:.3f} bpsp; model {i['model']} ({i['model_hash']}), {i['steps']} steps, "
                            f"seed {i['seed']}, pixel crc32 {i['pixel_crc32']}, metadata: {meta}")
-        except BaseException as e:  # noqa: BLE001
-            if isinstance(e, (SystemExit, KeyboardInterrupt)):
-                raise
-            rep.fail(src, e)
     sys.exit(rep.exit_code)
 
 
@@ -444,7 +447,7 @@ def list_cmd(sources, as_json):
     """List an archive's members (size, bits per subpixel, image) from its index alone."""
     rep = Reporter(1)
     for src in sources:
-        try:
+        with rep.each(src):
             index = archive.read_index(src)
             if as_json:
                 for m in index.members:
@@ -458,10 +461,6 @@ def list_cmd(sources, as_json):
             lines.append(f"{index.size:>10} {index.bpsp:>7.3f}  {len(index.members)} images, "
                          f"{index.overhead_bytes} bytes overhead ({index.overhead_per_image:.1f} per image)")
             click.echo("\n".join(lines))
-        except BaseException as e:  # noqa: BLE001
-            if isinstance(e, (SystemExit, KeyboardInterrupt)):
-                raise
-            rep.fail(src, e)
     sys.exit(rep.exit_code)
 
 
