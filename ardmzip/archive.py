@@ -469,6 +469,13 @@ def _progress_bar(total: int, progress: bool, desc: str):
                 dynamic_ncols=True, leave=False)
 
 
+def _report(results: list, on_member: OnRead | None, name: str, error: BaseException | None) -> None:
+    """Record one member's outcome and tell the caller (damaged members do not stop the others)."""
+    results.append((name, error))
+    if on_member:
+        on_member(name, error)
+
+
 def test_archive(path: str | os.PathLike, device: str = "cpu", progress: bool = False,
                  on_member: OnRead | None = None) -> list[tuple[str, BaseException | None]]:
     """Decode and check every member, writing nothing: [(name, error or None)]."""
@@ -482,9 +489,7 @@ def test_archive(path: str | os.PathLike, device: str = "cpu", progress: bool = 
                     _decode(f, m, device)
                 except Exception as e:  # noqa: BLE001 - reported per member, the others go on
                     error = e
-                results.append((m.name, error))
-                if on_member:
-                    on_member(m.name, error)
+                _report(results, on_member, m.name, error)
                 bar.update(1)
     return results
 
@@ -562,9 +567,7 @@ def _extract_folder(f: BinaryIO, index: ArchiveIndex, out: str, force: bool, dev
                 write_file_atomic(target, png, force)
             except Exception as e:  # noqa: BLE001 - reported per member, the others go on
                 error = e
-            results.append((m.name, error))
-            if on_member:
-                on_member(m.name, error)
+            _report(results, on_member, m.name, error)
             bar.update(1)
     return results
 
@@ -590,9 +593,7 @@ def _extract_arrays(f: BinaryIO, index: ArchiveIndex, out: str, force: bool, dev
             except Exception as e:  # noqa: BLE001 - reported per member, the others go on
                 error, data = e, bytes(spec.image_bytes)
             fp.write(data)
-            results.append((m.name, error))
-            if on_member:
-                on_member(m.name, error)
+            _report(results, on_member, m.name, error)
             bar.update(1)
 
     with _atomic_output(out, force) as tmp, _progress_bar(len(index.members), progress, "extract") as bar:

@@ -400,11 +400,17 @@ def test_cmd(sources, recursive, quiet, device):
                 if all(e is None for _, e in results):
                     rep.say(f"{src}: OK ({len(results)} images)")
                 continue
-            data = sys.stdin.buffer.read() if src == "-" else read_input(src)
-            _not_an_archive(data)
+            data = _read_single(src)
             decompress_bytes(data, device=device)
             rep.say(f"{src}: OK")
     sys.exit(rep.exit_code)
+
+
+def _read_single(src: str) -> bytes:
+    """The bytes of a single-image .ardm (from stdin for '-'); archives are refused."""
+    data = sys.stdin.buffer.read() if src == "-" else read_input(src)
+    _not_an_archive(data)
+    return data
 
 
 @main.command("info")
@@ -427,8 +433,7 @@ def info_cmd(sources, as_json):
                                f"{a['bpsp']:.3f} bpsp; overhead {a['overhead_bytes']} bytes "
                                f"({a['overhead_per_image']:.1f} per image){model}{arrays}")
                 continue
-            data = sys.stdin.buffer.read() if src == "-" else read_input(src)
-            _not_an_archive(data)
+            data = _read_single(src)
             i = info(data)
             if as_json:
                 click.echo(json.dumps(dict(i, file=src)))

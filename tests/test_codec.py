@@ -105,7 +105,8 @@ def test_coding_order_is_a_fixed_permutation():
     r = coding_ranks(1000, 7)
     assert sorted(r.tolist()) == list(range(1000))
     # pinned values: a change here changes the meaning of every existing file
-    assert coding_ranks(10, 0).tolist() == coding_ranks(10, 0).tolist()
+    assert coding_ranks(10, 0).tolist() == [6, 0, 8, 7, 1, 2, 4, 3, 9, 5]
+    assert coding_ranks(10, 2**64 - 1).tolist() == [6, 7, 5, 1, 0, 3, 9, 2, 4, 8]
     assert not np.array_equal(coding_ranks(1000, 8), r)
 
 
