@@ -11,7 +11,10 @@ of ``config.halo`` rows, and the head and the coder work on chunks of variables.
 the integer network is exact, a strip computes exactly what the full image would, so
 strip and chunk sizes are not part of the format: any decoder settings decode any file.
 
-Alpha is a separate gray plane (seed + 1); a constant alpha costs one byte.
+Alpha is a separate gray plane (seed + 1). Each plane's stream starts with a value
+constraint (constraint.py): the values or palette colours the plane uses, so that the
+coder never spends probability on values the image cannot have; a constant plane costs
+its kind byte and its colour, and no network call.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import container
+from . import constraint, container
 from .ardm import coding_ranks
 from .coder import Decoder, Encoder
 from .dlm import bits_of, exact_frequencies, frequencies_to_probabilities
@@ -35,14 +38,17 @@ from .weights import Model, find_by_hash, load
 DEFAULT_STEPS = 16
 STRIP_PIXELS = 1 << 20        # pixels per trunk call, halo included
 CHUNK = 1 << 15               # variables per head / coder call
+TRY_ALL_CONSTRAINTS = 1 << 16  # planes up to this many subpixels try every value constraint
 CHANNELS = {"L": 1, "1": 1, "LA": 2, "RGB": 3, "P": 3, "RGBA": 4, "PA": 4}
 
 
 @dataclass
 class Stats:
-    """What coding a picture cost: file bits and the ideal bits of the same probabilities."""
+    """What coding a picture cost: ANS stream bits, the ideal bits of the same probabilities,
+    and the bits of the planes' value constraints (side information)."""
     file_bits: int = 0
     ideal_bits: float = 0.0
+    side_bits: int = 0
     subpixels: int = 0
 
 
@@ -127,32 +133,76 @@ def _plane_tensor(plane: np.ndarray, gray: bool) -> torch.Tensor:
     return t.permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
-def encode_plane(model: Model, plane: np.ndarray, steps: int, seed: int, device: torch.device,
-                 stats: Stats, progress: bool = False) -> bytes:
-    gray = plane.ndim == 2
-    net = model.net.to(device)
-    pc = PlaneCoder(net, model.curve, plane.shape[0], plane.shape[1], gray, steps, seed)
-    values = _plane_tensor(plane, gray).to(device)
-    flat = plane.reshape(-1)
-    enc = Encoder()
+def _chunk_frequencies(pc: PlaneCoder, values: torch.Tensor, device: torch.device, progress: bool):
+    """Yield (step, variables, raw frequencies) in the encoder's push order: the reverse of decoding."""
     for step in tqdm(range(pc.steps - 1, -1, -1), desc="compress", unit="step", disable=not progress, leave=False):
         mask = pc.mask(step).to(device)
         # ANS is a stack: push the step's chunks in the reverse of the decoder's order.
         for strip, variables in reversed(list(pc.work(step))):
             chunks = pc.chunks(variables)[::-1]
             for var, freq in zip(chunks, pc.frequencies(values, mask, strip, chunks)):
-                sym = flat[var].astype(np.int32)
-                stats.ideal_bits += bits_of(freq.cpu(), torch.from_numpy(sym))
-                enc.push(sym, frequencies_to_probabilities(freq))
+                yield step, var, freq
+
+
+def encode_plane(model: Model, plane: np.ndarray, steps: int, seed: int, device: torch.device,
+                 stats: Stats, progress: bool = False) -> bytes:
+    """One plane's stream: its value constraint, then the ANS words (constraint.py)."""
+    gray = plane.ndim == 2
+    flat = plane.reshape(-1)
+    cands = constraint.candidates(plane)
+    if cands[0].kind in (constraint.CONSTANT, constraint.GRAY):
+        head = cands[0].to_bytes()
+        stats.side_bits += 8 * len(head)
+        if cands[0].kind == constraint.CONSTANT:
+            stats.subpixels += flat.size
+            return head
+        stats.subpixels += flat.size - plane[..., 0].size            # the gray plane counts the rest
+        return head + encode_plane(model, plane[..., 0], steps, seed, device, stats, progress)
     stats.subpixels += flat.size
-    data = enc.finish()
+    net = model.net.to(device)
+    pc = PlaneCoder(net, model.curve, plane.shape[0], plane.shape[1], gray, steps, seed)
+    values = _plane_tensor(plane, gray).to(device)
+    work = _chunk_frequencies(pc, values, device, progress)
+    if flat.size > TRY_ALL_CONSTRAINTS or len(cands) == 1:
+        choice = constraint.by_rule(cands, plane.shape[0] * plane.shape[1])
+    else:
+        # Small plane: side information matters, so measure every candidate on the same
+        # network outputs (cached, at most 64 MB) and keep the cheapest whole stream.
+        work = list(work)
+        cost = [8 * len(c.to_bytes()) for c in cands]
+        for step, var, freq in work:
+            sym = torch.from_numpy(flat[var].astype(np.int64))
+            for i, c in enumerate(cands):
+                cost[i] += bits_of(c.restrict(freq, var, flat, pc.step_of, step).cpu(), sym)
+        choice = cands[int(np.argmin(cost))]
+    enc = Encoder()
+    for step, var, freq in work:
+        freq = choice.restrict(freq, var, flat, pc.step_of, step)
+        sym = flat[var].astype(np.int32)
+        stats.ideal_bits += bits_of(freq.cpu(), torch.from_numpy(sym))
+        enc.push(sym, frequencies_to_probabilities(freq))
+    head, data = choice.to_bytes(), enc.finish()
+    stats.side_bits += 8 * len(head)
     stats.file_bits += 8 * len(data)
-    return data
+    return head + data
 
 
-def decode_plane(model: Model, data: bytes, h: int, w: int, gray: bool, steps: int, seed: int,
+def decode_plane(model: Model, stream: bytes, h: int, w: int, gray: bool, steps: int, seed: int,
                  device: torch.device, progress: bool = False, strip_pixels: int = STRIP_PIXELS,
-                 chunk: int = CHUNK) -> np.ndarray:
+                 chunk: int = CHUNK, version: int = container.FORMAT_VERSION) -> np.ndarray:
+    channels = 1 if gray else 3
+    if version >= 2:
+        rule, data = constraint.Constraint.parse(stream, channels)
+    else:
+        rule, data = constraint.Constraint(constraint.PLAIN, channels), stream
+    shape = (h, w) if gray else (h, w, 3)
+    if rule.kind == constraint.CONSTANT:
+        if data:
+            raise FormatError("corrupt .ardm file: data after a constant plane")
+        return np.broadcast_to(rule.data.reshape(-1) if not gray else rule.data[0], shape).copy()
+    if rule.kind == constraint.GRAY:
+        plane = decode_plane(model, data, h, w, True, steps, seed, device, progress, strip_pixels, chunk, version)
+        return np.repeat(plane[..., None], 3, axis=2)
     net = model.net.to(device)
     pc = PlaneCoder(net, model.curve, h, w, gray, steps, seed, strip_pixels, chunk)
     flat = np.zeros(h * pc.per_row, dtype=np.uint8)
@@ -164,14 +214,15 @@ def decode_plane(model: Model, data: bytes, h: int, w: int, gray: bool, steps: i
             for strip, variables in pc.work(step):
                 chunks = pc.chunks(variables)
                 for var, freq in zip(chunks, pc.frequencies(values, mask, strip, chunks)):
+                    freq = rule.restrict(freq, var, flat, pc.step_of, step)
                     flat[var] = dec.pop(frequencies_to_probabilities(freq))
             # reveal this step's values to the next steps (the mask hides them until then)
-            values.copy_(_plane_tensor(flat.reshape(h, w) if gray else flat.reshape(h, w, 3), gray).to(device))
+            values.copy_(_plane_tensor(flat.reshape(shape), gray).to(device))
     except (ValueError, RuntimeError, OverflowError) as e:
         raise FormatError(f"corrupt .ardm file: bitstream does not decode ({e})") from None
     if not dec.finished_cleanly():
         raise FormatError("corrupt .ardm file: bitstream has data left over")
-    return flat.reshape(h, w) if gray else flat.reshape(h, w, 3)
+    return flat.reshape(shape)
 
 
 def pixel_crc(pixels: np.ndarray) -> int:
@@ -191,13 +242,7 @@ def compress_picture(picture: Picture, steps: int | None = None, model: str | No
     color = px[..., 0] if c <= 2 else px[..., :3]
     streams = [encode_plane(m, color, steps, seed, dev, stats, progress)]
     if c in (2, 4):
-        alpha = px[..., -1]
-        if (alpha == alpha.flat[0]).all():
-            streams.append(bytes([int(alpha.flat[0])]))
-            stats.subpixels += alpha.size
-            stats.file_bits += 8
-        else:
-            streams.append(encode_plane(m, alpha, steps, (seed + 1) % 2**64, dev, stats, progress))
+        streams.append(encode_plane(m, px[..., -1], steps, (seed + 1) % 2**64, dev, stats, progress))
     header = container.Header(m.name, m.hash8, picture.mode, px.shape[1], px.shape[0], steps, seed,
                               pixel_crc(px), tuple(picture.metadata))
     return container.pack(header, streams)
@@ -212,15 +257,15 @@ def decompress_picture(data: bytes, device: str = "cpu", progress: bool = False,
     m = find_by_hash(header.model_name, header.model_hash)
     dev = resolve_device(device)
     h, w = header.height, header.width
-    args = (header.steps, header.seed, dev, progress, strip_pixels, chunk)
-    color = decode_plane(m, streams[0], h, w, c <= 2, *args)
+    opts = dict(device=dev, progress=progress, strip_pixels=strip_pixels, chunk=chunk, version=header.version)
+    color = decode_plane(m, streams[0], h, w, c <= 2, header.steps, header.seed, **opts)
     planes = [color[..., None] if c <= 2 else color]
     if c in (2, 4):
-        if len(streams[1]) == 1:
+        if header.version < 2 and len(streams[1]) == 1:          # version 1: constant alpha as one byte
             planes.append(np.full((h, w, 1), streams[1][0], dtype=np.uint8))
         else:
-            alpha_args = (header.steps, (header.seed + 1) % 2**64, dev, progress, strip_pixels, chunk)
-            planes.append(decode_plane(m, streams[1], h, w, True, *alpha_args)[..., None])
+            alpha_seed = (header.seed + 1) % 2**64
+            planes.append(decode_plane(m, streams[1], h, w, True, header.steps, alpha_seed, **opts)[..., None])
     px = np.ascontiguousarray(np.concatenate(planes, axis=2))
     if pixel_crc(px) != header.pixel_crc:
         raise ChecksumError("decoded pixels do not match the stored checksum: the file is damaged")

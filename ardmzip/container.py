@@ -5,11 +5,12 @@ integers are unsigned LEB128 varints ("varint" below: 7 bits per byte, low
 group first, high bit set on every byte but the last, at most 10 bytes,
 shortest form only).  Multi-byte fixed fields are little-endian.
 
-Layout, format version 1::
+Layout, format version 2 (version 1 is the same bytes; only the plane streams differ,
+see ``constraint.py``; files of both versions decode)::
 
     header
       magic          4 bytes   b"ARDM"
-      version        1 byte    FORMAT_VERSION (1)
+      version        1 byte    FORMAT_VERSION (2), or 1 for older files
       mode           1 byte    index into MODES ("L"=0, "LA", "RGB", "RGBA", "P", "PA", "1"=6)
       width          varint    1 <= width  < 2**31
       height         varint    1 <= height < 2**31
@@ -56,7 +57,8 @@ __all__ = [
 ]
 
 MAGIC = b"ARDM"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+OLDEST_VERSION = 1
 MODES: tuple[str, ...] = ("L", "LA", "RGB", "RGBA", "P", "PA", "1")
 MAX_STREAMS = 64
 MAX_METADATA = 256
@@ -83,6 +85,7 @@ class Header:
     seed: int
     pixel_crc: int
     metadata: tuple[tuple[str, bytes], ...] = ()
+    version: int = FORMAT_VERSION           # what the file says; the codec writes FORMAT_VERSION
 
     def __post_init__(self) -> None:
         # Normalise metadata to an immutable tuple of (str, bytes) pairs so
@@ -118,6 +121,7 @@ def _validate(h: Header) -> None:
     _check_int("steps", h.steps, 1, 2**32)
     _check_int("seed", h.seed, 0, 2**64)
     _check_int("pixel_crc", h.pixel_crc, 0, 2**32)
+    _check_int("version", h.version, OLDEST_VERSION, FORMAT_VERSION + 1)
     if len(h.metadata) > MAX_METADATA:
         raise ValueError(f"more than {MAX_METADATA} metadata entries")
     seen: set[str] = set()
@@ -163,7 +167,7 @@ def _crc(data: bytes | bytearray | memoryview) -> bytes:
 
 def _pack_header(h: Header) -> bytes:
     out = bytearray(MAGIC)
-    out += bytes((FORMAT_VERSION, MODES.index(h.mode)))
+    out += bytes((h.version, MODES.index(h.mode)))
     for value in (h.width, h.height, h.steps, h.seed):
         out += _varint(value)
     out += _blob(h.model_name.encode("utf-8"))
@@ -265,7 +269,7 @@ def _read_header(reader: _Reader) -> Header:
     version = reader.byte()
     if version > FORMAT_VERSION:
         raise FormatError(f"made by a newer ardmzip (format version {version})")
-    if version != FORMAT_VERSION:
+    if version < OLDEST_VERSION:
         raise FormatError(f"corrupt .ardm file: unknown format version {version}")
     # Parse the structure first and check the CRC before judging values, so a
     # flipped bit is reported as corruption rather than as a strange value.
@@ -292,6 +296,7 @@ def _read_header(reader: _Reader) -> Header:
             seed=seed,
             pixel_crc=pixel_crc,
             metadata=tuple((key.decode("utf-8"), value) for key, value in raw_metadata),
+            version=version,
         )
     except UnicodeDecodeError:
         raise FormatError("corrupt .ardm file: invalid utf-8 in header") from None

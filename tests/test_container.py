@@ -152,7 +152,7 @@ class TestMalformed:
             (b"", "not an .ardm file"),
             (b"\x89PNG\r\n\x1a\n" + bytes(40), "not an .ardm file"),
             (b"ARD", "truncated .ardm file"),
-            (MAGIC + b"\x02" + SAMPLE[5:], r"made by a newer ardmzip \(format version 2\)"),
+            (MAGIC + b"\x03" + SAMPLE[5:], r"made by a newer ardmzip \(format version 3\)"),
             (MAGIC + b"\x00" + SAMPLE[5:], "unknown format version 0"),
             (SAMPLE + b"\x00", "trailing"),
             (SAMPLE[:-1] + bytes([SAMPLE[-1] ^ 1]), "streams checksum mismatch"),

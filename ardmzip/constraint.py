@@ -1,0 +1,232 @@
+"""Value constraints: restrict each subpixel's categorical to the values the image can have.
+
+Many real images use few values: palette (GIF-era) pictures, gray pictures stored as RGB,
+scans quantised to 6 bits. Half of Set14 is like that (baboon has 220 colours, lenna 255,
+bridge 64 gray levels). The network spreads probability over all 256 levels; the encoder
+knows the exact set, writes it at the head of the plane's stream, and both sides zero the
+frequencies of impossible values before coding. Restricting never raises a symbol's ideal
+cost (the true value is always allowed and the mass renormalises over fewer values), so
+the only price is the side information.
+
+A plane stream (format version 2) starts with one kind byte:
+
+    0 PLAIN     nothing more
+    1 VALUES    per channel, a 256-bit set of the values that occur (32 bytes, value v is
+                bit v & 7 of byte v >> 3)
+    2 PALETTE   three-channel planes only: varint P (1..MAX_PALETTE), then the P colours,
+                3 bytes each, in strictly increasing order. A subpixel may only take the
+                values of palette colours that agree with its pixel's revealed channels:
+                once one channel of a gray-as-RGB pixel is known, the other two cost ~0.
+    3 CONSTANT  every pixel is the same colour: C bytes, and no bitstream at all
+    4 GRAY      three-channel planes whose channels are all equal: the rest of the stream
+                is a gray plane's stream (its own kind byte first), coded with the gray
+                model over H x W variables instead of 3 H W
+
+followed by the ANS words (none for CONSTANT). Everything here is integer table lookups,
+so encoder and decoder mask identically on every machine.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .errors import FormatError
+
+PLAIN, VALUES, PALETTE, CONSTANT, GRAY = 0, 1, 2, 3, 4
+KIND_NAMES = {PLAIN: "plain", VALUES: "value sets", PALETTE: "palette", CONSTANT: "constant", GRAY: "gray as RGB"}
+MAX_PALETTE = 4096
+# Where only a rule decides (large planes): a palette must cost under 1/4 bit per pixel.
+PALETTE_BITS_PER_PIXEL = 0.25
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes(out + bytes([n]))
+
+
+class Constraint:
+    """One plane's constraint: its bytes, and the masking it implies."""
+
+    def __init__(self, kind: int, channels: int, data: np.ndarray | None = None):
+        self.kind, self.channels = kind, channels
+        self.data = data                    # VALUES (C, 256) bool; PALETTE (P, 3) uint8; CONSTANT (C,) uint8
+        self._tables: dict[str, tuple[torch.Tensor, np.ndarray | None]] = {}
+
+    def __repr__(self) -> str:
+        extra = f", {len(self.data)} colours" if self.kind == PALETTE else ""
+        return f"Constraint({KIND_NAMES[self.kind]}{extra})"
+
+    # ------------------------------------------------------------ bytes
+
+    def to_bytes(self) -> bytes:
+        if self.kind == PLAIN:
+            return bytes([PLAIN])
+        if self.kind == VALUES:
+            return bytes([VALUES]) + np.packbits(self.data, axis=1, bitorder="little").tobytes()
+        if self.kind == PALETTE:
+            return bytes([PALETTE]) + _varint(len(self.data)) + self.data.tobytes()
+        if self.kind == GRAY:
+            return bytes([GRAY])
+        return bytes([CONSTANT]) + self.data.tobytes()
+
+    @staticmethod
+    def parse(stream: bytes, channels: int) -> tuple["Constraint", bytes]:
+        """Split a plane stream into its constraint and its ANS words; FormatError if malformed."""
+        if not stream:
+            raise FormatError("corrupt .ardm file: empty plane stream")
+        kind, pos = stream[0], 1
+
+        def take(n: int) -> bytes:
+            nonlocal pos
+            if n > len(stream) - pos:
+                raise FormatError("corrupt .ardm file: truncated plane constraint")
+            pos += n
+            return stream[pos - n:pos]
+
+        if kind == PLAIN:
+            c = Constraint(PLAIN, channels)
+        elif kind == VALUES:
+            bits = np.frombuffer(take(32 * channels), np.uint8).reshape(channels, 32)
+            masks = np.unpackbits(bits, axis=1, bitorder="little").astype(bool)
+            if not masks.any(axis=1).all():
+                raise FormatError("corrupt .ardm file: empty value set")
+            c = Constraint(VALUES, channels, masks)
+        elif kind == PALETTE and channels == 3:
+            n, shift = 0, 0
+            for _ in range(3):                       # MAX_PALETTE needs at most 2 varint bytes
+                byte = take(1)[0]
+                n |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    if byte == 0 and shift > 7:
+                        raise FormatError("corrupt .ardm file: overlong palette size")
+                    break
+            else:
+                raise FormatError("corrupt .ardm file: palette size out of range")
+            if not 1 <= n <= MAX_PALETTE:
+                raise FormatError(f"corrupt .ardm file: palette of {n} colours")
+            pal = np.frombuffer(take(3 * n), np.uint8).reshape(n, 3)
+            key = _color_keys(pal)
+            if (np.diff(key) <= 0).any():
+                raise FormatError("corrupt .ardm file: palette not in increasing order")
+            c = Constraint(PALETTE, 3, pal.copy())
+        elif kind == CONSTANT:
+            c = Constraint(CONSTANT, channels, np.frombuffer(take(channels), np.uint8).copy())
+        elif kind == GRAY and channels == 3:
+            c = Constraint(GRAY, 3)
+        else:
+            raise FormatError(f"corrupt .ardm file: unknown plane constraint {kind}")
+        return c, stream[pos:]
+
+    # ------------------------------------------------------------ masking
+
+    def restrict(self, freq: torch.Tensor, var: np.ndarray, flat: np.ndarray, step_of: np.ndarray,
+                 step: int) -> torch.Tensor:
+        """Zero the frequencies of values ``var`` cannot take.
+
+        freq: (n, 256) int32 for the variables ``var`` (flat indices into the plane, pixel-major);
+        flat: the plane's values, correct wherever ``step_of < step`` (revealed before this step).
+        A row left empty (only possible when decoding a damaged stream) keeps its frequencies,
+        so decoding stays defined and the pixel checksum reports the damage.
+        """
+        if self.kind == PLAIN:
+            return freq
+        table, pair_row = self._device_tables(freq.device)
+        ch = var % self.channels
+        if self.kind == VALUES:
+            row = ch
+        else:
+            base = var - ch
+            u1, u2 = base + (ch + 1) % 3, base + (ch + 2) % 3
+            r1, r2 = step_of[u1] < step, step_of[u2] < step
+            v1, v2 = flat[u1].astype(np.int64), flat[u2].astype(np.int64)
+            row = np.where(r1 & r2, pair_row[ch, v1 * 256 + v2],
+                           np.where(r1, 3 + ch * 256 + v1, np.where(r2, 3 + 768 + ch * 256 + v2, ch)))
+        mask = table[torch.from_numpy(np.ascontiguousarray(row, dtype=np.int64)).to(freq.device)]
+        out = freq * mask
+        empty = out.sum(1) == 0
+        if bool(empty.any()):
+            out[empty] = freq[empty]
+        return out
+
+    def _device_tables(self, device: torch.device) -> tuple[torch.Tensor, np.ndarray | None]:
+        key = str(device)
+        if key not in self._tables:
+            if self.kind == VALUES:
+                table, pair_row = self.data, None
+            else:
+                table, pair_row = _palette_tables(self.data)
+            self._tables[key] = (torch.from_numpy(table.astype(np.int32)).to(device), pair_row)
+        return self._tables[key]
+
+
+def _color_keys(pal: np.ndarray) -> np.ndarray:
+    p = pal.astype(np.int64)
+    return (p[:, 0] << 16) | (p[:, 1] << 8) | p[:, 2]
+
+
+def _palette_tables(pal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of allowed values for every (target channel, revealed other channels) case.
+
+    Rows: 0..2 nothing revealed; 3 + 256 ch + v the next channel (ch+1)%3 revealed as v;
+    771 + 256 ch + v the one after, (ch+2)%3; then one row per (ch, pair of both others)
+    that occurs in the palette, looked up through ``pair_row[ch, 256 v1 + v2]``; the last
+    row allows everything (pairs absent from the palette: damaged streams only).
+    """
+    p = pal.astype(np.int64)
+    fixed = np.zeros((3 + 2 * 768, 256), bool)
+    pair_rows, pair_row = [], np.empty((3, 65536), np.int64)
+    start = len(fixed)
+    for ch in range(3):
+        c1, c2 = (ch + 1) % 3, (ch + 2) % 3
+        fixed[ch, p[:, ch]] = True
+        fixed[3 + ch * 256 + p[:, c1], p[:, ch]] = True
+        fixed[771 + ch * 256 + p[:, c2], p[:, ch]] = True
+        keys, inverse = np.unique(p[:, c1] * 256 + p[:, c2], return_inverse=True)
+        rows = np.zeros((len(keys), 256), bool)
+        rows[inverse.reshape(-1), p[:, ch]] = True
+        pair_rows.append(rows)
+        pair_row[ch] = -1
+        pair_row[ch, keys] = start + np.arange(len(keys))
+        start += len(keys)
+    table = np.concatenate([fixed, *pair_rows, np.ones((1, 256), bool)])
+    pair_row[pair_row < 0] = len(table) - 1
+    return table, pair_row
+
+
+def candidates(plane: np.ndarray) -> list[Constraint]:
+    """Constraints worth trying for a plane ((H, W) gray or (H, W, 3)), least restrictive first.
+
+    A constant plane gets CONSTANT alone, a gray plane stored as RGB GRAY alone (both are
+    always best). Each later candidate allows a subset of what
+    the one before allows, so its ideal bits are never higher; only its bytes are.
+    """
+    channels = 1 if plane.ndim == 2 else plane.shape[2]
+    px = plane.reshape(-1, channels)
+    if (px == px[0]).all():
+        return [Constraint(CONSTANT, channels, px[0].copy())]
+    if channels == 3 and (px[:, :1] == px[:, 1:]).all():
+        return [Constraint(GRAY, 3)]
+    out = [Constraint(PLAIN, channels)]
+    masks = np.zeros((channels, 256), bool)
+    for ch in range(channels):
+        masks[ch, np.unique(px[:, ch])] = True
+    if not masks.all():
+        out.append(Constraint(VALUES, channels, masks))
+    if channels == 3:
+        keys = np.unique(_color_keys(px))
+        if len(keys) <= MAX_PALETTE:
+            pal = np.stack([keys >> 16, (keys >> 8) & 255, keys & 255], 1).astype(np.uint8)
+            out.append(Constraint(PALETTE, 3, pal))
+    return out
+
+
+def by_rule(cands: list[Constraint], pixels: int) -> Constraint:
+    """The most restrictive candidate whose side information is cheap for ``pixels`` pixels."""
+    for c in reversed(cands):
+        if c.kind != PALETTE or 8 * len(c.to_bytes()) <= PALETTE_BITS_PER_PIXEL * pixels:
+            return c
+    return cands[0]
