@@ -60,13 +60,19 @@ def shipped() -> IntegerNet:
     return weights.load().net
 
 
-def test_context_features_float32_box_sums_are_exact(monkeypatch):
+def test_context_features_integral_box_sums_equal_a_float64_window_sum(monkeypatch):
     import ardmzip.features as features
     values, mask = random_inputs(2, 70, 65)
     feats, anchor = context_features(values, mask)
-    exact_sum = lambda x, r: F.avg_pool2d(x.double(), 2 * r + 1, stride=1, padding=r,  # noqa: E731
-                                          divisor_override=1).float()
-    monkeypatch.setattr(features, "box_sum", exact_sum)
+
+    def reference(x, radii=features.RADII):           # the direct (2r+1)^2 window sum, in float64
+        return [F.avg_pool2d(x.double(), 2 * r + 1, stride=1, padding=r, divisor_override=1).long()
+                for r in radii]
+
+    both = torch.cat([values * mask, mask], 1)
+    for a, b in zip(features.box_sums(both), reference(both)):
+        assert torch.equal(a, b)
+    monkeypatch.setattr(features, "box_sums", reference)
     feats64, anchor64 = features.context_features(values, mask)
     assert torch.equal(feats, feats64) and torch.equal(anchor, anchor64)
     assert bool((feats == feats.round()).all()) and feats.abs().max() <= 255
