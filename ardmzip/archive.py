@@ -60,8 +60,8 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import container
-from .codec import DEFAULT_STEPS, compress_picture, decompress_picture, pixel_crc
+from . import codec, container
+from .codec import DEFAULT_STEPS, compress_pictures, decompress_picture, decompress_pictures, pixel_crc
 from .errors import FormatError, InputError, OutputError
 from .imageio import MODE_CHANNELS, Picture, picture_from_array, read_picture
 
@@ -450,11 +450,54 @@ def _read_blob(f: BinaryIO, m: MemberInfo) -> bytes:
     return data[len(record):]
 
 
-def _decode(f: BinaryIO, m: MemberInfo, device: str) -> Picture:
-    picture = decompress_picture(_read_blob(f, m), device)
+def _check_member(m: MemberInfo, picture: Picture) -> Picture:
     if picture.mode != m.mode or picture.pixels.shape[:2] != (m.height, m.width):
         raise FormatError("corrupt archive: member does not match its index entry")
     return picture
+
+
+def _decode(f: BinaryIO, m: MemberInfo, device: str) -> Picture:
+    return _check_member(m, decompress_picture(_read_blob(f, m), device))
+
+
+def _member_batches(members: Sequence[MemberInfo]) -> Iterator[list[MemberInfo]]:
+    """Consecutive members, about codec.BATCH_SUBPIXELS at a time (at least one)."""
+    batch: list[MemberInfo] = []
+    total = 0
+    for m in members:
+        if batch and total + m.subpixels > codec.BATCH_SUBPIXELS:
+            yield batch
+            batch, total = [], 0
+        batch.append(m)
+        total += m.subpixels
+    if batch:
+        yield batch
+
+
+def _decoded(f: BinaryIO, members: Sequence[MemberInfo], device: str) -> Iterator[tuple[MemberInfo, Any]]:
+    """(member, Picture or the exception it raised), in order; members of one size share
+    network calls (same pixels as decoding each alone)."""
+    for batch in _member_batches(members):
+        blobs: list[bytes | None] = []
+        errors: dict[int, BaseException] = {}
+        for i, m in enumerate(batch):
+            try:
+                blobs.append(_read_blob(f, m))
+            except Exception as e:  # noqa: BLE001 - reported per member, the others go on
+                errors[i] = e
+                blobs.append(None)
+        decoded = iter(decompress_pictures([b for b in blobs if b is not None], device))
+        for i, m in enumerate(batch):
+            if i in errors:
+                yield m, errors[i]
+                continue
+            result = next(decoded)
+            if isinstance(result, Picture):
+                try:
+                    result = _check_member(m, result)
+                except FormatError as e:
+                    result = e
+            yield m, result
 
 
 def extract_member(path: str | os.PathLike, name: str, device: str = "cpu") -> Picture:
@@ -483,13 +526,8 @@ def test_archive(path: str | os.PathLike, device: str = "cpu", progress: bool = 
     with _open_archive(path) as (f, size):
         index = _read_index(f, size)
         with _progress_bar(len(index.members), progress, "test") as bar:
-            for m in index.members:
-                error: BaseException | None = None
-                try:
-                    _decode(f, m, device)
-                except Exception as e:  # noqa: BLE001 - reported per member, the others go on
-                    error = e
-                _report(results, on_member, m.name, error)
+            for m, result in _decoded(f, index.members, device):
+                _report(results, on_member, m.name, result if isinstance(result, BaseException) else None)
                 bar.update(1)
     return results
 
@@ -555,10 +593,12 @@ def _extract_folder(f: BinaryIO, index: ArchiveIndex, out: str, force: bool, dev
             raise OutputError(f"{existing[0]} exists{more}; use -f to overwrite")
     results: list[tuple[str, BaseException | None]] = []
     with _progress_bar(len(index.members), progress, "extract") as bar:
-        for m in index.members:
+        for m, result in _decoded(f, index.members, device):
             error: BaseException | None = None
             try:
-                png = picture_to_png(_decode(f, m, device))
+                if isinstance(result, BaseException):
+                    raise result
+                png = picture_to_png(result)
                 target = targets[m.name]
                 try:
                     os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -577,16 +617,18 @@ def _extract_arrays(f: BinaryIO, index: ArchiveIndex, out: str, force: bool, dev
     if not force and os.path.lexists(out):
         raise OutputError(f"{out} exists; use -f to overwrite")
     results: list[tuple[str, BaseException | None]] = []
-    members = iter(index.members)
+    members = _decoded(f, index.members, device)
 
     def write_array(fp: BinaryIO, spec: ArraySpec, bar) -> None:
         header = {"descr": np.lib.format.dtype_to_descr(_U1), "fortran_order": False, "shape": spec.shape}
         np.lib.format.write_array_header_1_0(fp, header)
         for _ in range(spec.count):
-            m = next(members)
+            m, result = next(members)
             error: BaseException | None = None
             try:
-                pixels = _decode(f, m, device).pixels
+                if isinstance(result, BaseException):
+                    raise result
+                pixels = result.pixels
                 if pixels.size != spec.image_bytes:
                     raise FormatError("corrupt archive: member does not match its array shape")
                 data = pixels.tobytes()
@@ -864,17 +906,42 @@ def _worker_init() -> None:
     torch.set_num_threads(1)        # one process per core; threads would only contend
 
 
-def _compress_job(picture: Picture, steps: int, model: str | None, seed: int, device: str) -> bytes:
-    return compress_picture(picture, steps, model, seed, device)
+def _compress_job(pictures: list[Picture], steps: int, model: str | None, seed: int, device: str) -> list[bytes]:
+    return compress_pictures(pictures, steps, model, seed, device)
+
+
+def _picture_batches(items: Iterable[tuple[str, Picture]]) -> Iterator[list[tuple[str, Picture]]]:
+    """Consecutive pictures, about codec.BATCH_SUBPIXELS at a time (at least one), so that
+    pictures of one size share network calls; reading stays only one batch ahead."""
+    batch: list[tuple[str, Picture]] = []
+    total = 0
+    source = iter(items)
+    while True:
+        try:
+            name, picture = next(source)
+        except StopIteration:
+            break
+        except Exception:
+            if batch:                    # finish what was read before a bad input stops the run
+                yield batch
+            raise
+        if batch and total + picture.pixels.size > codec.BATCH_SUBPIXELS:
+            yield batch
+            batch, total = [], 0
+        batch.append((name, picture))
+        total += picture.pixels.size
+    if batch:
+        yield batch
 
 
 def _compressed(items: Iterable[tuple[str, Picture]], jobs: int, steps: int, model: str | None, seed: int,
                 device: str) -> Iterator[tuple[str, bytes]]:
-    """(name, .ardm bytes) in input order; with jobs > 1 a process pool works ahead, at
-    most 2 * jobs pictures at a time, so memory stays bounded."""
+    """(name, .ardm bytes) in input order, batch by batch (identical to coding each alone);
+    with jobs > 1 a process pool works ahead, at most 2 * jobs batches at a time, so
+    memory stays bounded."""
     if jobs <= 1:
-        for name, picture in items:
-            yield name, compress_picture(picture, steps, model, seed, device)
+        for batch in _picture_batches(items):
+            yield from zip([n for n, _ in batch], compress_pictures([p for _, p in batch], steps, model, seed, device))
         return
     import concurrent.futures
     import multiprocessing
@@ -882,14 +949,15 @@ def _compressed(items: Iterable[tuple[str, Picture]], jobs: int, steps: int, mod
                                                   initializer=_worker_init)
     try:
         pending: deque = deque()
-        for name, picture in items:
-            pending.append((name, pool.submit(_compress_job, picture, steps, model, seed, device)))
+        for batch in _picture_batches(items):
+            names = [n for n, _ in batch]
+            pending.append((names, pool.submit(_compress_job, [p for _, p in batch], steps, model, seed, device)))
             if len(pending) >= 2 * jobs:
-                name, future = pending.popleft()
-                yield name, future.result()
+                names, future = pending.popleft()
+                yield from zip(names, future.result())
         while pending:
-            name, future = pending.popleft()
-            yield name, future.result()
+            names, future = pending.popleft()
+            yield from zip(names, future.result())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

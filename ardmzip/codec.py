@@ -10,6 +10,9 @@ Memory stays bounded for any image size: the trunk runs on horizontal strips wit
 of ``config.halo`` rows, and the head and the coder work on chunks of variables. Because
 the integer network is exact, a strip computes exactly what the full image would, so
 strip and chunk sizes are not part of the format: any decoder settings decode any file.
+For the same reason planes of one size (which share the order and the schedule) go
+through the network together, BATCH_SUBPIXELS at a time, and each still gets exactly the
+stream it would get alone: ``compress_pictures`` / ``decompress_pictures``.
 
 Alpha is a separate gray plane (seed + 1). Each plane's stream starts with a value
 constraint (constraint.py): the values or palette colours the plane uses, so that the
@@ -29,7 +32,7 @@ from . import constraint, container
 from .ardm import coding_ranks
 from .coder import Decoder, Encoder
 from .dlm import bits_of, exact_frequencies, frequencies_to_probabilities
-from .errors import ChecksumError, FormatError, InputError
+from .errors import ArdmzipError, ChecksumError, FormatError, InputError
 from .imageio import Picture, picture_from_array
 from .model import IntegerNet
 from .schedule import schedule
@@ -39,6 +42,7 @@ DEFAULT_STEPS = 16
 STRIP_PIXELS = 1 << 20        # pixels per trunk call, halo included
 CHUNK = 1 << 15               # variables per head / coder call
 TRY_ALL_CONSTRAINTS = 1 << 16  # planes up to this many subpixels try every value constraint
+BATCH_SUBPIXELS = 1 << 17     # same-shape planes coded together in one network call, at most
 CHANNELS = {"L": 1, "1": 1, "LA": 2, "RGB": 3, "P": 3, "RGBA": 4, "PA": 4}
 
 
@@ -103,26 +107,32 @@ class PlaneCoder:
 
     def frequencies(self, values: torch.Tensor, mask: torch.Tensor, strip: tuple[int, int],
                     chunks: list[np.ndarray]):
-        """Yield integer frequencies (n, 256) for each chunk of variables, in the given order.
+        """Yield integer frequencies (B, n, 256) for each chunk of variables, in the given order.
 
-        All variables of a step share one mask, so their frequencies do not depend on
-        the order they are computed in: the encoder walks the chunks backwards, the
-        decoder forwards, and both hold one chunk's frequencies at a time."""
+        values: (B, 3, H, W), a batch of planes of this shape (they share the order, so
+        they share the mask). All variables of a step share one mask, so their frequencies
+        do not depend on the order they are computed in: the encoder walks the chunks
+        backwards, the decoder forwards, and both hold one chunk's frequencies at a time.
+        The integer network is exact per pixel, so batching changes no frequency."""
         r0, r1 = strip
         halo = self.net.config.halo
         top, bottom = max(0, r0 - halo), min(self.h, r1 + halo)
-        x, anchor = self.net.trunk(values[:, :, top:bottom], mask[:, :, top:bottom])
+        b = values.shape[0]
+        x, anchor = self.net.trunk(values[:, :, top:bottom], mask[:, :, top:bottom].expand(b, -1, -1, -1))
         dev = x.device
         for chunk in chunks:
+            n = len(chunk)
             v = torch.from_numpy(chunk).to(dev)
             if self.gray:
                 row, col, ch = v // self.w, v % self.w, torch.zeros_like(v)
             else:
                 row, col, ch = v // (3 * self.w), (v // 3) % self.w, v % 3
             row = row - top
-            params = self.net.head(x[0, :, row, col].t().contiguous())        # (n, 3, 3, M)
-            params = params[torch.arange(len(v), device=dev), ch]             # (n, 3, M)
-            yield exact_frequencies(params, anchor[0, ch, row, col])
+            feats = x[:, :, row, col].permute(0, 2, 1).reshape(b * n, -1)        # (B n, C)
+            params = self.net.head(feats.contiguous()).view(b, n, 3, 3, -1)       # (B, n, 3, 3, M)
+            params = params[:, torch.arange(n, device=dev), ch]                  # (B, n, 3, M)
+            freq = exact_frequencies(params.reshape(b * n, 3, -1), anchor[:, ch, row, col].reshape(-1))
+            yield freq.view(b, n, -1)
 
 
 def _plane_tensor(plane: np.ndarray, gray: bool) -> torch.Tensor:
@@ -134,7 +144,8 @@ def _plane_tensor(plane: np.ndarray, gray: bool) -> torch.Tensor:
 
 
 def _chunk_frequencies(pc: PlaneCoder, values: torch.Tensor, device: torch.device, progress: bool):
-    """Yield (step, variables, raw frequencies) in the encoder's push order: the reverse of decoding."""
+    """Yield (step, variables, raw frequencies (B, n, 256)) in the encoder's push order: the
+    reverse of decoding."""
     for step in tqdm(range(pc.steps - 1, -1, -1), desc="compress", unit="step", disable=not progress, leave=False):
         mask = pc.mask(step).to(device)
         # ANS is a stack: push the step's chunks in the reverse of the decoder's order.
@@ -144,132 +155,283 @@ def _chunk_frequencies(pc: PlaneCoder, values: torch.Tensor, device: torch.devic
                 yield step, var, freq
 
 
+def _route(plane: np.ndarray) -> tuple[bytes, np.ndarray | None, list[constraint.Constraint]]:
+    """(stream prefix, the plane the network must code or None, its constraint candidates).
+
+    A constant plane is all prefix; a gray plane stored as RGB is coded as its gray plane."""
+    cands = constraint.candidates(plane)
+    if cands[0].kind == constraint.CONSTANT:
+        return cands[0].to_bytes(), None, []
+    if cands[0].kind == constraint.GRAY:
+        gray = plane[..., 0]
+        return cands[0].to_bytes(), gray, constraint.candidates(gray)
+    return b"", plane, cands
+
+
+def encode_planes(model: Model, planes: list[np.ndarray], steps: int, seed: int, device: torch.device,
+                  stats: Stats, progress: bool = False) -> list[bytes]:
+    """The streams of several planes (any shapes): each its value constraint, then its ANS words.
+
+    Planes of one shape share the order and the schedule, so they go through the network
+    together, BATCH_SUBPIXELS at a time; each still gets its own stream, identical to the
+    one it gets alone."""
+    out: list[bytes] = [b""] * len(planes)
+    groups: dict[tuple, list[tuple[int, np.ndarray, list]]] = {}
+    for i, plane in enumerate(planes):
+        prefix, coded, cands = _route(plane)
+        stats.subpixels += plane.size
+        stats.side_bits += 8 * len(prefix)
+        out[i] = prefix
+        if coded is not None:
+            groups.setdefault(coded.shape, []).append((i, coded, cands))
+    for members in groups.values():
+        per = max(1, BATCH_SUBPIXELS // members[0][1].size)
+        for k in range(0, len(members), per):
+            batch = members[k:k + per]
+            streams = _encode_batch(model, [p for _, p, _ in batch], [c for _, _, c in batch], steps, seed,
+                                    device, stats, progress)
+            for (i, _, _), stream in zip(batch, streams):
+                out[i] += stream
+    return out
+
+
+def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[constraint.Constraint]], steps: int,
+                  seed: int, device: torch.device, stats: Stats, progress: bool) -> list[bytes]:
+    h, w = planes[0].shape[:2]
+    gray = planes[0].ndim == 2
+    pc = PlaneCoder(model.net.to(device), model.curve, h, w, gray, steps, seed)
+    values = torch.cat([_plane_tensor(p, gray) for p in planes]).to(device)
+    flats = [p.reshape(-1) for p in planes]
+    work = _chunk_frequencies(pc, values, device, progress)
+    if flats[0].size > TRY_ALL_CONSTRAINTS or all(len(c) == 1 for c in cands):
+        choices = [constraint.by_rule(c, h * w) for c in cands]
+    else:
+        # Small planes: side information matters, so measure every candidate on the same
+        # network outputs (cached: BATCH_SUBPIXELS x 1 kB at most) and keep the cheapest stream.
+        work = list(work)
+        costs = [[8 * len(c.to_bytes()) for c in cs] for cs in cands]
+        for step, var, freq in work:
+            for b, (flat, cs) in enumerate(zip(flats, cands)):
+                sym = torch.from_numpy(flat[var].astype(np.int64))
+                for i, c in enumerate(cs):
+                    costs[b][i] += bits_of(c.restrict(freq[b], var, flat, pc.step_of, step).cpu(), sym)
+        choices = [cs[int(np.argmin(cost))] for cs, cost in zip(cands, costs)]
+    encoders = [Encoder() for _ in planes]
+    for step, var, freq in work:
+        for b, (flat, choice, enc) in enumerate(zip(flats, choices, encoders)):
+            f = choice.restrict(freq[b], var, flat, pc.step_of, step)
+            sym = flat[var].astype(np.int32)
+            stats.ideal_bits += bits_of(f.cpu(), torch.from_numpy(sym))
+            enc.push(sym, frequencies_to_probabilities(f))
+    streams = []
+    for choice, enc in zip(choices, encoders):
+        head, data = choice.to_bytes(), enc.finish()
+        stats.side_bits += 8 * len(head)
+        stats.file_bits += 8 * len(data)
+        streams.append(head + data)
+    return streams
+
+
 def encode_plane(model: Model, plane: np.ndarray, steps: int, seed: int, device: torch.device,
                  stats: Stats, progress: bool = False) -> bytes:
-    """One plane's stream: its value constraint, then the ANS words (constraint.py)."""
-    gray = plane.ndim == 2
-    flat = plane.reshape(-1)
-    cands = constraint.candidates(plane)
-    if cands[0].kind in (constraint.CONSTANT, constraint.GRAY):
-        head = cands[0].to_bytes()
-        stats.side_bits += 8 * len(head)
-        if cands[0].kind == constraint.CONSTANT:
-            stats.subpixels += flat.size
-            return head
-        stats.subpixels += flat.size - plane[..., 0].size            # the gray plane counts the rest
-        return head + encode_plane(model, plane[..., 0], steps, seed, device, stats, progress)
-    stats.subpixels += flat.size
-    net = model.net.to(device)
-    pc = PlaneCoder(net, model.curve, plane.shape[0], plane.shape[1], gray, steps, seed)
-    values = _plane_tensor(plane, gray).to(device)
-    work = _chunk_frequencies(pc, values, device, progress)
-    if flat.size > TRY_ALL_CONSTRAINTS or len(cands) == 1:
-        choice = constraint.by_rule(cands, plane.shape[0] * plane.shape[1])
-    else:
-        # Small plane: side information matters, so measure every candidate on the same
-        # network outputs (cached, at most 64 MB) and keep the cheapest whole stream.
-        work = list(work)
-        cost = [8 * len(c.to_bytes()) for c in cands]
-        for step, var, freq in work:
-            sym = torch.from_numpy(flat[var].astype(np.int64))
-            for i, c in enumerate(cands):
-                cost[i] += bits_of(c.restrict(freq, var, flat, pc.step_of, step).cpu(), sym)
-        choice = cands[int(np.argmin(cost))]
-    enc = Encoder()
-    for step, var, freq in work:
-        freq = choice.restrict(freq, var, flat, pc.step_of, step)
-        sym = flat[var].astype(np.int32)
-        stats.ideal_bits += bits_of(freq.cpu(), torch.from_numpy(sym))
-        enc.push(sym, frequencies_to_probabilities(freq))
-    head, data = choice.to_bytes(), enc.finish()
-    stats.side_bits += 8 * len(head)
-    stats.file_bits += 8 * len(data)
-    return head + data
+    """One plane's stream (constraint.py describes its layout)."""
+    return encode_planes(model, [plane], steps, seed, device, stats, progress)[0]
+
+
+@dataclass
+class PlaneJob:
+    """One plane to decode; ``pixels`` or ``error`` is set by ``decode_planes``."""
+    stream: bytes
+    h: int
+    w: int
+    gray: bool
+    steps: int
+    seed: int
+    version: int = container.FORMAT_VERSION
+    pixels: np.ndarray | None = None
+    error: Exception | None = None
+
+
+def decode_planes(model: Model, jobs: list[PlaneJob], device: torch.device, progress: bool = False,
+                  strip_pixels: int = STRIP_PIXELS, chunk: int = CHUNK) -> None:
+    """Decode planes, batching those of one shape, steps and seed into one network call.
+
+    A damaged stream fails only its own job (``job.error``); the others decode on."""
+    groups: dict[tuple, list[tuple[PlaneJob, constraint.Constraint, bytes]]] = {}
+    for job in jobs:
+        channels = 1 if job.gray else 3
+        try:
+            if job.version >= 2:
+                rule, data = constraint.Constraint.parse(job.stream, channels)
+            else:
+                rule, data = constraint.Constraint(constraint.PLAIN, channels), job.stream
+            shape = (job.h, job.w) if job.gray else (job.h, job.w, 3)
+            if rule.kind == constraint.CONSTANT:
+                if data:
+                    raise FormatError("corrupt .ardm file: data after a constant plane")
+                value = rule.data.reshape(-1) if not job.gray else rule.data[0]
+                job.pixels = np.broadcast_to(value, shape).copy()
+                continue
+            if rule.kind == constraint.GRAY:                 # the rest is a gray plane's stream
+                rule, data = constraint.Constraint.parse(data, 1)
+                if rule.kind not in (constraint.PLAIN, constraint.VALUES):
+                    raise FormatError("corrupt .ardm file: bad gray plane inside an RGB plane")
+        except FormatError as e:
+            job.error = e
+            continue
+        as_gray = job.gray or job.stream[0] == constraint.GRAY and job.version >= 2
+        groups.setdefault((job.h, job.w, as_gray, job.steps, job.seed), []).append((job, rule, data))
+    for (h, w, gray, steps, seed), members in groups.items():
+        per = max(1, BATCH_SUBPIXELS // (h * w * (1 if gray else 3)))
+        for k in range(0, len(members), per):
+            _decode_batch(model, members[k:k + per], h, w, gray, steps, seed, device, progress, strip_pixels, chunk)
+
+
+def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps: int, seed: int,
+                  device: torch.device, progress: bool, strip_pixels: int, chunk: int) -> None:
+    pc = PlaneCoder(model.net.to(device), model.curve, h, w, gray, steps, seed, strip_pixels, chunk)
+    shape = (h, w) if gray else (h, w, 3)
+    flats = [np.zeros(h * pc.per_row, dtype=np.uint8) for _ in members]
+    values = torch.zeros(len(members), 3, h, w, dtype=torch.long, device=device)
+    decoders: list[Decoder | None] = []
+    for job, _, data in members:
+        try:
+            decoders.append(Decoder(data))
+        except FormatError as e:
+            job.error = e
+            decoders.append(None)
+    for step in tqdm(range(pc.steps), desc="decompress", unit="step", disable=not progress, leave=False):
+        mask = pc.mask(step).to(device)
+        for strip, variables in pc.work(step):
+            chunks = pc.chunks(variables)
+            for var, freq in zip(chunks, pc.frequencies(values, mask, strip, chunks)):
+                for b, ((job, rule, _), flat, dec) in enumerate(zip(members, flats, decoders)):
+                    if dec is None:
+                        continue
+                    try:
+                        f = rule.restrict(freq[b], var, flat, pc.step_of, step)
+                        flat[var] = dec.pop(frequencies_to_probabilities(f))
+                    except (ValueError, RuntimeError, OverflowError) as e:
+                        job.error = FormatError(f"corrupt .ardm file: bitstream does not decode ({e})")
+                        decoders[b] = None
+        # reveal this step's values to the next steps (the mask hides them until then)
+        for b, flat in enumerate(flats):
+            values[b].copy_(_plane_tensor(flat.reshape(shape), gray)[0].to(device))
+    for (job, _, _), flat, dec in zip(members, flats, decoders):
+        if dec is None:
+            continue
+        if not dec.finished_cleanly():
+            job.error = FormatError("corrupt .ardm file: bitstream has data left over")
+            continue
+        plane = flat.reshape(shape)
+        job.pixels = plane if job.gray else (np.repeat(plane[..., None], 3, axis=2) if gray else plane)
 
 
 def decode_plane(model: Model, stream: bytes, h: int, w: int, gray: bool, steps: int, seed: int,
                  device: torch.device, progress: bool = False, strip_pixels: int = STRIP_PIXELS,
                  chunk: int = CHUNK, version: int = container.FORMAT_VERSION) -> np.ndarray:
-    channels = 1 if gray else 3
-    if version >= 2:
-        rule, data = constraint.Constraint.parse(stream, channels)
-    else:
-        rule, data = constraint.Constraint(constraint.PLAIN, channels), stream
-    shape = (h, w) if gray else (h, w, 3)
-    if rule.kind == constraint.CONSTANT:
-        if data:
-            raise FormatError("corrupt .ardm file: data after a constant plane")
-        return np.broadcast_to(rule.data.reshape(-1) if not gray else rule.data[0], shape).copy()
-    if rule.kind == constraint.GRAY:
-        plane = decode_plane(model, data, h, w, True, steps, seed, device, progress, strip_pixels, chunk, version)
-        return np.repeat(plane[..., None], 3, axis=2)
-    net = model.net.to(device)
-    pc = PlaneCoder(net, model.curve, h, w, gray, steps, seed, strip_pixels, chunk)
-    flat = np.zeros(h * pc.per_row, dtype=np.uint8)
-    values = torch.zeros(1, 3, h, w, dtype=torch.long, device=device)
-    dec = Decoder(data)
-    try:
-        for step in tqdm(range(pc.steps), desc="decompress", unit="step", disable=not progress, leave=False):
-            mask = pc.mask(step).to(device)
-            for strip, variables in pc.work(step):
-                chunks = pc.chunks(variables)
-                for var, freq in zip(chunks, pc.frequencies(values, mask, strip, chunks)):
-                    freq = rule.restrict(freq, var, flat, pc.step_of, step)
-                    flat[var] = dec.pop(frequencies_to_probabilities(freq))
-            # reveal this step's values to the next steps (the mask hides them until then)
-            values.copy_(_plane_tensor(flat.reshape(shape), gray).to(device))
-    except (ValueError, RuntimeError, OverflowError) as e:
-        raise FormatError(f"corrupt .ardm file: bitstream does not decode ({e})") from None
-    if not dec.finished_cleanly():
-        raise FormatError("corrupt .ardm file: bitstream has data left over")
-    return flat.reshape(shape)
+    job = PlaneJob(stream, h, w, gray, steps, seed, version)
+    decode_planes(model, [job], device, progress, strip_pixels, chunk)
+    if job.error is not None:
+        raise job.error
+    return job.pixels
 
 
 def pixel_crc(pixels: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(pixels).tobytes())
 
 
-def compress_picture(picture: Picture, steps: int | None = None, model: str | None = None, seed: int = 0,
-                     device: str = "cpu", progress: bool = False, stats: Stats | None = None) -> bytes:
+def _check_steps(steps: int | None) -> int:
     steps = DEFAULT_STEPS if steps is None else int(steps)
     if steps < 1:
         raise InputError("steps must be at least 1")
+    return steps
+
+
+def compress_pictures(pictures: list[Picture], steps: int | None = None, model: str | None = None, seed: int = 0,
+                      device: str = "cpu", progress: bool = False, stats: Stats | None = None) -> list[bytes]:
+    """One .ardm file per picture, each identical to ``compress_picture``'s; pictures of one
+    size share network calls (the integer network is exact per pixel, so batching changes
+    nothing in the files)."""
+    steps = _check_steps(steps)
     m = load(model)
     dev = resolve_device(device)
     stats = stats if stats is not None else Stats()
-    px = picture.pixels
-    c = px.shape[2]
-    color = px[..., 0] if c <= 2 else px[..., :3]
-    streams = [encode_plane(m, color, steps, seed, dev, stats, progress)]
-    if c in (2, 4):
-        streams.append(encode_plane(m, px[..., -1], steps, (seed + 1) % 2**64, dev, stats, progress))
-    header = container.Header(m.name, m.hash8, picture.mode, px.shape[1], px.shape[0], steps, seed,
-                              pixel_crc(px), tuple(picture.metadata))
-    return container.pack(header, streams)
+    colors = [p.pixels[..., 0] if p.pixels.shape[2] <= 2 else p.pixels[..., :3] for p in pictures]
+    color_streams = encode_planes(m, colors, steps, seed, dev, stats, progress)
+    with_alpha = [i for i, p in enumerate(pictures) if p.pixels.shape[2] in (2, 4)]
+    alpha_streams = dict(zip(with_alpha, encode_planes(m, [pictures[i].pixels[..., -1] for i in with_alpha],
+                                                       steps, (seed + 1) % 2**64, dev, stats, progress)))
+    out = []
+    for i, (picture, color) in enumerate(zip(pictures, color_streams)):
+        px = picture.pixels
+        header = container.Header(m.name, m.hash8, picture.mode, px.shape[1], px.shape[0], steps, seed,
+                                  pixel_crc(px), tuple(picture.metadata))
+        out.append(container.pack(header, [color] + ([alpha_streams[i]] if i in alpha_streams else [])))
+    return out
+
+
+def compress_picture(picture: Picture, steps: int | None = None, model: str | None = None, seed: int = 0,
+                     device: str = "cpu", progress: bool = False, stats: Stats | None = None) -> bytes:
+    return compress_pictures([picture], steps, model, seed, device, progress, stats)[0]
+
+
+def decompress_pictures(files: list[bytes], device: str = "cpu", progress: bool = False,
+                        strip_pixels: int = STRIP_PIXELS, chunk: int = CHUNK) -> list[Picture | Exception]:
+    """Decode several .ardm files, batching planes of one size into one network call.
+
+    Returns a Picture, or the error (FormatError, ChecksumError, ModelMismatch) for each file: one damaged file does not stop the others."""
+    dev = resolve_device(device)
+    results: list[Picture | Exception | None] = [None] * len(files)
+    parsed = []                                    # (index, header, [PlaneJob or array per plane])
+    by_model: dict[int, tuple[Model, list[PlaneJob]]] = {}
+    for i, data in enumerate(files):
+        try:
+            header, streams = container.unpack(data)
+            c = CHANNELS[header.mode]
+            if len(streams) != (2 if c in (2, 4) else 1):
+                raise FormatError(f"corrupt .ardm file: {len(streams)} streams for mode {header.mode}")
+            m = find_by_hash(header.model_name, header.model_hash)
+        except ArdmzipError as e:                 # reported per file, like a damaged stream
+            results[i] = e
+            continue
+        h, w = header.height, header.width
+        planes = [PlaneJob(streams[0], h, w, c <= 2, header.steps, header.seed, header.version)]
+        if c in (2, 4):
+            if header.version < 2 and len(streams[1]) == 1:      # version 1: constant alpha as one byte
+                planes.append(np.full((h, w), streams[1][0], dtype=np.uint8))
+            else:
+                planes.append(PlaneJob(streams[1], h, w, True, header.steps, (header.seed + 1) % 2**64,
+                                       header.version))
+        by_model.setdefault(id(m), (m, []))[1].extend(p for p in planes if isinstance(p, PlaneJob))
+        parsed.append((i, header, planes))
+    for m, jobs in by_model.values():
+        decode_planes(m, jobs, dev, progress, strip_pixels, chunk)
+    for i, header, planes in parsed:
+        arrays = []
+        for p in planes:
+            if isinstance(p, PlaneJob):
+                if p.error is not None:
+                    results[i] = p.error
+                    break
+                arrays.append(p.pixels)
+            else:
+                arrays.append(p)
+        else:
+            px = np.ascontiguousarray(np.concatenate([a if a.ndim == 3 else a[..., None] for a in arrays], axis=2))
+            if pixel_crc(px) != header.pixel_crc:
+                results[i] = ChecksumError("decoded pixels do not match the stored checksum: the file is damaged")
+            else:
+                results[i] = Picture(px, header.mode, tuple(header.metadata))
+    return results
 
 
 def decompress_picture(data: bytes, device: str = "cpu", progress: bool = False,
                        strip_pixels: int = STRIP_PIXELS, chunk: int = CHUNK) -> Picture:
-    header, streams = container.unpack(data)
-    c = CHANNELS[header.mode]
-    if len(streams) != (2 if c in (2, 4) else 1):
-        raise FormatError(f"corrupt .ardm file: {len(streams)} streams for mode {header.mode}")
-    m = find_by_hash(header.model_name, header.model_hash)
-    dev = resolve_device(device)
-    h, w = header.height, header.width
-    opts = dict(device=dev, progress=progress, strip_pixels=strip_pixels, chunk=chunk, version=header.version)
-    color = decode_plane(m, streams[0], h, w, c <= 2, header.steps, header.seed, **opts)
-    planes = [color[..., None] if c <= 2 else color]
-    if c in (2, 4):
-        if header.version < 2 and len(streams[1]) == 1:          # version 1: constant alpha as one byte
-            planes.append(np.full((h, w, 1), streams[1][0], dtype=np.uint8))
-        else:
-            alpha_seed = (header.seed + 1) % 2**64
-            planes.append(decode_plane(m, streams[1], h, w, True, header.steps, alpha_seed, **opts)[..., None])
-    px = np.ascontiguousarray(np.concatenate(planes, axis=2))
-    if pixel_crc(px) != header.pixel_crc:
-        raise ChecksumError("decoded pixels do not match the stored checksum: the file is damaged")
-    return Picture(px, header.mode, tuple(header.metadata))
+    (result,) = decompress_pictures([data], device, progress, strip_pixels, chunk)
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 def compress(array: np.ndarray, steps: int | None = None, *, model: str | None = None, seed: int = 0,
