@@ -98,9 +98,9 @@ class IntConv:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, Cin, H, W) float32 integers. Returns (B, Cout, H, W) float32 integers."""
-        acc = exact_conv2d(x, self.weight, self.padding, self.dilation)
-        acc = acc + self.bias.view(1, -1, 1, 1)
-        return torch.floor(acc * self.scale.view(1, -1, 1, 1)).clamp_(self.lo, self.hi)
+        acc = exact_conv2d(x, self.weight, self.padding, self.dilation, self.bias)
+        # in place: a power-of-two scale and floor are exact, and fresh tensors cost time
+        return acc.mul_(self.scale.view(1, -1, 1, 1)).floor_().clamp_(self.lo, self.hi)
 
     def linear(self, x: torch.Tensor) -> torch.Tensor:
         """A 1x1 layer applied to per-pixel rows: (N, Cin) -> (N, Cout), same arithmetic."""
@@ -130,8 +130,10 @@ def exact_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return x @ w.t()
 
 
-def exact_conv2d(x: torch.Tensor, w: torch.Tensor, padding: int, dilation: int) -> torch.Tensor:
-    """conv2d of integer-valued float32 tensors whose partial sums stay below 2^24.
+def exact_conv2d(x: torch.Tensor, w: torch.Tensor, padding: int, dilation: int,
+                 bias: torch.Tensor | None = None) -> torch.Tensor:
+    """conv2d (+ integer bias) of integer-valued float32 tensors whose partial sums, bias
+    included, stay below 2^24.
 
     On CPU this is F.conv2d (oneDNN's direct algorithm: only products and additions, exact
     under the bound in any order; tests compare it with float64 and across threads, batch
@@ -140,8 +142,9 @@ def exact_conv2d(x: torch.Tensor, w: torch.Tensor, padding: int, dilation: int) 
     """
     with full_fp32():
         if x.device.type == "cpu":
-            return F.conv2d(x, w, padding=padding, dilation=dilation)
-        return _conv2d_gemm(x, w, padding, dilation)
+            return F.conv2d(x, w, bias, padding=padding, dilation=dilation)
+        acc = _conv2d_gemm(x, w, padding, dilation)
+        return acc if bias is None else acc.add_(bias.view(1, -1, 1, 1))
 
 
 def _conv2d_gemm(x: torch.Tensor, w: torch.Tensor, padding: int, dilation: int) -> torch.Tensor:
