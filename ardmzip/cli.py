@@ -441,7 +441,8 @@ def info_cmd(sources, as_json):
                 meta = ", ".join(i["metadata"]) or "none"
                 click.echo(f"{src}: {i['width']}x{i['height']} {i['mode']}, {i['bytes']} bytes, "
                            f"{i['bpsp']:.3f} bpsp; model {i['model']} ({i['model_hash']}), {i['steps']} steps, "
-                           f"seed {i['seed']}, pixel crc32 {i['pixel_crc32']}, metadata: {meta}")
+                           f"seed {i['seed']}, pixel crc32 {i['pixel_crc32']}, metadata: {meta}; "
+                           f"planes: {'; '.join(i['planes'])} (format {i['format_version']})")
     sys.exit(rep.exit_code)
 
 

@@ -163,6 +163,18 @@ class Constraint:
         return self._tables[key]
 
 
+def describe(stream: bytes, channels: int) -> str:
+    """A plane's constraint in words, for ``ardmzip info`` (format version 2 streams)."""
+    c, rest = Constraint.parse(stream, channels)
+    if c.kind == GRAY:
+        return "gray as RGB, " + describe(rest, 1)
+    if c.kind == VALUES:
+        return "value sets (" + "/".join(str(int(n)) for n in c.data.sum(1)) + " of 256)"
+    if c.kind == PALETTE:
+        return f"palette ({len(c.data)} colours)"
+    return KIND_NAMES[c.kind]
+
+
 def _color_keys(pal: np.ndarray) -> np.ndarray:
     p = pal.astype(np.int64)
     return (p[:, 0] << 16) | (p[:, 1] << 8) | p[:, 2]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from . import container
+from . import constraint, container
 from .codec import Stats, compress_picture, decompress_picture
 from .errors import InputError
 from .imageio import MODE_CHANNELS, Picture, picture_to_png, read_picture, write_file_atomic
@@ -84,11 +84,14 @@ def decompress_file(source: str | os.PathLike, output: str | os.PathLike, *, for
 
 def info(data: bytes) -> dict:
     """Header fields of an .ardm file and its size in bits per subpixel (no decoding)."""
-    h = container.peek_header(data)
+    h, streams = container.unpack(data)
     subpixels = h.width * h.height * MODE_CHANNELS[h.mode]
+    channels = [1 if MODE_CHANNELS[h.mode] <= 2 else 3, 1]          # colour plane, alpha plane
+    planes = [constraint.describe(s, c) if h.version >= 2 else "plain" for s, c in zip(streams, channels)]
     return {
         "mode": h.mode, "width": h.width, "height": h.height, "model": h.model_name,
         "model_hash": h.model_hash.hex(), "steps": h.steps, "seed": h.seed,
         "pixel_crc32": f"{h.pixel_crc:08x}", "metadata": [k for k, _ in h.metadata],
         "bytes": len(data), "subpixels": subpixels, "bpsp": 8 * len(data) / subpixels,
+        "format_version": h.version, "planes": planes,
     }

@@ -286,7 +286,7 @@ def test_info_json_fields(invoke, ardm, good_ardm, rgb_png_bytes):
     assert r.exit_code == 0, r.stderr
     d = json.loads(r.stdout)
     assert set(d) == {"mode", "width", "height", "model", "model_hash", "steps", "seed", "pixel_crc32",
-                      "metadata", "bytes", "subpixels", "bpsp", "file"}
+                      "metadata", "bytes", "subpixels", "bpsp", "file", "format_version", "planes"}
     assert (d["mode"], d["width"], d["height"]) == ("RGB", 6, 5)
     assert (d["model"], d["steps"], d["seed"], d["file"]) == ("oa-s48", 2, 0, str(ardm))
     assert len(d["model_hash"]) == 16 and int(d["model_hash"], 16) >= 0

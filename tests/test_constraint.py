@@ -217,3 +217,12 @@ def test_stats_count_side_information_apart_from_the_ans_stream():
     assert stats.subpixels == a.size
     assert stats.file_bits <= stats.ideal_bits * 1.01 + 64
     assert 8 * len(data) > stats.file_bits + stats.side_bits
+
+
+def test_info_names_each_planes_constraint():
+    from ardmzip.files import info
+    rgba = np.concatenate([palette_image(20, 20, 2), np.full((20, 20, 1), 9, np.uint8)], -1)
+    i = info(ardmzip.compress(rgba, steps=3))
+    assert i["planes"] == ["palette (2 colours)", "constant"] and i["format_version"] == 2
+    gray_rgb = np.repeat((smooth_image(20, 20, 1) // 64) * 64, 3, axis=2)
+    assert info(ardmzip.compress(gray_rgb, steps=3))["planes"][0].startswith("gray as RGB, ")
