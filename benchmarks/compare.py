@@ -580,6 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{', '.join(c.name for c in codecs)}")
 
     progress = sys.stderr.isatty() if args.progress is None else args.progress
+    started = environment()          # the revision that runs, even if HEAD moves during a long run
     rows = run_benchmark(sets, codecs, progress=progress, names=names, warmup=not args.no_warmup)
     summary = summarize(rows)
 
@@ -594,7 +595,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(markdown)
 
     if args.out is not None:
-        meta = environment() | {"argv": list(argv) if argv is not None else sys.argv[1:], "skipped": skipped}
+        meta = started | {"argv": list(argv) if argv is not None else sys.argv[1:], "skipped": skipped}
         for note in write_outputs(args.out, rows, summary, markdown, meta):
             log(f"note: {note}")
         log(f"wrote results to {args.out}")

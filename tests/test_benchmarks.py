@@ -199,3 +199,23 @@ def test_cli_exit_status_and_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "NOT exact" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         compare.main([str(tmp_path / "imgs"), "--codecs", "nope"])
+
+
+@pytest.mark.parametrize("as_folder", [False, True])
+def test_throughput_round_trips_arrays_and_folders(tmp_path, capsys, as_folder):
+    from benchmarks import throughput
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 6, 5, 3), dtype=np.uint8)
+    if as_folder:
+        src = tmp_path / "imgs"
+        src.mkdir()
+        for i, im in enumerate(images):
+            Image.fromarray(im).save(src / f"{i}.png")
+        src.joinpath("odd.png").write_bytes(b"")           # unreadable: skipped with a note
+    else:
+        src = tmp_path / "imgs.npz"
+        np.savez(src, images=images)
+    out = tmp_path / "out"
+    assert throughput.main([str(src), "--jobs", "1", "--references", "", "--out", str(out)]) == 0
+    rows = json.loads((out / "throughput.json").read_text())["rows"]
+    assert rows[0]["images"] == 3 and rows[0]["raw_bytes"] == images.nbytes
