@@ -39,7 +39,8 @@ from .schedule import schedule
 from .weights import Model, find_by_hash, load
 
 DEFAULT_STEPS = 16
-STRIP_PIXELS = 1 << 20        # pixels per trunk call, halo included
+STRIP_PIXELS = 1 << 17        # pixels per trunk call, halo included: small enough to stay in cache
+MIN_STRIP_ROWS = 140          # four halos of the shipped model
 CHUNK = 1 << 15               # variables per head / coder call
 TRY_ALL_CONSTRAINTS = 1 << 16  # planes up to this many subpixels try every value constraint
 BATCH_SUBPIXELS = 1 << 17     # same-shape planes coded together in one network call, at most
@@ -81,7 +82,8 @@ class PlaneCoder:
         self.starts = np.concatenate([[0], np.cumsum(np.bincount(step_of, minlength=len(bounds) - 1))])
         self.steps = len(bounds) - 1
         halo = net.config.halo
-        rows = max(1, strip_pixels // max(1, w) - 2 * halo)
+        # at least MIN_STRIP_ROWS useful rows, so that wide images do not spend most work on halos
+        rows = max(MIN_STRIP_ROWS, strip_pixels // max(1, w) - 2 * halo)
         self.strips = [(r, min(h, r + rows)) for r in range(0, h, rows)]
         self.chunk = chunk
 

@@ -112,6 +112,8 @@ class IntegerNet:
         """(B, 3, H, W) ints -> trunk activations (B, C, H, W) float32 ints in [0, 127]
         (after the final ReLU) and anchors (B, 3, H, W) int32."""
         feats, anchor = context_features(values.to(self.device), mask.to(self.device))
+        if feats.device.type == "cpu":    # oneDNN's native layout: no reorders around each conv
+            feats = feats.contiguous(memory_format=torch.channels_last)
         x = self.stem(feats)
         for block in self.blocks:
             x = (x + block(x.clamp(min=0))).clamp_(-127, 127)

@@ -93,7 +93,10 @@ class IntConv:
     hi: int
 
     def to(self, device: torch.device) -> "IntConv":
-        return IntConv(self.weight.to(device), self.bias.to(device), self.scale.to(device),
+        weight = self.weight.to(device)
+        if weight.device.type == "cpu":      # oneDNN's native layout (~20% faster convs, same sums)
+            weight = weight.contiguous(memory_format=torch.channels_last)
+        return IntConv(weight, self.bias.to(device), self.scale.to(device),
                        self.padding, self.dilation, self.lo, self.hi)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

@@ -2,8 +2,9 @@
 
     python -m benchmarks.overhead ../shared/data/eval/cifar10_test_partial.npz --limit 100
 
-Prints the payload bits (the entropy-coded streams), the ideal bits (sum of -log2 p of
-the coded symbols under the exact integer frequencies) and the container header bytes.
+Prints the payload bits (the entropy-coded ANS words), the ideal bits (sum of -log2 p of
+the coded symbols under the exact integer frequencies), the planes' value-constraint bytes
+(side information, constraint.py) and the container header bytes.
 """
 from __future__ import annotations
 
@@ -28,9 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         stats, file_bytes = codec.Stats(), 0
         for img in images:
             file_bytes += len(codec.compress_picture(picture_from_array(img), a.steps, stats=stats))
-        header = file_bytes - stats.file_bits / 8
+        header = file_bytes - (stats.file_bits + stats.side_bits) / 8
         print(f"{name}: {len(images)} images, ideal {stats.ideal_bits:.0f} bits, streams {stats.file_bits} bits "
-              f"(+{100 * (stats.file_bits / stats.ideal_bits - 1):.3f}%), headers {header / len(images):.1f} bytes/image, "
+              f"(+{100 * (stats.file_bits / stats.ideal_bits - 1):.3f}%), constraints "
+              f"{stats.side_bits / 8 / len(images):.1f} bytes/image, headers {header / len(images):.1f} bytes/image, "
               f"whole files {8 * file_bytes / stats.subpixels:.4f} bpsp vs ideal {stats.ideal_bits / stats.subpixels:.4f}")
     return 0
 

@@ -61,9 +61,12 @@ def test_model_compresses_a_smooth_image():
     assert 8 * len(data) / a.size < 7.0
 
 
-def test_decoder_strip_and_chunk_sizes_are_not_part_of_the_format():
+def test_decoder_strip_and_chunk_sizes_are_not_part_of_the_format(monkeypatch):
+    monkeypatch.setattr(codec, "MIN_STRIP_ROWS", 1)
     a = smooth_image(40, 24, 3, seed=1)
     data = ardmzip.compress(a, steps=3)
+    m = ardmzip.weights.load(None)
+    assert len(codec.PlaneCoder(m.net, m.curve, 40, 24, False, 3, 0, 24 * 80, 50).strips) > 1   # really strips
     for strip_pixels, chunk in [(24 * 80, 50), (1 << 20, 7)]:
         pic = codec.decompress_picture(data, strip_pixels=strip_pixels, chunk=chunk)
         assert np.array_equal(pic.pixels, a)
@@ -72,6 +75,7 @@ def test_decoder_strip_and_chunk_sizes_are_not_part_of_the_format():
 def test_encoder_strips_and_chunks_give_identical_files(monkeypatch):
     a = smooth_image(40, 24, 3, seed=2)
     data = ardmzip.compress(a, steps=3)
+    monkeypatch.setattr(codec, "MIN_STRIP_ROWS", 1)
     monkeypatch.setattr(codec.PlaneCoder.__init__, "__defaults__", (24 * 80, 33))
     assert ardmzip.compress(a, steps=3) == data
 
