@@ -219,3 +219,34 @@ def test_throughput_round_trips_arrays_and_folders(tmp_path, capsys, as_folder):
     assert throughput.main([str(src), "--jobs", "1", "--references", "", "--out", str(out)]) == 0
     rows = json.loads((out / "throughput.json").read_text())["rows"]
     assert rows[0]["images"] == 3 and rows[0]["raw_bytes"] == images.nbytes
+
+
+def test_all_runs_every_readme_benchmark_into_dated_folders(tmp_path, monkeypatch, capsys):
+    from benchmarks import all as run_all
+    ev = tmp_path / "eval"
+    for rel, size in [("McMaster/1.png", (140, 150)), ("Set14/barbara.png", (130, 160))]:
+        (ev / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_gradient(*size, 3)).save(ev / rel)
+    assert run_all.main([str(ev), "--date", "X"]) == 2                      # no CIFAR array yet
+    np.savez(ev / "cifar10_test_partial.npz", images=np.zeros((2, 4, 4, 3), np.uint8))
+    calls = []
+
+    def fake(name):
+        def main(argv):
+            calls.append((name, list(argv)))
+            if name == "compare" and "--ardmzip-steps" in argv:
+                crops = sorted(p.name for p in Path(argv[0]).iterdir())
+                assert crops == ["McMaster_1.png", "Set14_barbara.png"]
+                assert all(Image.open(Path(argv[0]) / c).size == (128, 128) for c in crops)
+            return 0
+        return main
+
+    for name in ("compare", "throughput", "overhead", "ci_guard"):
+        monkeypatch.setattr(getattr(run_all, name), "main", fake(name))
+    monkeypatch.setattr(run_all, "RESULTS", tmp_path / "results")
+    assert run_all.main([str(ev), "--date", "X"]) == 0
+    assert [n for n, _ in calls] == ["compare", "compare", "throughput", "throughput", "overhead", "overhead",
+                                     "ci_guard"]
+    outs = [argv[argv.index("--out") + 1] for _, argv in calls if "--out" in argv]
+    assert [Path(o).name for o in outs] == ["X-eval-full", "X-steps", "X-throughput-cifar", "X-throughput-mcmaster"]
+    assert (tmp_path / "results" / "X-overhead" / "overhead.txt").exists()
