@@ -14,7 +14,9 @@ git revision):
    processes -> ``DATE-throughput-cifar``, ``DATE-throughput-mcmaster``;
 4. ``overhead`` (ANS bits against cross-entropy) on CIFAR and on the crops
    -> ``DATE-overhead/overhead.txt``;
-5. ``ci_guard`` (the CI regression figure, compared with benchmarks/ci_baseline.json).
+5. ``exact_speed`` at 128 and 256 pixels: the exact network against a plain float32 one
+   -> ``DATE-exact-speed/exact_speed.txt``;
+6. ``ci_guard`` (the CI regression figure, compared with benchmarks/ci_baseline.json).
 
 About 35 minutes on 2 CPU cores. Keep the machine otherwise idle: the timings are wall
 clock.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import sys
 import tempfile
 import time
@@ -31,7 +34,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from . import ci_guard, compare, overhead, throughput
+from . import ci_guard, compare, exact_speed, overhead, throughput
 
 RESULTS = Path(__file__).resolve().with_name("results")
 STEP_CROPS = ("McMaster/1.png", "Set14/barbara.png")
@@ -44,6 +47,17 @@ def centre_crops(evaluation: Path, out: Path, size: int = 128) -> None:
         w, h = im.size
         box = (w // 2 - size // 2, h // 2 - size // 2, w // 2 + size // 2, h // 2 + size // 2)
         im.crop(box).save(out / rel.replace("/", "_"))
+
+
+def _captured(folder: str, name: str, run) -> int:
+    """Run ``run()`` with its stdout saved to folder/name (and shown); its status."""
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        status = run()
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    Path(folder, name).write_text(text.getvalue() + json.dumps(compare.environment()) + "\n")
+    print(text.getvalue())
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,13 +82,10 @@ def main(argv: list[str] | None = None) -> int:
                                    "--out", f"{out}-throughput-cifar"])
         status |= throughput.main([str(sets[0]), "--limit", "4", "--jobs", "1,2",
                                    "--out", f"{out}-throughput-mcmaster"])
-        text = io.StringIO()
-        with contextlib.redirect_stdout(text):
-            status |= overhead.main([str(sets[2])])
-            status |= overhead.main([tmp])
-        Path(f"{out}-overhead").mkdir(parents=True, exist_ok=True)
-        Path(f"{out}-overhead", "overhead.txt").write_text(text.getvalue())
-        print(text.getvalue())
+        status |= _captured(f"{out}-overhead", "overhead.txt",
+                            lambda: overhead.main([str(sets[2])]) | overhead.main([tmp]))
+    status |= _captured(f"{out}-exact-speed", "exact_speed.txt",
+                        lambda: exact_speed.main(["--size", "128"]) | exact_speed.main(["--size", "256"]))
     status |= ci_guard.main([])
     return 1 if status else 0
 

@@ -241,12 +241,19 @@ def test_all_runs_every_readme_benchmark_into_dated_folders(tmp_path, monkeypatc
             return 0
         return main
 
-    for name in ("compare", "throughput", "overhead", "ci_guard"):
+    for name in ("compare", "throughput", "overhead", "exact_speed", "ci_guard"):
         monkeypatch.setattr(getattr(run_all, name), "main", fake(name))
     monkeypatch.setattr(run_all, "RESULTS", tmp_path / "results")
     assert run_all.main([str(ev), "--date", "X"]) == 0
     assert [n for n, _ in calls] == ["compare", "compare", "throughput", "throughput", "overhead", "overhead",
-                                     "ci_guard"]
+                                     "exact_speed", "exact_speed", "ci_guard"]
     outs = [argv[argv.index("--out") + 1] for _, argv in calls if "--out" in argv]
     assert [Path(o).name for o in outs] == ["X-eval-full", "X-steps", "X-throughput-cifar", "X-throughput-mcmaster"]
     assert (tmp_path / "results" / "X-overhead" / "overhead.txt").exists()
+    assert (tmp_path / "results" / "X-exact-speed" / "exact_speed.txt").exists()
+
+
+def test_exact_speed_runs(capsys):
+    from benchmarks import exact_speed
+    assert exact_speed.main(["--size", "16", "--repeat", "1"]) == 0
+    assert "exact/float =" in capsys.readouterr().out
