@@ -934,13 +934,52 @@ def _picture_batches(items: Iterable[tuple[str, Picture]]) -> Iterator[list[tupl
         yield batch
 
 
+def _read_ahead(items: Iterable[Any], depth: int = 64) -> Iterator[Any]:
+    """``items``, read by a background thread up to ``depth`` ahead, so that decoding the
+    next images overlaps the network (which releases the GIL). An error while reading
+    arrives in order, after the items read before it."""
+    import queue
+    import threading
+    box: queue.Queue = queue.Queue(depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        box.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put((done, None))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, in order
+            box.put((done, e))
+
+    reader = threading.Thread(target=produce, name="ardmzip-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item, error = box.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+
+
 def _compressed(items: Iterable[tuple[str, Picture]], jobs: int, steps: int, model: str | None, seed: int,
                 device: str) -> Iterator[tuple[str, bytes]]:
     """(name, .ardm bytes) in input order, batch by batch (identical to coding each alone);
     with jobs > 1 a process pool works ahead, at most 2 * jobs batches at a time, so
     memory stays bounded."""
     if jobs <= 1:
-        for batch in _picture_batches(items):
+        for batch in _picture_batches(_read_ahead(items)):
             yield from zip([n for n, _ in batch], compress_pictures([p for _, p in batch], steps, model, seed, device))
         return
     import concurrent.futures

@@ -688,3 +688,19 @@ def test_foreign_partial_is_not_overwritten_by_resume(tree, tmp_path):
     with pytest.raises(OutputError, match="not an unfinished"):
         write_archive(tree, out, STEPS, resume=True)
     assert partial.read_bytes() == b"somebody else's data"
+
+
+def test_read_ahead_keeps_order_and_delivers_a_read_error_after_the_items_before_it():
+    def source():
+        yield from range(5)
+        raise OSError("disk gone")
+
+    got = []
+    with pytest.raises(OSError, match="disk gone"):
+        for x in archive._read_ahead(source(), depth=2):
+            got.append(x)
+    assert got == [0, 1, 2, 3, 4]
+    assert list(archive._read_ahead(iter(range(100)), depth=3)) == list(range(100))
+    early = archive._read_ahead(iter(range(1000)), depth=2)
+    assert next(early) == 0
+    early.close()                                   # the reader thread stops instead of reading on
