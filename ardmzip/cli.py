@@ -57,8 +57,11 @@ class Reporter:
         """Run one input's work; a failure is reported and the loop goes on to the next."""
         try:
             yield
-        except (SystemExit, KeyboardInterrupt):
+        except SystemExit:
             raise
+        except KeyboardInterrupt:
+            click.echo("ardmzip: interrupted", err=True)
+            sys.exit(130)
         except BaseException as e:  # noqa: BLE001 - every failure becomes one line
             self.fail(name, e)
 
@@ -113,7 +116,7 @@ def _run(sources: tuple[str, ...], output: str | None, to_stdout: bool, force: b
         sys.exit(rep.exit_code)
     for src, rel in files:
         name = "stdin" if src == "-" else src
-        try:
+        with rep.each(name):
             data = sys.stdin.buffer.read() if src == "-" else read_input(src)
             if src == "-" and not data:
                 raise InputError("stdin is empty")
@@ -144,13 +147,6 @@ def _run(sources: tuple[str, ...], output: str | None, to_stdout: bool, force: b
                     f"{result.bpsp:.3f} bpsp, {seconds:.1f} s", level=1 if many or verbosity >= 2 else 2)
             if remove and src != "-" and dst is not None:
                 os.unlink(src)
-        except KeyboardInterrupt:
-            click.echo("ardmzip: interrupted", err=True)
-            sys.exit(130)
-        except BaseException as e:  # noqa: BLE001 - every failure becomes one line
-            if isinstance(e, SystemExit):
-                raise
-            rep.fail(name, e)
     sys.exit(rep.exit_code)
 
 
@@ -292,7 +288,7 @@ def _decompress_archive(sources: tuple[str, ...], output: str | None, to_stdout:
     rep = Reporter(verbosity)
     progress = verbosity >= 1 and sys.stderr.isatty()
     src = sources[0] if len(sources) == 1 else ""
-    try:
+    with rep.each(src):
         if len(sources) != 1 or src == "-" or not archive.is_archive(src):
             raise InputError("give one archive file" + (" with --member" if members else
                                                          "; archives are extracted one at a time"))
@@ -321,13 +317,6 @@ def _decompress_archive(sources: tuple[str, ...], output: str | None, to_stdout:
                 f"{time.perf_counter() - t0:.1f} s", level=2)
         if remove and not failed:
             os.unlink(src)
-    except KeyboardInterrupt:
-        click.echo("ardmzip: interrupted", err=True)
-        sys.exit(130)
-    except BaseException as e:  # noqa: BLE001 - every failure becomes one line
-        if isinstance(e, SystemExit):
-            raise
-        rep.fail(src, e)
     sys.exit(rep.exit_code)
 
 

@@ -809,3 +809,17 @@ def test_one_thread_archive_decodes_with_two_threads(tmp_path):
                           capture_output=True, env=env, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout == archive
+
+
+@pytest.mark.parametrize("command", ["compress", "decompress"])
+def test_an_interrupt_is_one_line_exit_130_and_no_output(invoke, monkeypatch, png, ardm, tmp_path, command):
+    import ardmzip.cli as cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, f"{command}_bytes", interrupted)
+    out = tmp_path / "out.bin"
+    r = invoke(command, png if command == "compress" else ardm, "-o", out)
+    assert r.exit_code == 130 and r.stderr.strip() == "ardmzip: interrupted"
+    assert not out.exists()
