@@ -474,30 +474,56 @@ def _member_batches(members: Sequence[MemberInfo]) -> Iterator[list[MemberInfo]]
         yield batch
 
 
-def _decoded(f: BinaryIO, members: Sequence[MemberInfo], device: str) -> Iterator[tuple[MemberInfo, Any]]:
+def _decompress_job(blobs: list[bytes], device: str) -> list:
+    return decompress_pictures(blobs, device)
+
+
+def _decoded(f: BinaryIO, members: Sequence[MemberInfo], device: str, jobs: int = 1) -> Iterator[tuple[MemberInfo, Any]]:
     """(member, Picture or the exception it raised), in order; members of one size share
-    network calls (same pixels as decoding each alone)."""
-    for batch in _member_batches(members):
-        blobs: list[bytes | None] = []
-        errors: dict[int, BaseException] = {}
+    network calls (same pixels as decoding each alone). With jobs > 1 worker processes
+    decode batches in parallel, at most 2 * jobs batches ahead."""
+    def read(batch: list[MemberInfo]) -> tuple[list[bytes], dict[int, BaseException]]:
+        blobs, errors = [], {}
         for i, m in enumerate(batch):
             try:
                 blobs.append(_read_blob(f, m))
             except Exception as e:  # noqa: BLE001 - reported per member, the others go on
                 errors[i] = e
-                blobs.append(None)
-        decoded = iter(decompress_pictures([b for b in blobs if b is not None], device))
+        return blobs, errors
+
+    def results(batch: list[MemberInfo], errors: dict[int, BaseException], decoded: list) -> Iterator:
+        it = iter(decoded)
         for i, m in enumerate(batch):
-            if i in errors:
-                yield m, errors[i]
-                continue
-            result = next(decoded)
+            result = errors[i] if i in errors else next(it)
             if isinstance(result, Picture):
                 try:
                     result = _check_member(m, result)
                 except FormatError as e:
                     result = e
             yield m, result
+
+    if jobs <= 1:
+        for batch in _member_batches(members):
+            blobs, errors = read(batch)
+            yield from results(batch, errors, decompress_pictures(blobs, device))
+        return
+    import concurrent.futures
+    import multiprocessing
+    pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_worker_init)
+    try:
+        pending: deque = deque()
+        for batch in _member_batches(members):
+            blobs, errors = read(batch)
+            pending.append((batch, errors, pool.submit(_decompress_job, blobs, device)))
+            if len(pending) >= 2 * jobs:
+                batch, errors, future = pending.popleft()
+                yield from results(batch, errors, future.result())
+        while pending:
+            batch, errors, future = pending.popleft()
+            yield from results(batch, errors, future.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def extract_member(path: str | os.PathLike, name: str, device: str = "cpu") -> Picture:
@@ -520,13 +546,14 @@ def _report(results: list, on_member: OnRead | None, name: str, error: BaseExcep
 
 
 def test_archive(path: str | os.PathLike, device: str = "cpu", progress: bool = False,
-                 on_member: OnRead | None = None) -> list[tuple[str, BaseException | None]]:
-    """Decode and check every member, writing nothing: [(name, error or None)]."""
+                 on_member: OnRead | None = None, jobs: int = 1) -> list[tuple[str, BaseException | None]]:
+    """Decode and check every member, writing nothing: [(name, error or None)]; ``jobs``
+    worker processes decode in parallel."""
     results: list[tuple[str, BaseException | None]] = []
     with _open_archive(path) as (f, size):
         index = _read_index(f, size)
         with _progress_bar(len(index.members), progress, "test") as bar:
-            for m, result in _decoded(f, index.members, device):
+            for m, result in _decoded(f, index.members, device, jobs):
                 _report(results, on_member, m.name, result if isinstance(result, BaseException) else None)
                 bar.update(1)
     return results
@@ -558,13 +585,15 @@ def png_names(names: Sequence[str]) -> dict[str, str]:
 
 
 def extract_all(path: str | os.PathLike, output: str | os.PathLike, force: bool = False, device: str = "cpu",
-                progress: bool = False, on_member: OnRead | None = None) -> list[tuple[str, BaseException | None]]:
+                progress: bool = False, on_member: OnRead | None = None,
+                jobs: int = 1) -> list[tuple[str, BaseException | None]]:
     """Extract every member: to a folder of PNGs mirroring the names, or, for an array
     archive and an ``output`` ending in .npz/.npy, to that array file, bit-exact.
 
     A damaged member is reported (in the result and to ``on_member``) and the others
     are still extracted: its PNG is not written, its image in an array file is zeros.
     Existing outputs are not replaced unless ``force`` (checked before any decoding).
+    ``jobs`` worker processes decode in parallel (same pixels).
     """
     out = os.fsdecode(output)
     with _open_archive(path) as (f, size):
@@ -575,12 +604,12 @@ def extract_all(path: str | os.PathLike, output: str | os.PathLike, force: bool 
                 what = "image files" if index.kind == "images" else f"a .{index.kind}"
                 where = "a folder" if index.kind == "images" else f"a folder or a .{index.kind}"
                 raise InputError(f"the archive was made from {what}: extract it to {where}, not a .{want}")
-            return _extract_arrays(f, index, out, force, device, progress, on_member)
-        return _extract_folder(f, index, out, force, device, progress, on_member)
+            return _extract_arrays(f, index, out, force, device, progress, on_member, jobs)
+        return _extract_folder(f, index, out, force, device, progress, on_member, jobs)
 
 
 def _extract_folder(f: BinaryIO, index: ArchiveIndex, out: str, force: bool, device: str, progress: bool,
-                    on_member: OnRead | None) -> list[tuple[str, BaseException | None]]:
+                    on_member: OnRead | None, jobs: int) -> list[tuple[str, BaseException | None]]:
     from .imageio import picture_to_png, write_file_atomic
     if os.path.lexists(out) and not os.path.isdir(out):
         raise OutputError(f"{out} exists and is not a folder")
@@ -593,7 +622,7 @@ def _extract_folder(f: BinaryIO, index: ArchiveIndex, out: str, force: bool, dev
             raise OutputError(f"{existing[0]} exists{more}; use -f to overwrite")
     results: list[tuple[str, BaseException | None]] = []
     with _progress_bar(len(index.members), progress, "extract") as bar:
-        for m, result in _decoded(f, index.members, device):
+        for m, result in _decoded(f, index.members, device, jobs):
             error: BaseException | None = None
             try:
                 if isinstance(result, BaseException):
@@ -613,11 +642,11 @@ def _extract_folder(f: BinaryIO, index: ArchiveIndex, out: str, force: bool, dev
 
 
 def _extract_arrays(f: BinaryIO, index: ArchiveIndex, out: str, force: bool, device: str, progress: bool,
-                    on_member: OnRead | None) -> list[tuple[str, BaseException | None]]:
+                    on_member: OnRead | None, jobs: int) -> list[tuple[str, BaseException | None]]:
     if not force and os.path.lexists(out):
         raise OutputError(f"{out} exists; use -f to overwrite")
     results: list[tuple[str, BaseException | None]] = []
-    members = _decoded(f, index.members, device)
+    members = _decoded(f, index.members, device, jobs)
 
     def write_array(fp: BinaryIO, spec: ArraySpec, bar) -> None:
         header = {"descr": np.lib.format.dtype_to_descr(_U1), "fortran_order": False, "shape": spec.shape}

@@ -254,15 +254,20 @@ def _compress_archive(src: str, out: str, to_stdout: bool, force: bool, remove: 
 @with_common
 @click.option("-m", "--member", "members", multiple=True,
               help="archives: extract only this member (repeatable; see `ardmzip list`)")
-def decompress(sources, output, to_stdout, force, keep, remove, recursive, quiet, verbose, device, members):
+@click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="archives: worker processes decoding in parallel (same pixels)")
+def decompress(sources, output, to_stdout, force, keep, remove, recursive, quiet, verbose, device, members, jobs):
     """Decompress .ardm files to PNG (same mode, pixels and metadata).
 
     An archive extracts to a folder of PNGs (-o DIR; default: its name without .ardm),
     or for .npz/.npy sources to -o NAME.npz / NAME.npy, bit-exact."""
     verbosity = 1 + verbose - quiet
     if members or any(s != "-" and os.path.isfile(s) and archive.is_archive(s) for s in sources):
-        _decompress_archive(sources, output, to_stdout, force, remove, verbosity, device, members)
+        _decompress_archive(sources, output, to_stdout, force, remove, verbosity, device, members, jobs)
         return
+    if jobs > 1:
+        Reporter(verbosity).fail("", InputError("-j applies to archives: decompress ARCHIVE.ardm -j N"))
+        sys.exit(InputError.exit_code)
 
     def out_name(p: str) -> str:
         if not p.lower().endswith(SUFFIX):
@@ -284,7 +289,7 @@ def _not_an_archive(data: bytes) -> None:
 
 
 def _decompress_archive(sources: tuple[str, ...], output: str | None, to_stdout: bool, force: bool, remove: bool,
-                        verbosity: int, device: str, members: tuple[str, ...]) -> None:
+                        verbosity: int, device: str, members: tuple[str, ...], jobs: int = 1) -> None:
     rep = Reporter(verbosity)
     progress = verbosity >= 1 and sys.stderr.isatty()
     src = sources[0] if len(sources) == 1 else ""
@@ -311,7 +316,7 @@ def _decompress_archive(sources: tuple[str, ...], output: str | None, to_stdout:
             if error is not None:
                 rep.fail(f"{src}: {name}", error, zeros)
 
-        results = archive.extract_all(src, output, force, device, progress, report)
+        results = archive.extract_all(src, output, force, device, progress, report, jobs)
         failed = sum(e is not None for _, e in results)
         rep.say(f"{src} -> {output}: {len(results) - failed} of {len(results)} images, "
                 f"{time.perf_counter() - t0:.1f} s", level=2)
@@ -370,7 +375,9 @@ def _extract_members(rep: Reporter, src: str, output: str | None, to_stdout: boo
 @click.option("-r", "--recursive", is_flag=True)
 @click.option("-q", "--quiet", count=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu")
-def test_cmd(sources, recursive, quiet, device):
+@click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="archives: worker processes decoding in parallel")
+def test_cmd(sources, recursive, quiet, device, jobs):
     """Decode .ardm files (and every member of archives) and check their pixels, writing nothing."""
     rep = Reporter(1 - quiet)
     try:
@@ -385,7 +392,7 @@ def test_cmd(sources, recursive, quiet, device):
                     if error is not None:
                         rep.fail(f"{src}: {name}", error)
 
-                results = archive.test_archive(src, device, quiet == 0 and sys.stderr.isatty(), report)
+                results = archive.test_archive(src, device, quiet == 0 and sys.stderr.isatty(), report, jobs)
                 if all(e is None for _, e in results):
                     rep.say(f"{src}: OK ({len(results)} images)")
                 continue

@@ -3,10 +3,10 @@
     python -m benchmarks.throughput ../shared/data/eval/cifar10_test_partial.npz --limit 200 --jobs 1,2
     python -m benchmarks.throughput ../shared/data/eval/McMaster --limit 4 --jobs 2
 
-Compresses the images into one archive (``archive.write_archive``, ``jobs`` worker
-processes with one torch thread each, or one process with ``--threads`` torch threads),
-extracts it back (to an .npz for an array, to a folder of PNGs for a folder of images)
-and checks it bit-exact, and times both; then times lossless
+Compresses the images into one archive and extracts it back (``archive.write_archive`` /
+``extract_all``: ``jobs`` worker processes with one torch thread each, or one process with
+``--threads`` torch threads) to an .npz for an array or a folder of PNGs for a folder of
+images, checks it bit-exact, and times both; then times lossless
 WebP and JPEG-XL on the same images in one process for comparison. Writes a markdown
 table (and JSON with ``--out``).
 """
@@ -67,7 +67,7 @@ def run(images: list[np.ndarray], as_array: bool, jobs_list: list[int], threads:
             archive.write_archive(src, out, jobs=jobs)
             enc = time.perf_counter() - t0
             t0 = time.perf_counter()
-            errors = [e for _, e in archive.extract_all(out, back) if e is not None]
+            errors = [e for _, e in archive.extract_all(out, back, jobs=jobs) if e is not None]
             dec = time.perf_counter() - t0
             if errors or not _same(back, images, as_array):
                 raise SystemExit(f"ardmzip round trip failed ({errors[:1]})")

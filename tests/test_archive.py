@@ -704,3 +704,25 @@ def test_read_ahead_keeps_order_and_delivers_a_read_error_after_the_items_before
     early = archive._read_ahead(iter(range(1000)), depth=2)
     assert next(early) == 0
     early.close()                                   # the reader thread stops instead of reading on
+
+
+def test_parallel_extraction_and_test_give_the_same_results(invoke, copy, tree, tmp_path):
+    """-j 2 decodes batches in worker processes: same pixels, a damaged member still fails alone."""
+    m = member_named(copy, "sub/c.png")
+    flip(copy, m.offset + m.size // 2)
+    results = dict(test_archive(copy, jobs=2))
+    assert [n for n, e in results.items() if e is not None] == ["sub/c.png"]
+    results = dict(extract_all(copy, tmp_path / "out", jobs=2))
+    assert isinstance(results["sub/c.png"], FormatError)
+    assert files_under(tmp_path / "out") == TREE_PNGS - {"sub/c.png"}
+    assert same_picture(read_picture(tmp_path / "out" / "a.png"), read_picture(tree / "a.png"))
+    r = invoke("decompress", copy, "-j", "2", "-o", tmp_path / "cli")
+    assert_failed(r, 3, "sub/c.png")
+    assert files_under(tmp_path / "cli") == TREE_PNGS - {"sub/c.png"}
+    assert_failed(invoke("test", "-j", "2", copy), 3, "sub/c.png")
+
+
+def test_jobs_for_a_single_file_is_refused(invoke, tmp_path):
+    save(tmp_path / "a.png", "L", (3, 3))
+    assert invoke("compress", "-s", STEPS, tmp_path / "a.png").exit_code == 0
+    assert_failed(invoke("decompress", "-j", "2", tmp_path / "a.ardm", "-o", tmp_path / "b.png"), 2, "-j")
