@@ -460,18 +460,63 @@ def _decode(f: BinaryIO, m: MemberInfo, device: str) -> Picture:
     return _check_member(m, decompress_picture(_read_blob(f, m), device))
 
 
-def _member_batches(members: Sequence[MemberInfo]) -> Iterator[list[MemberInfo]]:
-    """Consecutive members, about codec.BATCH_SUBPIXELS at a time (at least one)."""
-    batch: list[MemberInfo] = []
+def _batches(items: Iterable[Any], size: Callable[[Any], int]) -> Iterator[list[Any]]:
+    """Consecutive items, about codec.BATCH_SUBPIXELS subpixels at a time (at least one), so
+    that pictures of one size share network calls; reading stays one batch ahead. An error
+    while reading comes after the batch read before it, so finished work still lands."""
+    batch: list[Any] = []
     total = 0
-    for m in members:
-        if batch and total + m.subpixels > codec.BATCH_SUBPIXELS:
+    source = iter(items)
+    while True:
+        try:
+            item = next(source)
+        except StopIteration:
+            break
+        except Exception:
+            if batch:
+                yield batch
+            raise
+        if batch and total + size(item) > codec.BATCH_SUBPIXELS:
             yield batch
             batch, total = [], 0
-        batch.append(m)
-        total += m.subpixels
+        batch.append(item)
+        total += size(item)
     if batch:
         yield batch
+
+
+def _ordered_map(fn: Callable, tasks: Iterable[tuple[Any, tuple]], jobs: int) -> Iterator[tuple[Any, Any]]:
+    """(tag, fn(*args)) for each (tag, args) in ``tasks``, in order. With jobs > 1 in a pool
+    of spawned worker processes (one torch thread each), at most 2 * jobs tasks ahead, so
+    memory stays bounded; ``fn`` must be a module-level function."""
+    if jobs <= 1:
+        for tag, args in tasks:
+            yield tag, fn(*args)
+        return
+    import concurrent.futures
+    import multiprocessing
+    pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_worker_init)
+    pending: deque = deque()
+
+    def drain() -> Iterator[tuple[Any, Any]]:
+        while pending:
+            tag, future = pending.popleft()
+            yield tag, future.result()
+
+    try:
+        try:
+            for tag, args in tasks:
+                pending.append((tag, pool.submit(fn, *args)))
+                if len(pending) >= 2 * jobs:
+                    tag, future = pending.popleft()
+                    yield tag, future.result()
+        except Exception:                 # a failing input still lets the work before it land
+            yield from drain()
+            raise
+        yield from drain()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _decompress_job(blobs: list[bytes], device: str) -> list:
@@ -502,28 +547,13 @@ def _decoded(f: BinaryIO, members: Sequence[MemberInfo], device: str, jobs: int 
                     result = e
             yield m, result
 
-    if jobs <= 1:
-        for batch in _member_batches(members):
+    def tasks() -> Iterator[tuple[Any, tuple]]:
+        for batch in _batches(members, lambda m: m.subpixels):
             blobs, errors = read(batch)
-            yield from results(batch, errors, decompress_pictures(blobs, device))
-        return
-    import concurrent.futures
-    import multiprocessing
-    pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                                  initializer=_worker_init)
-    try:
-        pending: deque = deque()
-        for batch in _member_batches(members):
-            blobs, errors = read(batch)
-            pending.append((batch, errors, pool.submit(_decompress_job, blobs, device)))
-            if len(pending) >= 2 * jobs:
-                batch, errors, future = pending.popleft()
-                yield from results(batch, errors, future.result())
-        while pending:
-            batch, errors, future = pending.popleft()
-            yield from results(batch, errors, future.result())
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+            yield (batch, errors), (blobs, device)
+
+    for (batch, errors), decoded in _ordered_map(_decompress_job, tasks(), jobs):
+        yield from results(batch, errors, decoded)
 
 
 def extract_member(path: str | os.PathLike, name: str, device: str = "cpu") -> Picture:
@@ -939,30 +969,6 @@ def _compress_job(pictures: list[Picture], steps: int, model: str | None, seed: 
     return compress_pictures(pictures, steps, model, seed, device)
 
 
-def _picture_batches(items: Iterable[tuple[str, Picture]]) -> Iterator[list[tuple[str, Picture]]]:
-    """Consecutive pictures, about codec.BATCH_SUBPIXELS at a time (at least one), so that
-    pictures of one size share network calls; reading stays only one batch ahead."""
-    batch: list[tuple[str, Picture]] = []
-    total = 0
-    source = iter(items)
-    while True:
-        try:
-            name, picture = next(source)
-        except StopIteration:
-            break
-        except Exception:
-            if batch:                    # finish what was read before a bad input stops the run
-                yield batch
-            raise
-        if batch and total + picture.pixels.size > codec.BATCH_SUBPIXELS:
-            yield batch
-            batch, total = [], 0
-        batch.append((name, picture))
-        total += picture.pixels.size
-    if batch:
-        yield batch
-
-
 def _read_ahead(items: Iterable[Any], depth: int = 64) -> Iterator[Any]:
     """``items``, read by a background thread up to ``depth`` ahead, so that decoding the
     next images overlaps the network (which releases the GIL). An error while reading
@@ -1005,29 +1011,13 @@ def _read_ahead(items: Iterable[Any], depth: int = 64) -> Iterator[Any]:
 def _compressed(items: Iterable[tuple[str, Picture]], jobs: int, steps: int, model: str | None, seed: int,
                 device: str) -> Iterator[tuple[str, bytes]]:
     """(name, .ardm bytes) in input order, batch by batch (identical to coding each alone);
-    with jobs > 1 a process pool works ahead, at most 2 * jobs batches at a time, so
-    memory stays bounded."""
-    if jobs <= 1:
-        for batch in _picture_batches(_read_ahead(items)):
-            yield from zip([n for n, _ in batch], compress_pictures([p for _, p in batch], steps, model, seed, device))
-        return
-    import concurrent.futures
-    import multiprocessing
-    pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                                  initializer=_worker_init)
-    try:
-        pending: deque = deque()
-        for batch in _picture_batches(items):
-            names = [n for n, _ in batch]
-            pending.append((names, pool.submit(_compress_job, [p for _, p in batch], steps, model, seed, device)))
-            if len(pending) >= 2 * jobs:
-                names, future = pending.popleft()
-                yield from zip(names, future.result())
-        while pending:
-            names, future = pending.popleft()
-            yield from zip(names, future.result())
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    one process reads ahead in a thread, worker processes (jobs > 1) work ahead in a pool."""
+    def tasks() -> Iterator[tuple[Any, tuple]]:
+        for batch in _batches(_read_ahead(items) if jobs <= 1 else items, lambda item: item[1].pixels.size):
+            yield [n for n, _ in batch], ([p for _, p in batch], steps, model, seed, device)
+
+    for names, blobs in _ordered_map(_compress_job, tasks(), jobs):
+        yield from zip(names, blobs)
 
 
 def write_archive(source: str | os.PathLike, out_path: str | os.PathLike, steps: int | None = None, *,

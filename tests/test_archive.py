@@ -726,3 +726,17 @@ def test_jobs_for_a_single_file_is_refused(invoke, tmp_path):
     save(tmp_path / "a.png", "L", (3, 3))
     assert invoke("compress", "-s", STEPS, tmp_path / "a.png").exit_code == 0
     assert_failed(invoke("decompress", "-j", "2", tmp_path / "a.ardm", "-o", tmp_path / "b.png"), 2, "-j")
+
+
+def test_ordered_map_keeps_order_and_finishes_earlier_work_before_an_input_error():
+    def tasks():
+        for i in range(5):
+            yield i, (i, 10)
+        raise OSError("bad input")
+
+    for jobs in (1, 2):
+        got = []
+        with pytest.raises(OSError, match="bad input"):
+            for tag, value in archive._ordered_map(pow, tasks(), jobs):
+                got.append((tag, value))
+        assert got == [(i, i ** 10) for i in range(5)]
