@@ -55,6 +55,7 @@ class Stats:
     ideal_bits: float = 0.0
     side_bits: int = 0
     subpixels: int = 0
+    measure_ideal: bool = True     # the ideal bits cost a pass over every frequency row
 
 
 def resolve_device(device: str) -> torch.device:
@@ -223,7 +224,8 @@ def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[const
         for b, (flat, choice, enc) in enumerate(zip(flats, choices, encoders)):
             f = choice.restrict(freq[b], var, flat, pc.step_of, step)
             sym = flat[var].astype(np.int32)
-            stats.ideal_bits += bits_of(f.cpu(), torch.from_numpy(sym))
+            if stats.measure_ideal:
+                stats.ideal_bits += bits_of(f.cpu(), torch.from_numpy(sym))
             enc.push(sym, frequencies_to_probabilities(f))
     streams = []
     for choice, enc in zip(choices, encoders):
@@ -358,7 +360,7 @@ def compress_pictures(pictures: list[Picture], steps: int | None = None, model: 
     steps = _check_steps(steps)
     m = load(model)
     dev = resolve_device(device)
-    stats = stats if stats is not None else Stats()
+    stats = stats if stats is not None else Stats(measure_ideal=False)
     colors = [p.pixels[..., 0] if p.pixels.shape[2] <= 2 else p.pixels[..., :3] for p in pictures]
     color_streams = encode_planes(m, colors, steps, seed, dev, stats, progress)
     with_alpha = [i for i, p in enumerate(pictures) if p.pixels.shape[2] in (2, 4)]
