@@ -236,12 +236,6 @@ def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[const
     return streams
 
 
-def encode_plane(model: Model, plane: np.ndarray, steps: int, seed: int, device: torch.device,
-                 stats: Stats, progress: bool = False) -> bytes:
-    """One plane's stream (constraint.py describes its layout)."""
-    return encode_planes(model, [plane], steps, seed, device, stats, progress)[0]
-
-
 @dataclass
 class PlaneJob:
     """One plane to decode; ``pixels`` or ``error`` is set by ``decode_planes``."""
@@ -329,16 +323,6 @@ def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps
             continue
         plane = flat.reshape(shape)
         job.pixels = plane if job.gray else (np.repeat(plane[..., None], 3, axis=2) if gray else plane)
-
-
-def decode_plane(model: Model, stream: bytes, h: int, w: int, gray: bool, steps: int, seed: int,
-                 device: torch.device, progress: bool = False, strip_pixels: int = STRIP_PIXELS,
-                 chunk: int = CHUNK, version: int = container.FORMAT_VERSION) -> np.ndarray:
-    job = PlaneJob(stream, h, w, gray, steps, seed, version)
-    decode_planes(model, [job], device, progress, strip_pixels, chunk)
-    if job.error is not None:
-        raise job.error
-    return job.pixels
 
 
 def pixel_crc(pixels: np.ndarray) -> int:
