@@ -61,7 +61,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from . import codec, container
-from .codec import DEFAULT_STEPS, compress_pictures, decompress_picture, decompress_pictures, pixel_crc
+from .codec import DEFAULT_STEPS, check_steps, compress_pictures, decompress_picture, decompress_pictures, pixel_crc
 from .errors import FormatError, InputError, OutputError
 from .imageio import MODE_CHANNELS, Picture, picture_from_array, read_picture
 
@@ -1035,9 +1035,7 @@ def write_archive(source: str | os.PathLike, out_path: str | os.PathLike, steps:
     the .partial keeps the finished members (it has ``archive_partial`` set to its path).
     """
     t0 = time.perf_counter()
-    steps = DEFAULT_STEPS if steps is None else int(steps)
-    if steps < 1:
-        raise InputError("steps must be at least 1")
+    steps = check_steps(steps)
     out = os.fsdecode(out_path)
     partial = out + PARTIAL_SUFFIX
     if os.path.isdir(out):

@@ -158,6 +158,12 @@ def _chunk_frequencies(pc: PlaneCoder, values: torch.Tensor, device: torch.devic
                 yield step, var, freq
 
 
+def _batches(members: list, subpixels: int) -> list[list]:
+    """Same-shape planes of ``subpixels`` each, BATCH_SUBPIXELS at a time (at least one)."""
+    per = max(1, BATCH_SUBPIXELS // subpixels)
+    return [members[k:k + per] for k in range(0, len(members), per)]
+
+
 def _route(plane: np.ndarray) -> tuple[bytes, np.ndarray | None, list[constraint.Constraint]]:
     """(stream prefix, the plane the network must code or None, its constraint candidates).
 
@@ -188,9 +194,7 @@ def encode_planes(model: Model, planes: list[np.ndarray], steps: int, seed: int,
         if coded is not None:
             groups.setdefault(coded.shape, []).append((i, coded, cands))
     for members in groups.values():
-        per = max(1, BATCH_SUBPIXELS // members[0][1].size)
-        for k in range(0, len(members), per):
-            batch = members[k:k + per]
+        for batch in _batches(members, members[0][1].size):
             streams = _encode_batch(model, [p for _, p, _ in batch], [c for _, _, c in batch], steps, seed,
                                     device, stats, progress)
             for (i, _, _), stream in zip(batch, streams):
@@ -208,6 +212,7 @@ def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[const
     work = _chunk_frequencies(pc, values, device, progress)
     if flats[0].size > TRY_ALL_CONSTRAINTS or all(len(c) == 1 for c in cands):
         choices = [constraint.by_rule(c, h * w) for c in cands]
+        measure = stats.measure_ideal
     else:
         # Small planes: side information matters, so measure every candidate on the same
         # network outputs (cached: BATCH_SUBPIXELS x 1 kB at most) and keep the cheapest stream.
@@ -218,13 +223,16 @@ def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[const
                 sym = torch.from_numpy(flat[var].astype(np.int64))
                 for i, c in enumerate(cs):
                     costs[b][i] += bits_of(c.restrict(freq[b], var, flat, pc.step_of, step).cpu(), sym)
-        choices = [cs[int(np.argmin(cost))] for cs, cost in zip(cands, costs)]
+        best = [int(np.argmin(cost)) for cost in costs]
+        choices = [cs[i] for cs, i in zip(cands, best)]
+        stats.ideal_bits += sum(cost[i] - 8 * len(c.to_bytes()) for cost, i, c in zip(costs, best, choices))
+        measure = False                                       # the costs above already hold them
     encoders = [Encoder() for _ in planes]
     for step, var, freq in work:
         for b, (flat, choice, enc) in enumerate(zip(flats, choices, encoders)):
             f = choice.restrict(freq[b], var, flat, pc.step_of, step)
             sym = flat[var].astype(np.int32)
-            if stats.measure_ideal:
+            if measure:
                 stats.ideal_bits += bits_of(f.cpu(), torch.from_numpy(sym))
             enc.push(sym, frequencies_to_probabilities(f))
     streams = []
@@ -257,7 +265,7 @@ def decode_planes(model: Model, jobs: list[PlaneJob], device: torch.device, prog
     A damaged stream fails only its own job (``job.error``); the others decode on."""
     groups: dict[tuple, list[tuple[PlaneJob, constraint.Constraint, bytes]]] = {}
     for job in jobs:
-        channels = 1 if job.gray else 3
+        channels, as_gray = (1 if job.gray else 3), job.gray
         try:
             if job.version >= 2:
                 rule, data = constraint.Constraint.parse(job.stream, channels)
@@ -271,18 +279,17 @@ def decode_planes(model: Model, jobs: list[PlaneJob], device: torch.device, prog
                 job.pixels = np.broadcast_to(value, shape).copy()
                 continue
             if rule.kind == constraint.GRAY:                 # the rest is a gray plane's stream
+                as_gray = True
                 rule, data = constraint.Constraint.parse(data, 1)
                 if rule.kind not in (constraint.PLAIN, constraint.VALUES):
                     raise FormatError("corrupt .ardm file: bad gray plane inside an RGB plane")
         except FormatError as e:
             job.error = e
             continue
-        as_gray = job.gray or job.stream[0] == constraint.GRAY and job.version >= 2
         groups.setdefault((job.h, job.w, as_gray, job.steps, job.seed), []).append((job, rule, data))
     for (h, w, gray, steps, seed), members in groups.items():
-        per = max(1, BATCH_SUBPIXELS // (h * w * (1 if gray else 3)))
-        for k in range(0, len(members), per):
-            _decode_batch(model, members[k:k + per], h, w, gray, steps, seed, device, progress, strip_pixels, chunk)
+        for batch in _batches(members, h * w * (1 if gray else 3)):
+            _decode_batch(model, batch, h, w, gray, steps, seed, device, progress, strip_pixels, chunk)
 
 
 def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps: int, seed: int,
@@ -329,7 +336,8 @@ def pixel_crc(pixels: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(pixels).tobytes())
 
 
-def _check_steps(steps: int | None) -> int:
+def check_steps(steps: int | None) -> int:
+    """The step budget to use: the default for None; InputError below 1."""
     steps = DEFAULT_STEPS if steps is None else int(steps)
     if steps < 1:
         raise InputError("steps must be at least 1")
@@ -341,7 +349,7 @@ def compress_pictures(pictures: list[Picture], steps: int | None = None, model: 
     """One .ardm file per picture, each identical to ``compress_picture``'s; pictures of one
     size share network calls (the integer network is exact per pixel, so batching changes
     nothing in the files)."""
-    steps = _check_steps(steps)
+    steps = check_steps(steps)
     m = load(model)
     dev = resolve_device(device)
     stats = stats if stats is not None else Stats(measure_ideal=False)
