@@ -12,6 +12,14 @@ lookups per window whatever its size: exact by construction and, for the 31x31 w
 ~10x faster than a pooling loop (which made the features half of all inference time).
 Means are integer floor divisions. Nothing here depends on the image size beyond
 ``HALO`` pixels, so a crop computes the same features as the full image in its interior.
+
+Cross-channel anchor (models with ``cross_anchor``): where another colour channel of the
+same pixel is already revealed, the anchor becomes that value plus the local mean
+difference between the two channels (over neighbours where both are revealed, smallest
+non-empty window), averaged over the revealed siblings. That is the inter-channel
+prediction lossless codecs use (WebP's subtract-green, JPEG 2000's colour transform) in a
+form that follows the local colour; on images with smooth or subsampled chroma it is far
+closer than the spatial mean, and the network only has to learn a correction.
 """
 from __future__ import annotations
 
@@ -48,25 +56,32 @@ def _round_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return torch.div(2 * num + den, 2 * den, rounding_mode="floor")
 
 
-def context_features(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+CHANNEL_PAIRS = ((0, 1), (0, 2), (1, 2))
+
+
+def context_features(values: torch.Tensor, mask: torch.Tensor, cross_anchor: bool = False
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Integer features and anchors for a batch of partly revealed RGB images.
 
     values: (B, 3, H, W) integer tensor 0..255 (hidden entries may hold anything).
     mask:   (B, 3, H, W) integer tensor, 1 where revealed.
+    cross_anchor: use the cross-channel anchor (see the module docstring).
     Returns features (B, N_FEATURES, H, W) float32 holding integers in [-255, 255],
     and anchors (B, 3, H, W) int32 in 0..255.
     """
     m = mask.to(torch.int32)
     vm = values.to(torch.int32) * m
-    both = torch.cat([vm, m], dim=1)
-    sums, counts = [], []
-    for box in box_sums(both):  # leave-one-out: the pixel itself never counts as its own neighbour
-        s, n = (box - both).to(torch.int32).split(3, dim=1)
-        sums.append(s)
-        counts.append(n)
-    anchor = torch.full_like(vm, 128)
-    for s, n in zip(reversed(sums), reversed(counts)):  # smallest non-empty window wins
-        anchor = torch.where(n > 0, _round_div(s, n.clamp(min=1)), anchor)
+    both = [vm, m]
+    if cross_anchor:    # per channel pair: difference where both are revealed, and where that is
+        pair_m = torch.stack([m[:, a] * m[:, b] for a, b in CHANNEL_PAIRS], 1)
+        both += [torch.stack([vm[:, a] - vm[:, b] for a, b in CHANNEL_PAIRS], 1) * pair_m, pair_m]
+    both = torch.cat(both, dim=1)
+    # leave-one-out: the pixel itself never counts as its own neighbour
+    boxes = [(box - both).to(torch.int32) for box in box_sums(both)]
+    sums, counts = [b[:, 0:3] for b in boxes], [b[:, 3:6] for b in boxes]
+    anchor = _smallest_window_mean(sums, counts, torch.full_like(vm, 128))
+    if cross_anchor:
+        anchor = _cross_anchor(vm, m, [b[:, 6:9] for b in boxes], [b[:, 9:12] for b in boxes], anchor)
     feats = [m * MASK_SCALE, (vm - anchor) * m, anchor - 128]
     for r, s, n in zip(RADII, sums, counts):
         has = (n > 0).to(torch.int32)
@@ -76,3 +91,30 @@ def context_features(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Te
         feats.append(torch.div(n * MASK_SCALE, area, rounding_mode="floor"))
     out = torch.cat(feats, dim=1).clamp_(-CLAMP, CLAMP)
     return out.to(torch.float32), anchor
+
+
+def _smallest_window_mean(sums: list[torch.Tensor], counts: list[torch.Tensor], empty: torch.Tensor
+                          ) -> torch.Tensor:
+    """Rounded mean over the smallest window with any count, ``empty`` where none has."""
+    out = empty
+    for s, n in zip(reversed(sums), reversed(counts)):
+        out = torch.where(n > 0, _round_div(s, n.clamp(min=1)), out)
+    return out
+
+
+def _cross_anchor(vm: torch.Tensor, m: torch.Tensor, diff_sums: list[torch.Tensor], pair_counts: list[torch.Tensor],
+                  spatial: torch.Tensor) -> torch.Tensor:
+    """Channel c predicted from each revealed sibling c' of the same pixel as v_c' plus the
+    local mean of v_c - v_c'; the rounded average of those predictions, else ``spatial``."""
+    has_pair = sum((n > 0).to(torch.int32) for n in pair_counts).clamp_(max=1)        # (B, 3 pairs, H, W)
+    delta = _smallest_window_mean(diff_sums, pair_counts, torch.zeros_like(has_pair))
+    total, count = torch.zeros_like(vm), torch.zeros_like(vm)
+    for i, (a, b) in enumerate(CHANNEL_PAIRS):
+        from_b = m[:, b] * has_pair[:, i]                 # predict a from b: v_b + mean(v_a - v_b)
+        total[:, a] += (vm[:, b] + delta[:, i]) * from_b
+        count[:, a] += from_b
+        from_a = m[:, a] * has_pair[:, i]                 # predict b from a: v_a - mean(v_a - v_b)
+        total[:, b] += (vm[:, a] - delta[:, i]) * from_a
+        count[:, b] += from_a
+    cross = _round_div(total, count.clamp(min=1)).clamp_(0, 255)
+    return torch.where(count > 0, cross, spatial)

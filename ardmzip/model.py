@@ -38,6 +38,7 @@ class ModelConfig:
     dilations: tuple[int, ...] = (1, 2, 1, 4, 1, 8, 1, 2)
     head_hidden: int = 64
     mixtures: int = 4
+    cross_anchor: bool = False      # features.py: anchor from revealed sibling channels (models after oa-s48)
 
     @property
     def halo(self) -> int:
@@ -73,7 +74,7 @@ class ARDMNet(nn.Module):
 
     def forward(self, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """values, mask: (B, 3, H, W) ints. Returns params (B, 3, 3, M, H, W) real and anchors (B, 3, H, W)."""
-        feats, anchor = context_features(values, mask)
+        feats, anchor = context_features(values, mask, self.config.cross_anchor)
         limit = 127 / 2 ** ACT_BITS
         x = self.stem(feats)
         for block in self.blocks:
@@ -81,6 +82,24 @@ class ARDMNet(nn.Module):
         out = self.head_out(self.head_hidden(x.clamp(min=0)))
         b, _, h, w = out.shape
         return out.view(b, 3, 3, self.config.mixtures, h, w), anchor
+
+    @classmethod
+    def from_integer(cls, inet: "IntegerNet", config: ModelConfig | None = None) -> "ARDMNet":
+        """The float network whose export is ``inet`` again (to fine-tune a shipped model).
+
+        Undoes export's arithmetic: W = W_int * 2^-j, b = (b_int - rounding) * 2^-(j + a_in).
+        ``config`` may change what does not touch the weights (e.g. the anchor)."""
+        net = cls(config or inet.config)
+        layers = [net.stem, *net.blocks, net.head_hidden, net.head_out]
+        ints = [inet.stem, *inet.blocks, inet.head_hidden, inet.head_out]
+        with torch.no_grad():
+            for q, ic in zip(layers, ints):
+                shift = (-torch.log2(ic.scale.cpu())).round()
+                j = shift - q.a_in + q.a_out
+                rounding = torch.where(shift > 0, 2.0 ** (shift - 1).clamp(min=0), torch.zeros_like(shift))
+                q.conv.weight.copy_(ic.weight.cpu() / (2.0 ** j).view(-1, 1, 1, 1))
+                q.conv.bias.copy_((ic.bias.cpu() - rounding) / 2.0 ** (j + q.a_in))
+        return net
 
     def export(self) -> "IntegerNet":
         """The exact integer network (checks the 2^24 bound for every layer)."""
@@ -111,7 +130,7 @@ class IntegerNet:
     def trunk(self, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) ints -> trunk activations (B, C, H, W) float32 ints in [0, 127]
         (after the final ReLU) and anchors (B, 3, H, W) int32."""
-        feats, anchor = context_features(values.to(self.device), mask.to(self.device))
+        feats, anchor = context_features(values.to(self.device), mask.to(self.device), self.config.cross_anchor)
         if feats.device.type == "cpu":    # oneDNN's native layout: no reorders around each conv
             feats = feats.contiguous(memory_format=torch.channels_last)
         x = self.stem(feats)

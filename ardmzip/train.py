@@ -2,6 +2,10 @@
 
     python -m ardmzip.train ../shared/data/train --out runs/oa-s48 --steps 9000 --qat-from 7000
 
+Fine-tuning a shipped model: ``--init models/NAME.npz`` starts from its integer weights
+(``ARDMNet.from_integer``), keeps its architecture, and may switch on the cross-channel
+anchor (``--cross-anchor``).
+
 Resumable: the run folder holds ckpt.pt (model, EMA, optimizer, step, RNG state) and
 log.jsonl; running the same command again continues. Device-agnostic (--device cpu|cuda).
 The validation bpsp (OA NLL estimate, EMA weights, fixed crops and t) is computed on
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+from dataclasses import replace
 import json
 import math
 import sys
@@ -25,6 +30,7 @@ from tqdm import tqdm
 from .ardm import oa_loss
 from .data import CropSampler, pyramid, scan
 from .model import ARDMNet, ModelConfig
+from .weights import load
 
 
 def val_batches(dirs: list[str], crop: int, n: int, seed: int = 1234) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -59,6 +65,7 @@ def evaluate(net: torch.nn.Module, batches: dict, device: torch.device, repeats:
 
 
 def lr_at(step: int, total: int, base: float, warmup: int = 200) -> float:
+    """Linear warm-up, then cosine decay to 5% of ``base``."""
     if step < warmup:
         return base * (step + 1) / warmup
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup)))))
@@ -77,8 +84,13 @@ def train(args: argparse.Namespace) -> None:
         photos += p
         arrays += a
     sampler = CropSampler(pyramid(photos), arrays, args.crop, seed=args.seed)
-    config = ModelConfig(channels=args.channels, mixtures=args.mixtures)
-    net = ARDMNet(config).to(device)
+    if args.init:
+        init = load(path=args.init).net
+        config = replace(init.config, cross_anchor=args.cross_anchor or init.config.cross_anchor)
+        net = ARDMNet.from_integer(init, config).to(device)
+    else:
+        config = ModelConfig(channels=args.channels, mixtures=args.mixtures, cross_anchor=args.cross_anchor)
+        net = ARDMNet(config).to(device)
     ema = copy.deepcopy(net)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     step, ckpt = 0, out / "ckpt.pt"
@@ -100,7 +112,7 @@ def train(args: argparse.Namespace) -> None:
         net.set_mode(mode)
         ema.set_mode(mode)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, args.steps, args.lr)
+            group["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
         crops, gray = sampler.sample(args.batch)
         x = torch.as_tensor(crops).permute(0, 3, 1, 2).long().to(device)
         bpsp, frac, per_var = oa_loss(net, x, torch.as_tensor(gray).to(device))
@@ -123,7 +135,7 @@ def train(args: argparse.Namespace) -> None:
         bar.set_postfix(bpsp=f"{run_loss[-1]:.3f}", mode=mode, refresh=False)
         if step % args.log_every == 0:
             dt = time.time() - t0
-            rec = {"step": step, "mode": mode, "loss_bpsp": float(np.mean(run_loss)), "lr": lr_at(step, args.steps, args.lr),
+            rec = {"step": step, "mode": mode, "loss_bpsp": float(np.mean(run_loss)), "lr": lr_at(step, args.steps, args.lr, args.warmup),
                    "crops_per_s": seen / dt, "elapsed_s": dt}
             run_loss = []
             if step % args.eval_every == 0 or step == args.steps:
@@ -151,6 +163,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--crop", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=int, default=200, help="steps of linear learning-rate warm-up")
+    p.add_argument("--init", default=None, help="start from a shipped model file (.npz); its architecture is kept")
+    p.add_argument("--cross-anchor", action="store_true", help="anchor hidden subpixels on revealed sibling channels")
     p.add_argument("--ema", type=float, default=0.998)
     p.add_argument("--channels", type=int, default=48)
     p.add_argument("--mixtures", type=int, default=4)

@@ -1,6 +1,8 @@
 """Round trips through the codec (API level) and the properties the format promises."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -153,3 +155,20 @@ def test_unknown_model_is_named():
                              header.steps, header.seed, header.pixel_crc, header.metadata)
     with pytest.raises(ardmzip.ModelMismatch, match="future-model"):
         ardmzip.decompress(container.pack(other, streams))
+
+
+def legacy_image() -> np.ndarray:
+    """The pixels of tests/data/oa-s48.ardm (integer arithmetic only, so they never drift)."""
+    y, x = np.mgrid[0:14, 0:19]
+    rgb = [(x * 9 + y * 5 + 40 * c + (x * y) % 7) % 256 for c in range(3)]
+    alpha = np.where((x + y) % 5 == 0, 255, 200)
+    return np.stack(rgb + [alpha], -1).astype(np.uint8)
+
+
+def test_files_of_an_older_shipped_model_still_decode():
+    """A file made by oa-s48 (the first model, spatial anchors) when it was the default,
+    committed: newer models and features must never change what it decodes to."""
+    data = (Path(__file__).parent / "data" / "oa-s48.ardm").read_bytes()
+    assert container.unpack(data)[0].model_name == "oa-s48"
+    assert np.array_equal(ardmzip.decompress(data), legacy_image())
+    assert ardmzip.compress(legacy_image(), steps=5, model="oa-s48") == data

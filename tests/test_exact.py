@@ -19,6 +19,7 @@ from ardmzip.model import ARDMNet, IntegerNet, ModelConfig
 from ardmzip.qlayers import IntConv
 
 SMALL = ModelConfig(channels=16, dilations=(1, 2, 4), head_hidden=24, mixtures=3)
+SMALL_CROSS = ModelConfig(channels=16, dilations=(1, 2, 4), head_hidden=24, mixtures=3, cross_anchor=True)
 
 
 def random_integer_net(seed: int = 0, config: ModelConfig = SMALL) -> IntegerNet:
@@ -46,7 +47,7 @@ def reference_layer(layer: IntConv, x: torch.Tensor) -> torch.Tensor:
 
 
 def reference_full(net: IntegerNet, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    feats, _ = context_features(values, mask)
+    feats, _ = context_features(values, mask, net.config.cross_anchor)
     x = reference_layer(net.stem, feats.double())
     for block in net.blocks:
         x = (x + reference_layer(block, x.clamp(min=0))).clamp(-127, 127)
@@ -55,15 +56,17 @@ def reference_full(net: IntegerNet, values: torch.Tensor, mask: torch.Tensor) ->
     return out.view(b, 3, 3, net.config.mixtures, h, w)
 
 
-@pytest.fixture(scope="module")
-def shipped() -> IntegerNet:
-    return weights.load().net
+@pytest.fixture(scope="module", params=sorted(weights.REGISTRY))
+def shipped(request) -> IntegerNet:
+    """Every shipped model (the default and the older ones whose files must still decode)."""
+    return weights.load(request.param).net
 
 
-def test_context_features_integral_box_sums_equal_a_float64_window_sum(monkeypatch):
+@pytest.mark.parametrize("cross", [False, True])
+def test_context_features_integral_box_sums_equal_a_float64_window_sum(monkeypatch, cross):
     import ardmzip.features as features
     values, mask = random_inputs(2, 70, 65)
-    feats, anchor = context_features(values, mask)
+    feats, anchor = context_features(values, mask, cross)
 
     def reference(x, radii=features.RADII):           # the direct (2r+1)^2 window sum, in float64
         return [F.avg_pool2d(x.double(), 2 * r + 1, stride=1, padding=r, divisor_override=1).long()
@@ -73,7 +76,7 @@ def test_context_features_integral_box_sums_equal_a_float64_window_sum(monkeypat
     for a, b in zip(features.box_sums(both), reference(both)):
         assert torch.equal(a, b)
     monkeypatch.setattr(features, "box_sums", reference)
-    feats64, anchor64 = features.context_features(values, mask)
+    feats64, anchor64 = features.context_features(values, mask, cross)
     assert torch.equal(feats, feats64) and torch.equal(anchor, anchor64)
     assert bool((feats == feats.round()).all()) and feats.abs().max() <= 255
     assert 0 <= int(anchor.min()) and int(anchor.max()) <= 255
@@ -88,9 +91,38 @@ def test_hidden_values_do_not_leak(shipped):
     assert torch.equal(a, b) and torch.equal(anchor_a, anchor_b)
 
 
+def test_cross_anchor_predicts_a_hidden_channel_from_its_revealed_sibling():
+    """G = R + 17 everywhere: where R is revealed at a pixel, G's anchor is exactly R + 17;
+    where no sibling is revealed, the anchor is the spatial one."""
+    g = torch.Generator().manual_seed(7)
+    red = torch.randint(0, 200, (1, 1, 30, 30), generator=g)
+    values = torch.cat([red, red + 17, torch.randint(0, 256, (1, 1, 30, 30), generator=g)], 1)
+    mask = (torch.rand(1, 3, 30, 30, generator=g) < 0.5).int()
+    mask[:, 2] = 0                                               # blue tells nothing
+    _, spatial = context_features(values, mask)
+    _, anchor = context_features(values, mask, cross_anchor=True)
+    red_shown = mask[0, 0].bool()
+    assert torch.equal(anchor[0, 1][red_shown], red[0, 0][red_shown] + 17)
+    assert torch.equal(anchor[0, 1][~red_shown], spatial[0, 1][~red_shown])
+    assert not torch.equal(anchor[0, 1], spatial[0, 1])
+    green_shown = mask[0, 1].bool()                              # and back: R = G - 17
+    assert torch.equal(anchor[0, 0][green_shown], red[0, 0][green_shown])
+    assert torch.equal(anchor[0, 2], spatial[0, 2])
+
+
+@pytest.mark.parametrize("config", [SMALL, SMALL_CROSS], ids=["spatial", "cross"])
+def test_from_integer_inverts_export(config):
+    inet = random_integer_net(3, config)
+    again = ARDMNet.from_integer(inet).export()
+    for a, b in zip([inet.stem, *inet.blocks, inet.head_hidden, inet.head_out],
+                    [again.stem, *again.blocks, again.head_hidden, again.head_out]):
+        assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias) and torch.equal(a.scale, b.scale)
+
+
+@pytest.mark.parametrize("config", [SMALL, SMALL_CROSS], ids=["spatial", "cross"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_integer_net_equals_float64_reference(seed):
-    net = random_integer_net(seed)
+def test_integer_net_equals_float64_reference(seed, config):
+    net = random_integer_net(seed, config)
     values, mask = random_inputs(3, 29, 41, seed)
     params, _ = net.full(values, mask)
     ref = reference_full(net, values, mask)
