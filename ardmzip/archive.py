@@ -222,42 +222,18 @@ def _record(name: str, length: int) -> bytes:
     return body + _crc(body)
 
 
-class _Cursor:
-    """Bounds-checked reader over bytes; every failure is a FormatError."""
+class _Cursor(container._Reader):
+    """The .ardm reader's bounds checks and varints, with the archive's messages, plus names."""
 
     def __init__(self, data: bytes, what: str) -> None:
-        self.data, self.pos, self.what = data, 0, what
-
-    def fail(self, detail: str) -> FormatError:
-        return FormatError(f"corrupt archive: {self.what}: {detail}")
-
-    def take(self, n: int) -> bytes:
-        if n > len(self.data) - self.pos:
-            raise self.fail("truncated")
-        chunk = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return chunk
-
-    def byte(self) -> int:
-        return self.take(1)[0]
-
-    def varint(self) -> int:
-        value = 0
-        for i in range(10):
-            byte = self.byte()
-            value |= (byte & 0x7F) << (7 * i)
-            if not byte & 0x80:
-                if byte == 0 and i > 0:
-                    raise self.fail("overlong varint")
-                return value
-        raise self.fail("varint longer than 10 bytes")
+        super().__init__(memoryview(data), f"corrupt archive: {what}", f"corrupt archive: {what}: truncated")
 
     def text(self, low: int = 1, high: int = MAX_NAME_BYTES) -> str:
         n = self.varint()
         if not low <= n <= high:
             raise self.fail("bad name length")
         try:
-            return self.take(n).decode("utf-8")
+            return bytes(self.take(n)).decode("utf-8")
         except UnicodeDecodeError:
             raise self.fail("name is not utf-8") from None
 

@@ -201,17 +201,24 @@ _TRUNCATED = "truncated .ardm file"
 
 
 class _Reader:
-    """Bounds-checked cursor over the input; every failure is a FormatError."""
+    """Bounds-checked cursor over the input; every failure is a FormatError.
 
-    def __init__(self, data: memoryview) -> None:
+    ``corrupt`` prefixes the messages (the archive reuses this class for its index and
+    records, with its own wording); ``truncated`` is the whole message for running out."""
+
+    def __init__(self, data: memoryview, corrupt: str = "corrupt .ardm file", truncated: str = _TRUNCATED) -> None:
         self.data = data
         self.pos = 0
+        self.corrupt, self.truncated = corrupt, truncated
+
+    def fail(self, detail: str) -> FormatError:
+        return FormatError(f"{self.corrupt}: {detail}")
 
     def take(self, n: int) -> memoryview:
         # Lengths come from the file, so compare before slicing: a huge
         # length must not allocate anything, only report truncation.
         if n > len(self.data) - self.pos:
-            raise FormatError(_TRUNCATED)
+            raise FormatError(self.truncated)
         chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk
@@ -227,28 +234,28 @@ class _Reader:
             if not byte & 0x80:
                 # Shortest form only, so each value has exactly one encoding.
                 if byte == 0 and i > 0:
-                    raise FormatError("corrupt .ardm file: overlong varint")
+                    raise self.fail("overlong varint")
                 if value >= 2**64:
-                    raise FormatError("corrupt .ardm file: varint out of range")
+                    raise self.fail("varint out of range")
                 return value
-        raise FormatError("corrupt .ardm file: varint longer than 10 bytes")
+        raise self.fail("varint longer than 10 bytes")
 
     def blob(self, limit: int | None = None) -> bytes:
         n = self.varint()
         if limit is not None and n > limit:
-            raise FormatError("corrupt .ardm file: field length out of range")
+            raise self.fail("field length out of range")
         return bytes(self.take(n))
 
     def count(self, limit: int, what: str) -> int:
         n = self.varint()
         if n > limit:
-            raise FormatError(f"corrupt .ardm file: too many {what} ({n})")
+            raise self.fail(f"too many {what} ({n})")
         return n
 
     def crc(self, start: int, what: str) -> None:
         expected = zlib.crc32(self.data[start : self.pos])
         if int.from_bytes(self.take(4), "little") != expected:
-            raise FormatError(f"corrupt .ardm file: {what} checksum mismatch")
+            raise self.fail(f"{what} checksum mismatch")
 
 
 def _as_view(data: bytes) -> memoryview:

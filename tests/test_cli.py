@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from PIL import Image, PngImagePlugin
 
 import ardmzip
-from ardmzip import container
+from ardmzip import container, weights
 from ardmzip.cli import main
 from ardmzip.files import compress_bytes, decompress_bytes
 
@@ -277,7 +277,7 @@ def test_info_text(invoke, ardm, good_ardm):
     line = r.stdout.strip()
     assert "\n" not in line
     assert line.startswith(f"{ardm}: 6x5 RGB, {len(good_ardm)} bytes")
-    for text in ("bpsp", "model oa-s48", "2 steps", "seed 0", "pixel crc32", "metadata: none"):
+    for text in ("bpsp", f"model {weights.DEFAULT_MODEL}", "2 steps", "seed 0", "pixel crc32", "metadata: none"):
         assert text in line
 
 
@@ -288,7 +288,7 @@ def test_info_json_fields(invoke, ardm, good_ardm, rgb_png_bytes):
     assert set(d) == {"mode", "width", "height", "model", "model_hash", "steps", "seed", "pixel_crc32",
                       "metadata", "bytes", "subpixels", "bpsp", "file", "format_version", "planes"}
     assert (d["mode"], d["width"], d["height"]) == ("RGB", 6, 5)
-    assert (d["model"], d["steps"], d["seed"], d["file"]) == ("oa-s48", 2, 0, str(ardm))
+    assert (d["model"], d["steps"], d["seed"], d["file"]) == (weights.DEFAULT_MODEL, 2, 0, str(ardm))
     assert len(d["model_hash"]) == 16 and int(d["model_hash"], 16) >= 0
     assert d["bytes"] == len(good_ardm)
     assert d["subpixels"] == 6 * 5 * 3
@@ -369,7 +369,8 @@ def test_version(invoke):
 def test_models_lists_default(invoke):
     r = invoke("models")
     assert r.exit_code == 0
-    assert "oa-s48 (default)" in r.stdout
+    assert f"{weights.DEFAULT_MODEL} (default)" in r.stdout
+    assert all(name in r.stdout for name in weights.REGISTRY)     # older models stay, so their files decode
     assert "sha256" in r.stdout
 
 
