@@ -13,13 +13,15 @@ lookups per window whatever its size: exact by construction and, for the 31x31 w
 Means are integer floor divisions. Nothing here depends on the image size beyond
 ``HALO`` pixels, so a crop computes the same features as the full image in its interior.
 
-Cross-channel anchor (models with ``cross_anchor``): where another colour channel of the
-same pixel is already revealed, the anchor becomes that value plus the local mean
-difference between the two channels (over neighbours where both are revealed, smallest
-non-empty window), averaged over the revealed siblings. That is the inter-channel
-prediction lossless codecs use (WebP's subtract-green, JPEG 2000's colour transform) in a
-form that follows the local colour; on images with smooth or subsampled chroma it is far
-closer than the spatial mean, and the network only has to learn a correction.
+Cross-channel anchor (models with ``cross_anchor``): where another colour channel b of
+the same pixel is already revealed, channel a is predicted by a local linear fit over the
+neighbours where both are revealed (smallest non-empty window):
+``mean_a + alpha * (v_b - mean_b)`` with the least-squares slope alpha clamped to [0, 1]
+on a 1/16 grid; the anchor is the rounded average of the predictions from the revealed
+siblings. With alpha = 1 this is the inter-channel prediction lossless codecs use (WebP's
+subtract-green, JPEG 2000's colour transform) following the local colour; where channels
+are unrelated the slope falls to 0 and the anchor to the spatial mean. Sums of squares
+and products reach ~6e10, so that part runs in int64; it is all integer arithmetic.
 """
 from __future__ import annotations
 
@@ -72,16 +74,18 @@ def context_features(values: torch.Tensor, mask: torch.Tensor, cross_anchor: boo
     m = mask.to(torch.int32)
     vm = values.to(torch.int32) * m
     both = [vm, m]
-    if cross_anchor:    # per channel pair: difference where both are revealed, and where that is
+    if cross_anchor:    # per channel pair (a, b), over pixels where both are revealed: n, sums, squares, products
         pair_m = torch.stack([m[:, a] * m[:, b] for a, b in CHANNEL_PAIRS], 1)
-        both += [torch.stack([vm[:, a] - vm[:, b] for a, b in CHANNEL_PAIRS], 1) * pair_m, pair_m]
+        va = torch.stack([vm[:, a] for a, _ in CHANNEL_PAIRS], 1) * pair_m
+        vb = torch.stack([vm[:, b] for _, b in CHANNEL_PAIRS], 1) * pair_m
+        both += [pair_m, va, vb, va * va, vb * vb, va * vb]
     both = torch.cat(both, dim=1)
     # leave-one-out: the pixel itself never counts as its own neighbour
-    boxes = [(box - both).to(torch.int32) for box in box_sums(both)]
-    sums, counts = [b[:, 0:3] for b in boxes], [b[:, 3:6] for b in boxes]
+    boxes = [box - both for box in box_sums(both)]                  # int64
+    sums, counts = [b[:, 0:3].to(torch.int32) for b in boxes], [b[:, 3:6].to(torch.int32) for b in boxes]
     anchor = _smallest_window_mean(sums, counts, torch.full_like(vm, 128))
     if cross_anchor:
-        anchor = _cross_anchor(vm, m, [b[:, 6:9] for b in boxes], [b[:, 9:12] for b in boxes], anchor)
+        anchor = _cross_anchor(vm, m, [b[:, 6:] for b in boxes], anchor)
     feats = [m * MASK_SCALE, (vm - anchor) * m, anchor - 128]
     for r, s, n in zip(RADII, sums, counts):
         has = (n > 0).to(torch.int32)
@@ -102,19 +106,30 @@ def _smallest_window_mean(sums: list[torch.Tensor], counts: list[torch.Tensor], 
     return out
 
 
-def _cross_anchor(vm: torch.Tensor, m: torch.Tensor, diff_sums: list[torch.Tensor], pair_counts: list[torch.Tensor],
-                  spatial: torch.Tensor) -> torch.Tensor:
-    """Channel c predicted from each revealed sibling c' of the same pixel as v_c' plus the
-    local mean of v_c - v_c'; the rounded average of those predictions, else ``spatial``."""
-    has_pair = sum((n > 0).to(torch.int32) for n in pair_counts).clamp_(max=1)        # (B, 3 pairs, H, W)
-    delta = _smallest_window_mean(diff_sums, pair_counts, torch.zeros_like(has_pair))
-    total, count = torch.zeros_like(vm), torch.zeros_like(vm)
+def _cross_anchor(vm: torch.Tensor, m: torch.Tensor, pair_stats: list[torch.Tensor], spatial: torch.Tensor
+                  ) -> torch.Tensor:
+    """Each channel predicted from its revealed siblings by a local linear fit (module
+    docstring); the rounded average of those predictions, else ``spatial``.
+
+    pair_stats: per window, (B, 18, H, W) int64: n, sum a, sum b, sum a^2, sum b^2, sum ab
+    for each of CHANNEL_PAIRS (three channels each)."""
+    stats = torch.zeros_like(pair_stats[0])
+    for window in reversed(pair_stats):                       # smallest window with any pair wins
+        stats = torch.where((window[:, 0:3] > 0).repeat(1, 6, 1, 1), window, stats)
+    n, sum_a, sum_b, sum_aa, sum_bb, sum_ab = stats.split(3, dim=1)
+    cov = n * sum_ab - sum_a * sum_b
+    v, shown = vm.to(torch.int64), m.to(torch.int64)
+    total, count = torch.zeros_like(v), torch.zeros_like(v)
     for i, (a, b) in enumerate(CHANNEL_PAIRS):
-        from_b = m[:, b] * has_pair[:, i]                 # predict a from b: v_b + mean(v_a - v_b)
-        total[:, a] += (vm[:, b] + delta[:, i]) * from_b
-        count[:, a] += from_b
-        from_a = m[:, a] * has_pair[:, i]                 # predict b from a: v_a - mean(v_a - v_b)
-        total[:, b] += (vm[:, a] - delta[:, i]) * from_a
-        count[:, b] += from_a
-    cross = _round_div(total, count.clamp(min=1)).clamp_(0, 255)
+        for target, source, s_t, s_s, s_ss in ((a, b, sum_a, sum_b, sum_bb), (b, a, sum_b, sum_a, sum_aa)):
+            k = n[:, i].clamp(min=1)
+            var = k * s_ss[:, i] - s_s[:, i] ** 2
+            # slope in 1/16 units, clamped to [0, 1]; a flat source (var 0) keeps slope 1
+            slope = torch.where(var > 0, torch.div(16 * cov[:, i], var.clamp(min=1), rounding_mode="floor").clamp(0, 16),
+                                torch.full_like(var, 16))
+            pred = _round_div(16 * s_t[:, i] + slope * (k * v[:, source] - s_s[:, i]), 16 * k).clamp(0, 255)
+            ok = shown[:, source] * (n[:, i] > 0)
+            total[:, target] += pred * ok
+            count[:, target] += ok
+    cross = _round_div(total, count.clamp(min=1)).to(torch.int32)
     return torch.where(count > 0, cross, spatial)

@@ -92,8 +92,8 @@ def test_hidden_values_do_not_leak(shipped):
 
 
 def test_cross_anchor_predicts_a_hidden_channel_from_its_revealed_sibling():
-    """G = R + 17 everywhere: where R is revealed at a pixel, G's anchor is exactly R + 17;
-    where no sibling is revealed, the anchor is the spatial one."""
+    """G = R + 17: where R is revealed at a pixel, G's anchor is exactly the true G (and R's
+    from G); where no sibling is revealed, the anchor is the spatial one."""
     g = torch.Generator().manual_seed(7)
     red = torch.randint(0, 200, (1, 1, 30, 30), generator=g)
     values = torch.cat([red, red + 17, torch.randint(0, 256, (1, 1, 30, 30), generator=g)], 1)
@@ -101,13 +101,33 @@ def test_cross_anchor_predicts_a_hidden_channel_from_its_revealed_sibling():
     mask[:, 2] = 0                                               # blue tells nothing
     _, spatial = context_features(values, mask)
     _, anchor = context_features(values, mask, cross_anchor=True)
-    red_shown = mask[0, 0].bool()
+    red_shown, green_shown = mask[0, 0].bool(), mask[0, 1].bool()
     assert torch.equal(anchor[0, 1][red_shown], red[0, 0][red_shown] + 17)
+    assert torch.equal(anchor[0, 0][green_shown], red[0, 0][green_shown])
     assert torch.equal(anchor[0, 1][~red_shown], spatial[0, 1][~red_shown])
     assert not torch.equal(anchor[0, 1], spatial[0, 1])
-    green_shown = mask[0, 1].bool()                              # and back: R = G - 17
-    assert torch.equal(anchor[0, 0][green_shown], red[0, 0][green_shown])
     assert torch.equal(anchor[0, 2], spatial[0, 2])
+
+
+def test_cross_anchor_fits_the_local_slope():
+    """G = R/2 + 50 (R even, varying between neighbours): the local least-squares slope is
+    exactly 1/2, so G's anchor is the true G, which neither the spatial mean nor a fixed
+    slope of 1 (R + local mean of G - R) gives."""
+    y, x = torch.meshgrid(torch.arange(30), torch.arange(30), indexing="ij")
+    red = 2 * ((x * 7 + y * 13) % 100)
+    green = red // 2 + 50
+    values = torch.stack([red, green, torch.zeros_like(red)]).unsqueeze(0)
+    mask = torch.stack([torch.ones_like(red), (x + y) % 2, torch.zeros_like(red)]).unsqueeze(0).int()
+    _, anchor = context_features(values, mask, cross_anchor=True)
+    hidden = mask[0, 1] == 0                                     # each has 2-4 revealed G/R neighbours
+    assert torch.equal(anchor[0, 1][hidden], green[hidden])
+    _, spatial = context_features(values, mask)
+    assert (spatial[0, 1][hidden] - green[hidden]).abs().float().mean() > 10
+    shown = mask[0, 1].float().view(1, 1, 30, 30)
+    diff = ((values[:, 1:2] - values[:, 0:1]).float() * shown)
+    window = lambda t: F.avg_pool2d(t, 3, stride=1, padding=1, divisor_override=1)
+    slope_one = red + (window(diff) / window(shown).clamp(min=1))[0, 0]
+    assert (slope_one[hidden] - green[hidden]).abs().mean() > 10
 
 
 @pytest.mark.parametrize("config", [SMALL, SMALL_CROSS], ids=["spatial", "cross"])
