@@ -80,9 +80,10 @@ def context_features(values: torch.Tensor, mask: torch.Tensor, cross_anchor: boo
         vb = torch.stack([vm[:, b] for _, b in CHANNEL_PAIRS], 1) * pair_m
         both += [pair_m, va, vb, va * va, vb * vb, va * vb]
     both = torch.cat(both, dim=1)
-    # leave-one-out: the pixel itself never counts as its own neighbour
-    boxes = [box - both for box in box_sums(both)]                  # int64
-    sums, counts = [b[:, 0:3].to(torch.int32) for b in boxes], [b[:, 3:6].to(torch.int32) for b in boxes]
+    # leave-one-out: the pixel itself never counts as its own neighbour. A window sum is at
+    # most 961 x 255^2 < 2^31, so int32 holds it (and int32 arithmetic is ~5x faster here)
+    boxes = [box.to(torch.int32) - both for box in box_sums(both)]
+    sums, counts = [b[:, 0:3] for b in boxes], [b[:, 3:6] for b in boxes]
     anchor = _smallest_window_mean(sums, counts, torch.full_like(vm, 128))
     if cross_anchor:
         anchor = _cross_anchor(vm, m, [b[:, 6:] for b in boxes], anchor)
@@ -111,12 +112,12 @@ def _cross_anchor(vm: torch.Tensor, m: torch.Tensor, pair_stats: list[torch.Tens
     """Each channel predicted from its revealed siblings by a local linear fit (module
     docstring); the rounded average of those predictions, else ``spatial``.
 
-    pair_stats: per window, (B, 18, H, W) int64: n, sum a, sum b, sum a^2, sum b^2, sum ab
-    for each of CHANNEL_PAIRS (three channels each)."""
+    pair_stats: per window, (B, 18, H, W) int32: n, sum a, sum b, sum a^2, sum b^2, sum ab
+    for each of CHANNEL_PAIRS (three channels each). Products of sums reach ~6e10: int64."""
     stats = torch.zeros_like(pair_stats[0])
     for window in reversed(pair_stats):                       # smallest window with any pair wins
         stats = torch.where((window[:, 0:3] > 0).repeat(1, 6, 1, 1), window, stats)
-    n, sum_a, sum_b, sum_aa, sum_bb, sum_ab = stats.split(3, dim=1)
+    n, sum_a, sum_b, sum_aa, sum_bb, sum_ab = stats.to(torch.int64).split(3, dim=1)
     cov = n * sum_ab - sum_a * sum_b
     v, shown = vm.to(torch.int64), m.to(torch.int64)
     total, count = torch.zeros_like(v), torch.zeros_like(v)
