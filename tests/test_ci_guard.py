@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 # benchmarks/ is not an installed package: make the repo root importable under plain `pytest`.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -25,14 +24,7 @@ TINY = {"images": IMAGES, "crop": CROP}
 TINY_ARGS = ["--images", ",".join(IMAGES), "--crop", str(CROP)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """16 x 16 images gain nothing from threads, and on a busy machine torch's spinning worker
-    threads make each tiny call ~50x slower. The integer network gives identical output either way."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -156,13 +156,7 @@ def ardm(tmp_path, good_ardm) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run torch on one thread in-process: fast on a small, busy CPU (threading is tested below)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------- round trips
