@@ -102,7 +102,7 @@ def train(args: argparse.Namespace) -> None:
         step = state["step"]
         sampler.rng = np.random.default_rng([args.seed, step])
         print(f"resumed at step {step}")
-    val = val_batches(args.val, args.crop, args.val_crops) if args.val else {}
+    val = val_batches(args.val, args.val_crop, args.val_crops) if args.val else {}
     log = open(out / "log.jsonl", "a")
     t0, seen, run_loss = time.time(), 0, []
     curve_sum, curve_n = np.zeros(20), np.zeros(20)
@@ -170,6 +170,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, default=48)
     p.add_argument("--mixtures", type=int, default=4)
     p.add_argument("--val-crops", type=int, default=128)
+    p.add_argument("--val-crop", type=int, default=32,
+                   help="side of the fixed validation crops (independent of --crop, so runs compare)")
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--ckpt-every", type=int, default=250)
