@@ -158,17 +158,25 @@ def test_unknown_model_is_named():
 
 
 def legacy_image() -> np.ndarray:
-    """The pixels of tests/data/oa-s48.ardm (integer arithmetic only, so they never drift)."""
+    """The pixels of the files in tests/data (integer arithmetic only, so they never drift)."""
     y, x = np.mgrid[0:14, 0:19]
     rgb = [(x * 9 + y * 5 + 40 * c + (x * y) % 7) % 256 for c in range(3)]
     alpha = np.where((x + y) % 5 == 0, 255, 200)
     return np.stack(rgb + [alpha], -1).astype(np.uint8)
 
 
-def test_files_of_an_older_shipped_model_still_decode():
-    """A file made by oa-s48 (the first model, spatial anchors) when it was the default,
-    committed: newer models and features must never change what it decodes to."""
-    data = (Path(__file__).parent / "data" / "oa-s48.ardm").read_bytes()
-    assert container.unpack(data)[0].model_name == "oa-s48"
+# One file per model that has been the default, made while it was (legacy_image, steps=5):
+# newer models and features must never change what they decode to.
+SHIPPED_FILES = sorted((Path(__file__).parent / "data").glob("*.ardm"))
+
+
+def test_every_model_that_was_default_has_a_file():
+    assert {"oa-s48", "xa-s48"} <= {f.stem for f in SHIPPED_FILES}
+
+
+@pytest.mark.parametrize("path", SHIPPED_FILES, ids=lambda p: p.stem)
+def test_files_of_shipped_models_still_decode(path):
+    data = path.read_bytes()
+    assert container.unpack(data)[0].model_name == path.stem
     assert np.array_equal(ardmzip.decompress(data), legacy_image())
-    assert ardmzip.compress(legacy_image(), steps=5, model="oa-s48") == data
+    assert ardmzip.compress(legacy_image(), steps=5, model=path.stem) == data
