@@ -36,6 +36,7 @@ import click
 from . import __version__
 from . import archive
 from .archive import ARRAY_SUFFIXES, IMAGE_SUFFIXES
+from .codec import LEVEL_STEPS
 from .errors import ArdmzipError, InputError, OutputError
 from .files import SUFFIX, Result, compress_bytes, decompress_bytes, info, read_input
 from .imageio import write_file_atomic
@@ -170,6 +171,24 @@ def with_common(f):
     return f
 
 
+def with_levels(f):
+    """-1 .. -9, --fast (= -1) and --best (= -9), as in gzip; the last one given wins."""
+    steps = ", ".join(f"-{n}: {k}" for n, k in LEVEL_STEPS.items())
+    f = click.option("--best", "level", flag_value=9, help="same as -9")(f)
+    f = click.option("--fast", "level", flag_value=1, help="same as -1")(f)
+    for n in sorted(LEVEL_STEPS, reverse=True):
+        f = click.option(f"-{n}", "level", flag_value=n, hidden=n != 1,
+                         help=f"-1 (fastest) .. -9 (smallest): a step budget ({steps}) [default: -6]")(f)
+    return f
+
+
+def steps_for(level: int | None, steps: int | None) -> int | None:
+    """The step budget from a level or --steps (None: the default)."""
+    if level is not None and steps is not None:
+        raise InputError("give a level (-1 .. -9) or --steps, not both")
+    return LEVEL_STEPS[level] if level is not None else steps
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="ardmzip")
 def main() -> None:
@@ -179,6 +198,7 @@ def main() -> None:
 @main.command()
 @click.argument("sources", nargs=-1, type=str)
 @with_common
+@with_levels
 @click.option("-s", "--steps", type=click.IntRange(1, 2**32 - 1), default=None,
               help="network calls per image plane: more is smaller and slower [default: 16]")
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, help="coding-order seed")
@@ -186,12 +206,17 @@ def main() -> None:
 @click.option("--resume", is_flag=True, help="archives: continue an interrupted run from its .partial file")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="archives: worker processes compressing in parallel (same bytes)")
-def compress(sources, output, to_stdout, force, keep, remove, recursive, quiet, verbose, device, steps, seed, model,
-             resume, jobs):
+def compress(sources, output, to_stdout, force, keep, remove, recursive, quiet, verbose, device, level, steps, seed,
+             model, resume, jobs):
     """Compress images (PNG, BMP, PNM, TIFF, lossless WebP, GIF) to .ardm files.
 
     A folder, .npz or .npy with -o NAME.ardm (and no -r) becomes one dataset archive."""
     verbosity = 1 + verbose - quiet
+    try:
+        steps = steps_for(level, steps)
+    except InputError as e:
+        Reporter(verbosity).fail("", e)
+        sys.exit(e.exit_code)
     target = _archive_target(sources, output, recursive)
     if target is not None:
         _compress_archive(*target, to_stdout, force, remove, verbosity, device, steps, seed, model, resume, jobs)

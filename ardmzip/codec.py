@@ -39,6 +39,9 @@ from .schedule import schedule
 from .weights import Model, find_by_hash, load
 
 DEFAULT_STEPS = 16
+# gzip-style levels for the CLI: -1 fastest .. -9 smallest, -6 the default budget. The
+# steps follow the measured K sweep (README): size flattens beyond 32, time grows with K.
+LEVEL_STEPS = {1: 4, 2: 6, 3: 8, 4: 10, 5: 12, 6: DEFAULT_STEPS, 7: 24, 8: 32, 9: 64}
 STRIP_PIXELS = 1 << 17        # pixels per trunk call, halo included: small enough to stay in cache
 MIN_STRIP_ROWS = 140          # four halos of the shipped model
 CHUNK = 1 << 15               # variables per head / coder call

@@ -298,6 +298,19 @@ def test_info_shows_steps_and_seed_given(invoke, png, tmp_path):
     assert (d["steps"], d["seed"]) == (3, 12345)
 
 
+@pytest.mark.parametrize("flags, steps", [(["-1"], 4), (["--fast"], 4), (["-9"], 64), (["--best"], 64),
+                                          (["-6"], ardmzip.DEFAULT_STEPS), (["-3", "-8"], 32), ([], ardmzip.DEFAULT_STEPS)])
+def test_levels_choose_the_step_budget(invoke, png, tmp_path, flags, steps):
+    assert invoke("compress", *flags, png).exit_code == 0
+    assert json.loads(invoke("info", "--json", tmp_path / "x.ardm").stdout)["steps"] == steps
+
+
+def test_level_and_steps_together_are_refused(invoke, png, tmp_path):
+    r = invoke("compress", "-9", "-s", "5", png)
+    assert r.exit_code == 2 and "not both" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert not (tmp_path / "x.ardm").exists()
+
+
 def test_info_json_one_object_per_file_and_stdin(invoke, ardm, tmp_path, good_ardm):
     other = tmp_path / "y.ardm"
     other.write_bytes(good_ardm)
