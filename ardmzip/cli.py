@@ -176,9 +176,10 @@ def with_levels(f):
     steps = ", ".join(f"-{n}: {k}" for n, k in LEVEL_STEPS.items())
     f = click.option("--best", "level", flag_value=9, help="same as -9")(f)
     f = click.option("--fast", "level", flag_value=1, help="same as -1")(f)
-    for n in sorted(LEVEL_STEPS, reverse=True):
+    for n in sorted(LEVEL_STEPS, reverse=True):           # help shows -1 alone, for all nine
         f = click.option(f"-{n}", "level", flag_value=n, hidden=n != 1,
-                         help=f"-1 (fastest) .. -9 (smallest): a step budget ({steps}) [default: -6]")(f)
+                         help=f"-1 (fastest) .. -9 (smallest): a step budget ({steps}) [default: -6]"
+                         if n == 1 else None)(f)
     return f
 
 
