@@ -4,7 +4,8 @@
 
 Fine-tuning a shipped model: ``--init models/NAME.npz`` starts from its integer weights
 (``ARDMNet.from_integer``), keeps its architecture, and may switch on the cross-channel
-anchor (``--cross-anchor``).
+anchor (``--cross-anchor``) or grow it deeper (``--grow 1,4``: residual blocks of those
+dilations appended with zero weights, so training starts from exactly the shipped network).
 
 Resumable: the run folder holds ckpt.pt (model, EMA, optimizer, step, RNG state) and
 log.jsonl; running the same command again continues. Device-agnostic (--device cpu|cuda).
@@ -71,6 +72,21 @@ def lr_at(step: int, total: int, base: float, warmup: int = 200) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup)))))
 
 
+def grow(net: ARDMNet, dilations: tuple[int, ...]) -> ARDMNet:
+    """``net`` with residual blocks of these dilations appended after its own, their weights
+    zero: each new block adds nothing, so the grown network starts as exactly ``net``
+    (its gradients are not zero, so the new blocks learn from the first step)."""
+    config = replace(net.config, dilations=net.config.dilations + dilations)
+    grown = ARDMNet(config)
+    missing, unexpected = grown.load_state_dict(net.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("blocks.") for k in missing), (missing, unexpected)
+    with torch.no_grad():
+        for block in grown.blocks[len(net.blocks):]:
+            block.conv.weight.zero_()
+            block.conv.bias.zero_()
+    return grown
+
+
 def train(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,7 +103,11 @@ def train(args: argparse.Namespace) -> None:
     if args.init:
         init = load(path=args.init).net
         config = replace(init.config, cross_anchor=args.cross_anchor or init.config.cross_anchor)
-        net = ARDMNet.from_integer(init, config).to(device)
+        net = ARDMNet.from_integer(init, config)
+        if args.grow:
+            net = grow(net, tuple(int(d) for d in args.grow.split(",")))
+        net = net.to(device)
+        config = net.config
     else:
         config = ModelConfig(channels=args.channels, mixtures=args.mixtures, cross_anchor=args.cross_anchor)
         net = ARDMNet(config).to(device)
@@ -165,6 +185,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=200, help="steps of linear learning-rate warm-up")
     p.add_argument("--init", default=None, help="start from a shipped model file (.npz); its architecture is kept")
+    p.add_argument("--grow", default=None, metavar="D1,D2,...",
+                   help="with --init: append zero-initialised residual blocks of these dilations")
     p.add_argument("--cross-anchor", action="store_true", help="anchor hidden subpixels on revealed sibling channels")
     p.add_argument("--ema", type=float, default=0.998)
     p.add_argument("--channels", type=int, default=48)

@@ -1,4 +1,4 @@
-"""Training: fine-tuning a shipped model, resuming, and exporting a model the codec uses."""
+"""Training: fine-tuning a shipped model, growing it, resuming, and exporting a model the codec uses."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,7 @@ from PIL import Image
 
 import ardmzip
 from ardmzip import train, weights
+from ardmzip.model import ARDMNet
 
 
 def photos(folder, n: int = 3, size: int = 70):
@@ -41,3 +42,19 @@ def test_fine_tune_from_a_shipped_model_resumes_and_exports(tmp_path, monkeypatc
     assert len(model.curve) == weights.CURVE_POINTS and np.all(np.diff(model.curve) <= 60)   # roughly falling
     a = np.asarray(Image.open(data / "0.png"))[:20, :24]
     assert np.array_equal(ardmzip.decompress(ardmzip.compress(a, steps=4, model="tiny-xa")), a)
+
+
+def test_grown_network_starts_as_the_original_and_its_new_blocks_learn():
+    net = ARDMNet.from_integer(weights.load("xa2-s48").net)
+    grown = train.grow(net, (1, 4))
+    assert grown.config.dilations == net.config.dilations + (1, 4)
+    g = torch.Generator().manual_seed(0)
+    values = torch.randint(0, 256, (2, 3, 24, 24), generator=g)
+    mask = (torch.rand(2, 3, 24, 24, generator=g) < 0.5).int()
+    for mode in ("float", "qat"):
+        net.set_mode(mode)
+        grown.set_mode(mode)
+        assert torch.equal(net(values, mask)[0], grown(values, mask)[0])
+    params, _ = grown(values, mask)
+    params.square().mean().backward()
+    assert all(bool(b.conv.weight.grad.abs().sum() > 0) for b in grown.blocks[-2:])
