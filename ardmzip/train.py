@@ -204,7 +204,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    train(parser().parse_args(argv))
+    p = parser()
+    args = p.parse_args(argv)
+    if args.grow and not args.init:
+        p.error("--grow needs --init (it grows a shipped model)")
+    train(args)
 
 
 if __name__ == "__main__":

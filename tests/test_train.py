@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -58,3 +59,10 @@ def test_grown_network_starts_as_the_original_and_its_new_blocks_learn():
     params, _ = grown(values, mask)
     params.square().mean().backward()
     assert all(bool(b.conv.weight.grad.abs().sum() > 0) for b in grown.blocks[-2:])
+
+
+def test_grow_without_a_model_to_grow_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main([str(tmp_path), "--out", str(tmp_path / "run"), "--grow", "1,2"])
+    assert exit_info.value.code == 2
+    assert "--grow needs --init" in capsys.readouterr().err and not (tmp_path / "run").exists()
