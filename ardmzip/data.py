@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 IMAGE_SUFFIXES = {".png", ".bmp", ".ppm", ".pgm", ".pnm", ".tif", ".tiff", ".webp"}
@@ -101,3 +102,81 @@ class CropSampler:
         gray = self.rng.random(batch) < self.gray_fraction
         crops[gray] = to_gray(crops[gray])
         return crops, gray
+
+
+class TensorCropSampler:
+    """CropSampler's distribution drawn with torch ops on one device (GPU training: no
+    per-crop Python loop, no host-to-device copies).
+
+    Photos and small-array images are packed into flat uint8 buffers on ``device``; a crop
+    is one gather through computed indices (flips and transposes are index arithmetic).
+    Differences from CropSampler: each batch holds a fixed number of array images
+    (round(batch * array_fraction)), so shapes stay fixed, and array images are cropped at
+    ``min(crop, their size)``, so photo crops may be larger than the 32x32 small images:
+    ``sample`` then returns two groups of different sizes.
+    """
+
+    def __init__(self, photos: list[np.ndarray], arrays: list[np.ndarray], crop: int = 32,
+                 array_fraction: float = 0.25, gray_fraction: float = 0.1, seed: int = 0,
+                 device: str | torch.device = "cpu"):
+        self.device, self.crop, self.gray_fraction = torch.device(device), crop, gray_fraction
+        photos = [p for p in photos if min(p.shape[:2]) >= crop]
+        smallest = min((min(a.shape[1:3]) for a in arrays), default=0)
+        self.array_crop = min(crop, smallest)
+        images = [im for a in arrays for im in a] if self.array_crop >= 8 else []
+        self.pools = {}
+        if photos:
+            self.pools["photo"] = self._pack(photos, [p.shape[0] * p.shape[1] for p in photos])
+        if images:
+            self.pools["array"] = self._pack(images, [1.0 / (len(arrays) * len(a)) for a in arrays for _ in a])
+        if not self.pools:
+            raise ValueError(f"no training images of at least {crop}x{crop}")
+        self.array_fraction = array_fraction if len(self.pools) == 2 else float("array" in self.pools)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def _pack(self, images: list[np.ndarray], weights: list[float]) -> dict[str, torch.Tensor]:
+        sizes = [im.size for im in images]
+        dev = self.device
+        return {"buf": torch.from_numpy(np.concatenate([im.reshape(-1) for im in images])).to(dev),
+                "offset": torch.tensor(np.cumsum([0] + sizes[:-1]), dtype=torch.int64, device=dev),
+                "h": torch.tensor([im.shape[0] for im in images], dtype=torch.int64, device=dev),
+                "w": torch.tensor([im.shape[1] for im in images], dtype=torch.int64, device=dev),
+                "p": torch.tensor(weights, dtype=torch.float32, device=dev)}
+
+    def _rand(self, n: int) -> torch.Tensor:
+        return torch.rand(n, generator=self.generator, device=self.device)
+
+    def _crops(self, pool: dict[str, torch.Tensor], n: int, c: int) -> torch.Tensor:
+        """n random c x c crops, randomly flipped and transposed: (n, 3, c, c) int64."""
+        i = torch.multinomial(pool["p"], n, replacement=True, generator=self.generator)
+        h, w, offset = pool["h"][i], pool["w"][i], pool["offset"][i]
+        y = (self._rand(n) * (h - c + 1)).long().view(n, 1, 1)
+        x = (self._rand(n) * (w - c + 1)).long().view(n, 1, 1)
+        a = torch.arange(c, device=self.device).view(1, c, 1).expand(n, c, c)
+        b = a.transpose(1, 2)
+        transpose = (self._rand(n) < 0.5).view(n, 1, 1)
+        flip = (self._rand(n) < 0.5).view(n, 1, 1)
+        row = torch.where(transpose, b, a)           # out[a, b] = crop[b, a] when transposed
+        col = torch.where(transpose, a, b)
+        col = torch.where(flip, c - 1 - col, col)    # the flip is applied before the transpose
+        index = offset.view(n, 1, 1) + ((y + row) * w.view(n, 1, 1) + x + col) * 3
+        index = index.unsqueeze(1) + torch.arange(3, device=self.device).view(1, 3, 1, 1)
+        return pool["buf"][index].long()
+
+    def sample(self, batch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Groups of (images (B, 3, h, w) int64 0..255, gray flags (B,) bool): one group, or
+        two when photo crops and small images differ in size."""
+        n_array = round(batch * self.array_fraction)
+        parts = []
+        if batch - n_array:
+            parts.append(self._crops(self.pools["photo"], batch - n_array, self.crop))
+        if n_array:
+            parts.append(self._crops(self.pools["array"], n_array, self.array_crop))
+        if len(parts) == 2 and parts[0].shape[1:] == parts[1].shape[1:]:
+            parts = [torch.cat(parts)]
+        groups = []
+        for x in parts:
+            gray = self._rand(len(x)) < self.gray_fraction
+            luma = (x[:, 0] * 299 + x[:, 1] * 587 + x[:, 2] * 114 + 500) // 1000       # as to_gray
+            groups.append((torch.where(gray.view(-1, 1, 1, 1), luma.unsqueeze(1).expand_as(x), x), gray))
+        return groups

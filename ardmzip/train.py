@@ -9,6 +9,9 @@ dilations appended with zero weights, so training starts from exactly the shippe
 
 Resumable: the run folder holds ckpt.pt (model, EMA, optimizer, step, RNG state) and
 log.jsonl; running the same command again continues. Device-agnostic (--device cpu|cuda).
+On a GPU the crops are drawn on the device (data.TensorCropSampler), photo crops may be
+larger than the 32x32 small images (--crop 64), and ``--time-limit`` runs the cosine
+schedule over a wall-clock budget instead of a step count (for leased machines).
 The validation bpsp (OA NLL estimate, EMA weights, fixed crops and t) is computed on
 held-out folders (--val) every --eval-every steps. Export to a shipped model is a
 separate step (weights.py), which also measures the loss curve L(t/D).
@@ -29,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from .ardm import oa_loss
-from .data import CropSampler, pyramid, scan
+from .data import CropSampler, TensorCropSampler, pyramid, scan
 from .model import ARDMNet, ModelConfig
 from .weights import load
 
@@ -65,11 +68,14 @@ def evaluate(net: torch.nn.Module, batches: dict, device: torch.device, repeats:
     return res
 
 
-def lr_at(step: int, total: int, base: float, warmup: int = 200) -> float:
-    """Linear warm-up, then cosine decay to 5% of ``base``."""
+def lr_at(step: int, total: int, base: float, warmup: int = 200, progress: float | None = None) -> float:
+    """Linear warm-up, then cosine decay to 5% of ``base`` (over ``progress`` in 0..1 when
+    given, e.g. the fraction of a time budget spent, else over the steps)."""
     if step < warmup:
         return base * (step + 1) / warmup
-    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup)))))
+    if progress is None:
+        progress = (step - warmup) / max(1, total - warmup)
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def grow(net: ARDMNet, dilations: tuple[int, ...]) -> ARDMNet:
@@ -99,7 +105,11 @@ def train(args: argparse.Namespace) -> None:
         p, a = scan(d)
         photos += p
         arrays += a
-    sampler = CropSampler(pyramid(photos), arrays, args.crop, seed=args.seed)
+    use_tensor_sampler = args.sampler == "torch" or (args.sampler == "auto" and device.type == "cuda")
+    if use_tensor_sampler:
+        sampler = TensorCropSampler(pyramid(photos), arrays, args.crop, seed=args.seed, device=device)
+    else:
+        sampler = CropSampler(pyramid(photos), arrays, args.crop, seed=args.seed)
     if args.init:
         init = load(path=args.init).net
         config = replace(init.config, cross_anchor=args.cross_anchor or init.config.cross_anchor)
@@ -112,30 +122,43 @@ def train(args: argparse.Namespace) -> None:
         config = ModelConfig(channels=args.channels, mixtures=args.mixtures, cross_anchor=args.cross_anchor)
         net = ARDMNet(config).to(device)
     ema = copy.deepcopy(net)
-    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-    step, ckpt = 0, out / "ckpt.pt"
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr, fused=device.type == "cuda")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True      # fixed shapes: pick the fastest conv once
+    step, spent, ckpt = 0, 0.0, out / "ckpt.pt"
     if ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=False)
         net.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
-        step = state["step"]
-        sampler.rng = np.random.default_rng([args.seed, step])
+        step, spent = state["step"], state.get("elapsed_s", 0.0)
+        if use_tensor_sampler:
+            sampler.generator.manual_seed(args.seed * 1_000_003 + step)
+        else:
+            sampler.rng = np.random.default_rng([args.seed, step])
         print(f"resumed at step {step}")
     val = val_batches(args.val, args.val_crop, args.val_crops) if args.val else {}
     log = open(out / "log.jsonl", "a")
-    t0, seen, run_loss = time.time(), 0, []
-    curve_sum, curve_n = np.zeros(20), np.zeros(20)
+    t0, seen, run_loss, last_ckpt = time.time(), 0, [], time.time()
+    # loss curve and running loss stay on the device: no host sync per step
+    curve_sum, curve_n = torch.zeros(20, device=device), torch.zeros(20, device=device)
+
+    def progress() -> float | None:
+        return (spent + time.time() - t0) / args.time_limit if args.time_limit else None
+
     bar = tqdm(total=args.steps, initial=step, unit="step", disable=not sys.stderr.isatty())
-    while step < args.steps:
+    while step < args.steps and (progress() or 0.0) < 1.0:
         mode = "qat" if step >= args.qat_from else "float"
         net.set_mode(mode)
         ema.set_mode(mode)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
-        crops, gray = sampler.sample(args.batch)
-        x = torch.as_tensor(crops).permute(0, 3, 1, 2).long().to(device)
-        bpsp, frac, per_var = oa_loss(net, x, torch.as_tensor(gray).to(device))
+            group["lr"] = lr_at(step, args.steps, args.lr, args.warmup, progress())
+        if use_tensor_sampler:
+            groups = sampler.sample(args.batch)
+        else:
+            crops, gray = sampler.sample(args.batch)
+            groups = [(torch.as_tensor(crops).permute(0, 3, 1, 2).long().to(device), torch.as_tensor(gray).to(device))]
+        bpsp, frac, per_var = (torch.cat(parts) for parts in zip(*(oa_loss(net, x, g) for x, g in groups)))
         loss = bpsp.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -143,33 +166,37 @@ def train(args: argparse.Namespace) -> None:
         opt.step()
         with torch.no_grad():
             decay = min(args.ema, (1 + step) / (10 + step))
-            for pe, p in zip(ema.parameters(), net.parameters()):
-                pe.mul_(decay).add_(p.detach(), alpha=1 - decay)
-        bins = (frac.cpu().numpy() * 20).astype(int).clip(0, 19)
-        np.add.at(curve_sum, bins, per_var.detach().cpu().numpy())
-        np.add.at(curve_n, bins, 1)
+            ema_params, params = list(ema.parameters()), [p.detach() for p in net.parameters()]
+            torch._foreach_mul_(ema_params, decay)
+            torch._foreach_add_(ema_params, params, alpha=1 - decay)
+            bins = (frac * 20).long().clamp(0, 19)
+            curve_sum.index_add_(0, bins, per_var.detach())
+            curve_n.index_add_(0, bins, torch.ones_like(per_var))
         step += 1
         seen += args.batch
-        run_loss.append(loss.item())
+        run_loss.append(loss.detach())
         bar.update(1)
-        bar.set_postfix(bpsp=f"{run_loss[-1]:.3f}", mode=mode, refresh=False)
-        if step % args.log_every == 0:
+        done = step >= args.steps or (progress() or 0.0) >= 1.0
+        if step % args.log_every == 0 or done:
             dt = time.time() - t0
-            rec = {"step": step, "mode": mode, "loss_bpsp": float(np.mean(run_loss)), "lr": lr_at(step, args.steps, args.lr, args.warmup),
-                   "crops_per_s": seen / dt, "elapsed_s": dt}
+            rec = {"step": step, "mode": mode, "loss_bpsp": float(torch.stack(run_loss).mean()),
+                   "lr": lr_at(step, args.steps, args.lr, args.warmup, progress()),
+                   "crops_per_s": seen / dt, "elapsed_s": spent + dt}
+            bar.set_postfix(bpsp=f"{rec['loss_bpsp']:.3f}", mode=mode, refresh=False)
             run_loss = []
-            if step % args.eval_every == 0 or step == args.steps:
+            if step % args.eval_every == 0 or done:
                 ema.eval()
                 rec["val_bpsp"] = evaluate(ema, val, device) if val else {}
-                rec["curve_bits"] = (curve_sum / np.maximum(curve_n, 1)).round(3).tolist()
+                rec["curve_bits"] = (curve_sum / curve_n.clamp(min=1)).cpu().numpy().round(3).tolist()
             print(json.dumps(rec), flush=True)
             log.write(json.dumps(rec) + "\n")
             log.flush()
-        if step % args.ckpt_every == 0 or step == args.steps:
+        if step % args.ckpt_every == 0 or done or (args.time_limit and time.time() - last_ckpt > 60):
             state = {"model": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-                     "config": config.to_dict(), "args": vars(args)}
+                     "elapsed_s": spent + time.time() - t0, "config": config.to_dict(), "args": vars(args)}
             torch.save(state, out / "ckpt.tmp")
             (out / "ckpt.tmp").replace(ckpt)
+            last_ckpt = time.time()
 
 
 def parser() -> argparse.ArgumentParser:
@@ -200,6 +227,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sampler", choices=("auto", "numpy", "torch"), default="auto",
+                   help="crop sampler: numpy (CPU, per crop) or torch (on the device); auto: torch on CUDA")
+    p.add_argument("--time-limit", type=float, default=0.0, metavar="SECONDS",
+                   help="stop after this much training time (summed over resumes); the cosine follows it")
     return p
 
 

@@ -10,6 +10,7 @@ from PIL import Image
 
 import ardmzip
 from ardmzip import train, weights
+from ardmzip.data import TensorCropSampler
 from ardmzip.model import ARDMNet
 
 
@@ -66,3 +67,60 @@ def test_grow_without_a_model_to_grow_is_refused(tmp_path, capsys):
         train.main([str(tmp_path), "--out", str(tmp_path / "run"), "--grow", "1,2"])
     assert exit_info.value.code == 2
     assert "--grow needs --init" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def _is_view_of(crop: np.ndarray, sources: list[np.ndarray]) -> bool:
+    """crop (c, c, 3) is a crop of one source, maybe flipped and then transposed."""
+    c = crop.shape[0]
+    views = [crop, crop[:, ::-1], crop.transpose(1, 0, 2), crop.transpose(1, 0, 2)[:, ::-1]]
+    for im in sources:
+        for y in range(im.shape[0] - c + 1):
+            for x in range(im.shape[1] - c + 1):
+                if any(np.array_equal(im[y:y + c, x:x + c], v) for v in views):
+                    return True
+    return False
+
+
+@pytest.mark.parametrize("crop", [16, 20])
+def test_tensor_sampler_draws_real_crops_fixed_shares_and_gray(crop):
+    rng = np.random.default_rng(0)
+    photos = [rng.integers(0, 256, (30, 41, 3), dtype=np.uint8), rng.integers(0, 256, (22, 25, 3), dtype=np.uint8)]
+    small = [rng.integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)]
+    sampler = TensorCropSampler(photos, small, crop=crop, array_fraction=0.25, gray_fraction=0.3, seed=1)
+    groups = sampler.sample(12)
+    if crop == 16:      # small images are as large as the crops: one batch
+        assert [x.shape for x, _ in groups] == [(12, 3, 16, 16)]
+    else:               # larger photo crops: photos and small images in two groups
+        assert [x.shape for x, _ in groups] == [(9, 3, crop, crop), (3, 3, 16, 16)]
+    seen_gray = 0
+    for x, gray in groups:
+        assert x.dtype == torch.int64 and int(x.min()) >= 0 and int(x.max()) <= 255
+        for image, is_gray in zip(x.permute(0, 2, 3, 1).numpy().astype(np.uint8), gray.tolist()):
+            if is_gray:     # three equal slots, as data.to_gray makes them
+                assert np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2])
+                seen_gray += 1
+            else:
+                assert _is_view_of(image, photos if image.shape[0] == crop and crop != 16 else photos + list(small[0]))
+    assert 0 < seen_gray < 12
+
+
+def test_time_limited_training_on_the_tensor_sampler_stops_and_resumes(tmp_path):
+    data, run = photos(tmp_path / "photos"), tmp_path / "run"
+    args = [str(data), "--out", str(run), "--init", str(weights.MODEL_DIR / "xa3-s48.npz"), "--batch", "2",
+            "--crop", "16", "--qat-from", "0", "--steps", "1000000", "--sampler", "torch", "--threads", "1",
+            "--log-every", "1000", "--lr", "1e-3", "--warmup", "0"]
+    train.main([*args, "--time-limit", "2"])
+    first = torch.load(run / "ckpt.pt", weights_only=False)
+    assert 2.0 <= first["elapsed_s"] < 30 and 0 < first["step"] < 1000000
+    train.main([*args, "--time-limit", "3"])                    # a larger budget: continues for ~1 s more
+    second = torch.load(run / "ckpt.pt", weights_only=False)
+    assert second["step"] > first["step"] and 3.0 <= second["elapsed_s"] < first["elapsed_s"] + 30
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and log[-1]["lr"] == pytest.approx(5e-5)            # the cosine's end: budget spent
+
+
+def test_learning_rate_follows_the_time_budget_when_given():
+    assert train.lr_at(5, 100, 1.0, warmup=10) == pytest.approx(0.6)                    # warm-up by steps
+    assert train.lr_at(50, 100, 1.0, warmup=10, progress=0.0) == pytest.approx(1.0)
+    assert train.lr_at(50, 100, 1.0, warmup=10, progress=0.5) == pytest.approx(0.525)
+    assert train.lr_at(50, 100, 1.0, warmup=10, progress=2.0) == pytest.approx(0.05)
