@@ -35,8 +35,9 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "xa-s48": ("xa-s48.npz", "e77ee6b2310c40900bef8caf4459dc7f12af491d55b65a19f1343e50a8825cb5"),
     "xa2-s48": ("xa2-s48.npz", "ee2fcd04c357da951e75b9750455280a8422f8423477b17372290882413494f4"),
     "xa3-s48": ("xa3-s48.npz", "15514cd71b1f0216d01953a86ccb6352644a4c74e1feb470ff820bf2f14a9d7a"),
+    "xa4-s48": ("xa4-s48.npz", "1b5913bb63951f0e0ae59e756840a5b006352ea4f3f7e4d62080c9f6e31c84ee"),
 }
-DEFAULT_MODEL = "xa3-s48"
+DEFAULT_MODEL = "xa4-s48"
 
 
 @dataclass
