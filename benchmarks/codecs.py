@@ -149,13 +149,14 @@ class _Unavailable(Codec):
 
 
 class ArdmzipCodec(Codec):
-    """ardmzip through its public API: ``compress(array, steps)`` / ``decompress(data)``."""
+    """ardmzip through its public API: ``compress(array, steps)`` / ``decompress(data)``,
+    the network on ``device`` (rows on a GPU are named ``ardmzip...@cuda``)."""
 
     key = "ardmzip"
 
-    def __init__(self, steps: int | None = None) -> None:
-        self.steps = steps
-        self.name = "ardmzip" if steps is None else f"ardmzip-{steps}"
+    def __init__(self, steps: int | None = None, device: str = "cpu") -> None:
+        self.steps, self.device = steps, device
+        self.name = ("ardmzip" if steps is None else f"ardmzip-{steps}") + ("" if device == "cpu" else f"@{device}")
 
     def available(self) -> tuple[bool, str]:
         try:
@@ -165,17 +166,22 @@ class ArdmzipCodec(Codec):
         missing = [f for f in ("compress", "decompress") if not callable(getattr(ardmzip, f, None))]
         if missing:
             return False, f"ardmzip has no {', '.join(missing)}() yet"
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                return False, "no CUDA device"
         return True, ""
 
     def encode(self, image: np.ndarray) -> bytes:
         import ardmzip
 
-        return bytes(ardmzip.compress(image, steps=self.steps))
+        return bytes(ardmzip.compress(image, steps=self.steps, device=self.device))
 
     def decode(self, data: bytes) -> np.ndarray:
         import ardmzip
 
-        return np.asarray(ardmzip.decompress(data))
+        return np.asarray(ardmzip.decompress(data, device=self.device))
 
 
 def make_codec(key: str) -> Codec:
@@ -200,12 +206,13 @@ def make_codec(key: str) -> Codec:
         return _Unavailable(key, name, f"imagecodecs not installed ({exc})")
 
 
-def make_codecs(keys: list[str] | None = None, ardmzip_steps: list[int | None] | None = None) -> list[Codec]:
+def make_codecs(keys: list[str] | None = None, ardmzip_steps: list[int | None] | None = None,
+                ardmzip_device: str = "cpu") -> list[Codec]:
     """Codecs for the given keys (default: all), ardmzip once per step budget."""
     codecs: list[Codec] = []
     for key in keys or list(CODEC_KEYS):
         if key == "ardmzip":
-            codecs.extend(ArdmzipCodec(s) for s in (ardmzip_steps or [None]))
+            codecs.extend(ArdmzipCodec(s, ardmzip_device) for s in (ardmzip_steps or [None]))
         else:
             codecs.append(make_codec(key))
     return codecs

@@ -181,11 +181,12 @@ def test_ardmzip_codec_skipped_cleanly_when_unavailable(monkeypatch: pytest.Monk
     rows = compare.run_benchmark({"s": [_gradient(4, 4, 3)]}, [codec, RawCodec()])
     assert [r["codec"] for r in rows] == ["raw"]
     assert [c.name for c in make_codecs(["png", "ardmzip"], [4, None])] == ["png", "ardmzip-4", "ardmzip"]
+    assert [c.name for c in make_codecs(["ardmzip"], [8], "cuda")] == ["ardmzip-8@cuda"]
 
 
 def test_cli_exit_status_and_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     _write_folder(tmp_path / "imgs")
-    monkeypatch.setattr(compare, "make_codecs", lambda keys, steps: [RawCodec()])
+    monkeypatch.setattr(compare, "make_codecs", lambda keys, steps, device: [RawCodec()])
     assert compare.main([str(tmp_path / "imgs"), "--codecs", "png", "--out", str(tmp_path / "out")]) == 0
     assert "| raw |" in capsys.readouterr().out
     result = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -194,7 +195,7 @@ def test_cli_exit_status_and_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     for name in ("results.csv", "summary.csv", "results.md"):
         assert (tmp_path / "out" / name).stat().st_size > 0
 
-    monkeypatch.setattr(compare, "make_codecs", lambda keys, steps: [RawCodec(), BrokenCodec()])
+    monkeypatch.setattr(compare, "make_codecs", lambda keys, steps, device: [RawCodec(), BrokenCodec()])
     assert compare.main([str(tmp_path / "imgs"), "--limit", "1"]) == 1
     assert "NOT exact" in capsys.readouterr().out
     with pytest.raises(SystemExit):
@@ -257,3 +258,9 @@ def test_exact_speed_runs(capsys):
     from benchmarks import exact_speed
     assert exact_speed.main(["--size", "16", "--repeat", "1"]) == 0
     assert "exact/float =" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU case")
+def test_ardmzip_on_cuda_is_skipped_with_a_reason_without_a_gpu() -> None:
+    ok, reason = ArdmzipCodec(16, "cuda").available()
+    assert not ok and reason == "no CUDA device"
