@@ -10,6 +10,12 @@ For coding, the order is a fixed function of a seed that we own: each variable's
 splitmix64(seed, index) in numpy uint64 arithmetic (wrapping, so identical on every
 platform), and the order sorts the keys (stable). No library RNG is involved, so a
 numpy or torch upgrade cannot change a file's meaning.
+
+A model may declare a structured order (``ModelConfig.order``), bound to the file through
+the model's hash: "interlace2" codes every subpixel of the pixels with even row and even
+column first, then the rest, each level in the seed's random order. Its steps then see
+evenly spread context (each later pixel has revealed neighbours on both sides). Models
+meant for it are trained with part of their masks drawn that way (``interlaced_fraction``).
 """
 from __future__ import annotations
 
@@ -43,16 +49,51 @@ def coding_ranks(n: int, seed: int) -> np.ndarray:
     return ranks
 
 
-def random_masks(b: int, h: int, w: int, gray: torch.Tensor, generator: torch.Generator | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+ORDERS = ("random", "interlace2")
+
+
+def interlaced_ranks(h: int, w: int, channels: int, seed: int) -> np.ndarray:
+    """Ranks of the "interlace2" order for an (h, w, channels) plane, variables in row-major
+    order: pixels with even row and column first, each level in coding_ranks' key order."""
+    n = h * w * channels
+    keys = splitmix64(np.arange(n, dtype=np.uint64) ^ splitmix64(np.array([seed], dtype=np.uint64) & _M64))
+    pixel = np.arange(n, dtype=np.int64) // channels
+    fine = ((pixel // w) % 2 == 1) | ((pixel % w) % 2 == 1)
+    order = np.lexsort((keys, fine))                  # primary: coarse (fine False) first; keys are distinct
+    ranks = np.empty(n, dtype=np.int64)
+    ranks[order] = np.arange(n, dtype=np.int64)
+    return ranks
+
+
+def plane_ranks(order: str, h: int, w: int, channels: int, seed: int) -> np.ndarray:
+    """The coding order of a plane under a model's declared order."""
+    if order == "random":
+        return coding_ranks(h * w * channels, seed)
+    if order == "interlace2":
+        return interlaced_ranks(h, w, channels, seed)
+    raise ValueError(f"unknown coding order {order!r}")
+
+
+def random_masks(b: int, h: int, w: int, gray: torch.Tensor, generator: torch.Generator | None = None,
+                 interlaced_fraction: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Training masks. Returns mask (B, 3, H, W) int32 and the revealed fraction (t-1)/D per image.
 
     RGB images reveal t-1 of 3HW subpixels; gray images reveal t-1 of HW pixels, all three
-    slots together.
+    slots together. A share ``interlaced_fraction`` of the images (drawn per image) reveal
+    in an "interlace2"-like order instead: one of the four 2x2 grid phases (random per
+    image, since a crop's phase is arbitrary) first, random within each level.
     """
     dev = gray.device
     keys = torch.rand(b, 3, h, w, generator=generator, device=dev)
     keys = torch.where(gray.view(b, 1, 1, 1), keys[:, :1].expand(-1, 3, -1, -1), keys)
+    if interlaced_fraction > 0:
+        structured = torch.rand(b, generator=generator, device=dev) < interlaced_fraction
+        py = (torch.rand(b, generator=generator, device=dev) < 0.5).long().view(b, 1, 1, 1)
+        px = (torch.rand(b, generator=generator, device=dev) < 0.5).long().view(b, 1, 1, 1)
+        yy = torch.arange(h, device=dev).view(1, 1, h, 1)
+        xx = torch.arange(w, device=dev).view(1, 1, 1, w)
+        coarse = (((yy + py) % 2 == 0) & ((xx + px) % 2 == 0)).float()
+        keys = keys - coarse * structured.view(b, 1, 1, 1).float()       # keys in [0, 1): coarse ones sort first
     d = torch.where(gray, h * w, 3 * h * w)
     t = (torch.rand(b, generator=generator, device=dev) * d).floor().long() + 1     # uniform in 1..D
     ranks = keys.view(b, -1).argsort(1).argsort(1).view(b, 3, h, w)
@@ -62,7 +103,8 @@ def random_masks(b: int, h: int, w: int, gray: torch.Tensor, generator: torch.Ge
 
 
 def oa_loss(net: torch.nn.Module, images: torch.Tensor, gray: torch.Tensor,
-            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            generator: torch.Generator | None = None, interlaced_fraction: float = 0.0
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """OA-ARDM objective for a batch.
 
     images: (B, 3, H, W) long 0..255 (gray images have equal slots); gray: (B,) bool.
@@ -70,7 +112,7 @@ def oa_loss(net: torch.nn.Module, images: torch.Tensor, gray: torch.Tensor,
     bits per hidden variable per image (B,), the L_t sample).
     """
     b, _, h, w = images.shape
-    mask, frac = random_masks(b, h, w, gray, generator)
+    mask, frac = random_masks(b, h, w, gray, generator, interlaced_fraction)
     params, anchor = net(images, mask)                               # (B, 3, 3, M, H, W)
     nats = nll(params.permute(0, 1, 4, 5, 2, 3), anchor, images)     # (B, 3, H, W)
     hidden = (1 - mask).float()

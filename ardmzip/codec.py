@@ -1,7 +1,8 @@
 """Compress and decompress pictures with an exact ARDM and ANS (paper §4).
 
 A plane (RGB, or gray with its three slots tied) has D variables. Their coding order
-comes from ``coding_ranks(D, seed)`` and the K-step partition from ``schedule``; step s
+comes from ``plane_ranks`` (the model's declared order and the seed) and the K-step
+partition from ``schedule``; step s
 codes the variables whose rank falls in its range, all predicted from one network call on
 the state after steps 0..s-1. The decoder walks the steps forward; the encoder, which
 knows the whole image, pushes them in reverse because ANS is a stack.
@@ -29,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from . import constraint, container
-from .ardm import coding_ranks
+from .ardm import plane_ranks
 from .coder import Decoder, Encoder
 from .dlm import bits_of, exact_frequencies, frequencies_to_probabilities
 from .errors import ArdmzipError, ChecksumError, FormatError, InputError
@@ -80,7 +81,8 @@ class PlaneCoder:
         self.per_row = w if gray else 3 * w
         d = h * self.per_row
         bounds, _ = schedule(d, steps, curve)
-        step_of = (np.searchsorted(bounds, coding_ranks(d, seed), side="right") - 1).astype(np.int32)
+        ranks = plane_ranks(net.config.order, h, w, 1 if gray else 3, seed)     # the model's declared order
+        step_of = (np.searchsorted(bounds, ranks, side="right") - 1).astype(np.int32)
         self.step_of = step_of
         self.by_step = np.argsort(step_of, kind="stable")          # variables grouped by step, ascending index
         self.starts = np.concatenate([[0], np.cumsum(np.bincount(step_of, minlength=len(bounds) - 1))])

@@ -39,6 +39,7 @@ class ModelConfig:
     head_hidden: int = 64
     mixtures: int = 4
     cross_anchor: bool = False      # features.py: anchor from revealed sibling channels (models after oa-s48)
+    order: str = "random"           # ardm.ORDERS: the coding order files made with this model use
 
     @property
     def halo(self) -> int:

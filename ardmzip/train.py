@@ -121,6 +121,8 @@ def train(args: argparse.Namespace) -> None:
     else:
         config = ModelConfig(channels=args.channels, mixtures=args.mixtures, cross_anchor=args.cross_anchor)
         net = ARDMNet(config).to(device)
+    if args.interlace_fraction > 0:         # the model is meant to be coded in that order
+        net.config = config = replace(config, order="interlace2")
     ema = copy.deepcopy(net)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr, fused=device.type == "cuda")
     if device.type == "cuda":
@@ -158,7 +160,8 @@ def train(args: argparse.Namespace) -> None:
         else:
             crops, gray = sampler.sample(args.batch)
             groups = [(torch.as_tensor(crops).permute(0, 3, 1, 2).long().to(device), torch.as_tensor(gray).to(device))]
-        bpsp, frac, per_var = (torch.cat(parts) for parts in zip(*(oa_loss(net, x, g) for x, g in groups)))
+        bpsp, frac, per_var = (torch.cat(parts) for parts in
+                               zip(*(oa_loss(net, x, g, None, args.interlace_fraction) for x, g in groups)))
         loss = bpsp.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -227,6 +230,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--interlace-fraction", type=float, default=0.0,
+                   help="share of training masks drawn from the 2x2-interlaced order; > 0 makes the model "
+                        "declare that order, which files made with it then use")
     p.add_argument("--sampler", choices=("auto", "numpy", "torch"), default="auto",
                    help="crop sampler: numpy (CPU, per crop) or torch (on the device); auto: torch on CUDA")
     p.add_argument("--time-limit", type=float, default=0.0, metavar="SECONDS",

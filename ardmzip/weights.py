@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .ardm import ORDERS
 from .dlm import TABLES_HASH
 from .errors import ModelMismatch
 from .model import ARDMNet, IntegerNet, ModelConfig
@@ -36,8 +37,9 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "xa2-s48": ("xa2-s48.npz", "ee2fcd04c357da951e75b9750455280a8422f8423477b17372290882413494f4"),
     "xa3-s48": ("xa3-s48.npz", "15514cd71b1f0216d01953a86ccb6352644a4c74e1feb470ff820bf2f14a9d7a"),
     "xa4-s48": ("xa4-s48.npz", "1b5913bb63951f0e0ae59e756840a5b006352ea4f3f7e4d62080c9f6e31c84ee"),
+    "xi-s48": ("xi-s48.npz", "c28893b5d1ca38927c293d5c9f5898c2fca5713435a19676029219a2fd8d403f"),
 }
-DEFAULT_MODEL = "xa4-s48"
+DEFAULT_MODEL = "xi-s48"
 
 
 @dataclass
@@ -95,6 +97,8 @@ def from_bytes(data: bytes, name: str) -> Model:
                                 torch.pow(2.0, -shift), spec["padding"], spec["dilation"], spec["lo"], spec["hi"])
         curve = z["curve"].astype(np.int64)
     config = ModelConfig.from_dict(meta["config"])
+    if config.order not in ORDERS:
+        raise ModelMismatch(f"model {name} declares a coding order this ardmzip does not know ({config.order!r})")
     blocks = [layers[f"block{i}"] for i in range(len(config.dilations))]
     net = IntegerNet(config, layers["stem"], blocks, layers["head_hidden"], layers["head_out"])
     return Model(name, sha, net, curve, meta)

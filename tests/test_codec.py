@@ -9,7 +9,7 @@ import torch
 
 import ardmzip
 from ardmzip import codec, container, weights
-from ardmzip.ardm import coding_ranks
+from ardmzip.ardm import coding_ranks, interlaced_ranks, plane_ranks
 from ardmzip.errors import ChecksumError, FormatError, InputError
 from ardmzip.imageio import picture_from_array
 
@@ -116,6 +116,39 @@ def test_coding_order_is_a_fixed_permutation():
     assert not np.array_equal(coding_ranks(1000, 8), r)
 
 
+def test_interlaced_order_codes_the_coarse_grid_first_in_the_seed_order():
+    h, w = 7, 6
+    for channels in (1, 3):
+        r = interlaced_ranks(h, w, channels, 3)
+        assert sorted(r.tolist()) == list(range(h * w * channels))
+        pixel = np.arange(h * w * channels) // channels
+        coarse = ((pixel // w) % 2 == 0) & ((pixel % w) % 2 == 0)
+        assert r[coarse].max() < r[~coarse].min()                 # every coarse subpixel first
+        keys = coding_ranks(h * w * channels, 3)                  # each level in the random order's sequence
+        assert np.array_equal(np.argsort(r[coarse]), np.argsort(keys[coarse]))
+        assert np.array_equal(np.argsort(r[~coarse]), np.argsort(keys[~coarse]))
+    # pinned values: a change here changes the meaning of every file made with such a model
+    assert interlaced_ranks(2, 3, 1, 0).tolist() == [0, 2, 1, 5, 3, 4]
+    assert interlaced_ranks(2, 2, 3, 5).tolist() == [2, 1, 0, 5, 11, 10, 9, 7, 6, 8, 4, 3]
+    assert plane_ranks("random", 4, 5, 3, 9).tolist() == coding_ranks(60, 9).tolist()
+    with pytest.raises(ValueError):
+        plane_ranks("zigzag", 4, 5, 3, 9)
+
+
+def test_a_model_declaring_an_unknown_order_is_refused(tmp_path):
+    import io, json
+    with np.load(weights.MODEL_DIR / "xi-s48.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(bytes(arrays["meta"]).decode())
+    assert meta["config"]["order"] == "interlace2"
+    meta["config"]["order"] = "zigzag"
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    with pytest.raises(ardmzip.ModelMismatch, match="coding order"):
+        weights.from_bytes(buf.getvalue(), "zigzag-model")
+
+
 def test_payload_damage_is_detected_never_silent():
     a = smooth_image(16, 16, 3, seed=5)
     data = bytearray(ardmzip.compress(a, steps=4))
@@ -171,7 +204,7 @@ SHIPPED_FILES = sorted((Path(__file__).parent / "data").glob("*.ardm"))
 
 
 def test_every_model_that_was_default_has_a_file():
-    assert {"oa-s48", "xa-s48", "xa2-s48", "xa3-s48", weights.DEFAULT_MODEL} <= {f.stem for f in SHIPPED_FILES}
+    assert {"oa-s48", "xa-s48", "xa2-s48", "xa3-s48", "xa4-s48", weights.DEFAULT_MODEL} <= {f.stem for f in SHIPPED_FILES}
 
 
 @pytest.mark.parametrize("path", SHIPPED_FILES, ids=lambda p: p.stem)

@@ -124,3 +124,22 @@ def test_learning_rate_follows_the_time_budget_when_given():
     assert train.lr_at(50, 100, 1.0, warmup=10, progress=0.0) == pytest.approx(1.0)
     assert train.lr_at(50, 100, 1.0, warmup=10, progress=0.5) == pytest.approx(0.525)
     assert train.lr_at(50, 100, 1.0, warmup=10, progress=2.0) == pytest.approx(0.05)
+
+
+def test_interlaced_masks_reveal_a_grid_phase_first_and_make_the_model_declare_the_order(tmp_path):
+    from ardmzip.ardm import random_masks
+    g = torch.Generator().manual_seed(0)
+    h = w = 6
+    mask, frac = random_masks(64, h, w, torch.zeros(64, dtype=torch.bool), g, interlaced_fraction=1.0)
+    for m in mask:                                  # each image: one 2x2 phase is revealed before any other pixel
+        revealed = m.sum().item()
+        phases = [torch.zeros(h, w, dtype=torch.bool) for _ in range(4)]
+        for i, (py, px) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+            phases[i][py::2, px::2] = True
+        grid = phases[[i for i in range(4) if (m[:, ~phases[i]].sum() == 0 or m[:, phases[i]].all())][0]]
+        coarse_n = 3 * int(grid.sum())
+        assert (m[:, ~grid].sum() == 0) if revealed <= coarse_n else bool(m[:, grid].all())
+    data, run = photos(tmp_path / "photos"), tmp_path / "run"
+    train.main([str(data), "--out", str(run), "--init", str(weights.MODEL_DIR / "xa4-s48.npz"), "--batch", "2",
+                "--crop", "16", "--qat-from", "0", "--steps", "2", "--threads", "1", "--interlace-fraction", "0.5"])
+    assert torch.load(run / "ckpt.pt", weights_only=False)["config"]["order"] == "interlace2"
