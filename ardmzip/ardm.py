@@ -39,14 +39,20 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
+def order_keys(n: int, seed: int) -> np.ndarray:
+    """The seed's random key of each of n variables, (n,) uint64, all distinct (splitmix64 is a bijection)."""
+    return splitmix64(np.arange(n, dtype=np.uint64) ^ splitmix64(np.array([seed], dtype=np.uint64) & _M64))
+
+
+def _ranks(order: np.ndarray) -> np.ndarray:
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(len(order), dtype=np.int64)
+    return ranks
+
+
 def coding_ranks(n: int, seed: int) -> np.ndarray:
     """rank[i] = position of variable i in the coding order, (n,) int64, a permutation of 0..n-1."""
-    idx = np.arange(n, dtype=np.uint64)
-    keys = splitmix64(idx ^ splitmix64(np.array([seed], dtype=np.uint64) & _M64))
-    order = np.argsort(keys, kind="stable")
-    ranks = np.empty(n, dtype=np.int64)
-    ranks[order] = np.arange(n, dtype=np.int64)
-    return ranks
+    return _ranks(np.argsort(order_keys(n, seed), kind="stable"))
 
 
 ORDERS = ("random", "interlace2")
@@ -56,13 +62,9 @@ def interlaced_ranks(h: int, w: int, channels: int, seed: int) -> np.ndarray:
     """Ranks of the "interlace2" order for an (h, w, channels) plane, variables in row-major
     order: pixels with even row and column first, each level in coding_ranks' key order."""
     n = h * w * channels
-    keys = splitmix64(np.arange(n, dtype=np.uint64) ^ splitmix64(np.array([seed], dtype=np.uint64) & _M64))
     pixel = np.arange(n, dtype=np.int64) // channels
     fine = ((pixel // w) % 2 == 1) | ((pixel % w) % 2 == 1)
-    order = np.lexsort((keys, fine))                  # primary: coarse (fine False) first; keys are distinct
-    ranks = np.empty(n, dtype=np.int64)
-    ranks[order] = np.arange(n, dtype=np.int64)
-    return ranks
+    return _ranks(np.lexsort((order_keys(n, seed), fine)))     # primary: coarse (fine False) first
 
 
 def plane_ranks(order: str, h: int, w: int, channels: int, seed: int) -> np.ndarray:
