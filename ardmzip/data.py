@@ -60,10 +60,15 @@ def pyramid(photos: list[np.ndarray], factors: tuple[int, ...] = (2, 3)) -> list
     return out
 
 
+def luma(r, g, b):
+    """ITU-R 601 luma as Pillow's convert('L') computes it, on integer numpy arrays or tensors."""
+    return (r * 299 + g * 587 + b * 114 + 500) // 1000
+
+
 def to_gray(batch: np.ndarray) -> np.ndarray:
     """ITU-R 601 luma (as Pillow's convert('L')) copied into three slots. (..., 3) uint8."""
     batch = batch.astype(np.int32)
-    y = (batch[..., 0] * 299 + batch[..., 1] * 587 + batch[..., 2] * 114 + 500) // 1000
+    y = luma(batch[..., 0], batch[..., 1], batch[..., 2])
     return np.repeat(y[..., None], 3, axis=-1).astype(np.uint8)
 
 
@@ -177,6 +182,6 @@ class TensorCropSampler:
         groups = []
         for x in parts:
             gray = self._rand(len(x)) < self.gray_fraction
-            luma = (x[:, 0] * 299 + x[:, 1] * 587 + x[:, 2] * 114 + 500) // 1000       # as to_gray
-            groups.append((torch.where(gray.view(-1, 1, 1, 1), luma.unsqueeze(1).expand_as(x), x), gray))
+            y = luma(x[:, 0], x[:, 1], x[:, 2])
+            groups.append((torch.where(gray.view(-1, 1, 1, 1), y.unsqueeze(1).expand_as(x), x), gray))
         return groups
