@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from . import constraint, container
-from .ardm import plane_ranks
+from .ardm import plane_order, plane_ranks
 from .coder import Decoder, Encoder
 from .dlm import bits_of, exact_frequencies, frequencies_to_probabilities
 from .errors import ArdmzipError, ChecksumError, FormatError, InputError
@@ -76,12 +76,13 @@ class PlaneCoder:
     """The schedule, order and network calls for one plane; shared by encoder and decoder."""
 
     def __init__(self, net: IntegerNet, curve: np.ndarray, h: int, w: int, gray: bool, steps: int, seed: int,
-                 strip_pixels: int = STRIP_PIXELS, chunk: int = CHUNK):
+                 strip_pixels: int = STRIP_PIXELS, chunk: int = CHUNK, *, palette: bool = False):
         self.net, self.h, self.w, self.gray = net, h, w, gray
         self.per_row = w if gray else 3 * w
         d = h * self.per_row
         bounds, _ = schedule(d, steps, curve)
-        ranks = plane_ranks(net.config.order, h, w, 1 if gray else 3, seed)     # the model's declared order
+        # the model's declared order, which may depend on the plane's constraint
+        ranks = plane_ranks(plane_order(net.config.order, palette), h, w, 1 if gray else 3, seed)
         step_of = (np.searchsorted(bounds, ranks, side="right") - 1).astype(np.int32)
         self.step_of = step_of
         self.by_step = np.argsort(step_of, kind="stable")          # variables grouped by step, ascending index
@@ -186,10 +187,13 @@ def encode_planes(model: Model, planes: list[np.ndarray], steps: int, seed: int,
                   stats: Stats, progress: bool = False) -> list[bytes]:
     """The streams of several planes (any shapes): each its value constraint, then its ANS words.
 
-    Planes of one shape share the order and the schedule, so they go through the network
-    together, BATCH_SUBPIXELS at a time; each still gets its own stream, identical to the
-    one it gets alone."""
+    Planes of one shape (and order) share the order and the schedule, so they go through
+    the network together, BATCH_SUBPIXELS at a time; each still gets its own stream,
+    identical to the one it gets alone. Where the model's order depends on the constraint
+    (``plane_order``), a small plane is coded in each order its candidates imply and keeps
+    its shortest stream."""
     out: list[bytes] = [b""] * len(planes)
+    tried: list[list[tuple[bytes, Stats]]] = [[] for _ in planes]
     groups: dict[tuple, list[tuple[int, np.ndarray, list]]] = {}
     for i, plane in enumerate(planes):
         prefix, coded, cands = _route(plane)
@@ -197,27 +201,52 @@ def encode_planes(model: Model, planes: list[np.ndarray], steps: int, seed: int,
         stats.side_bits += 8 * len(prefix)
         out[i] = prefix
         if coded is not None:
-            groups.setdefault(coded.shape, []).append((i, coded, cands))
-    for members in groups.values():
+            for palette, subset in _by_order(model, coded, cands):
+                groups.setdefault((coded.shape, palette), []).append((i, coded, subset))
+    for (_, palette), members in groups.items():
         for batch in _batches(members, members[0][1].size):
-            streams = _encode_batch(model, [p for _, p, _ in batch], [c for _, _, c in batch], steps, seed,
-                                    device, stats, progress)
-            for (i, _, _), stream in zip(batch, streams):
-                out[i] += stream
+            results = _encode_batch(model, [p for _, p, _ in batch], [c for _, _, c in batch], steps, seed,
+                                    device, stats.measure_ideal, progress, palette)
+            for (i, _, _), result in zip(batch, results):
+                tried[i].append(result)
+    for i, results in enumerate(tried):
+        if results:
+            stream, best = min(results, key=lambda r: len(r[0]))
+            out[i] += stream
+            stats.file_bits += best.file_bits
+            stats.ideal_bits += best.ideal_bits
+            stats.side_bits += best.side_bits
     return out
 
 
+def _by_order(model: Model, plane: np.ndarray, cands: list[constraint.Constraint]
+              ) -> list[tuple[bool, list[constraint.Constraint]]]:
+    """The plane's candidate constraints split by the order they imply: (palette?, candidates).
+    Large planes choose their constraint by rule first, so they are coded once."""
+    if plane.size > TRY_ALL_CONSTRAINTS:
+        cands = [constraint.by_rule(cands, plane.shape[0] * plane.shape[1])]
+    order = model.net.config.order
+    if plane_order(order, True) == plane_order(order, False):
+        return [(False, cands)]
+    split = [(False, [c for c in cands if c.kind != constraint.PALETTE]),
+             (True, [c for c in cands if c.kind == constraint.PALETTE])]
+    return [(palette, subset) for palette, subset in split if subset]
+
+
 def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[constraint.Constraint]], steps: int,
-                  seed: int, device: torch.device, stats: Stats, progress: bool) -> list[bytes]:
+                  seed: int, device: torch.device, measure_ideal: bool, progress: bool, palette: bool = False
+                  ) -> list[tuple[bytes, Stats]]:
+    """Each plane's stream (constraint head + ANS words) and what it cost."""
     h, w = planes[0].shape[:2]
     gray = planes[0].ndim == 2
-    pc = PlaneCoder(model.net.to(device), model.curve, h, w, gray, steps, seed)
+    pc = PlaneCoder(model.net.to(device), model.curve, h, w, gray, steps, seed, palette=palette)
     values = torch.cat([_plane_tensor(p, gray) for p in planes]).to(device)
     flats = [p.reshape(-1) for p in planes]
+    costs_of = [Stats() for _ in planes]
     work = _chunk_frequencies(pc, values, device, progress)
     if flats[0].size > TRY_ALL_CONSTRAINTS or all(len(c) == 1 for c in cands):
         choices = [constraint.by_rule(c, h * w) for c in cands]
-        measure = stats.measure_ideal
+        measure = measure_ideal
     else:
         # Small planes: side information matters, so measure every candidate on the same
         # network outputs (cached: BATCH_SUBPIXELS x 1 kB at most) and keep the cheapest stream.
@@ -230,7 +259,8 @@ def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[const
                     costs[b][i] += bits_of(c.restrict(freq[b], var, flat, pc.step_of, step).cpu(), sym)
         best = [int(np.argmin(cost)) for cost in costs]
         choices = [cs[i] for cs, i in zip(cands, best)]
-        stats.ideal_bits += sum(cost[i] - 8 * len(c.to_bytes()) for cost, i, c in zip(costs, best, choices))
+        for st, cost, i, c in zip(costs_of, costs, best, choices):
+            st.ideal_bits += cost[i] - 8 * len(c.to_bytes())
         measure = False                                       # the costs above already hold them
     encoders = [Encoder() for _ in planes]
     for step, var, freq in work:
@@ -238,15 +268,15 @@ def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[const
             f = choice.restrict(freq[b], var, flat, pc.step_of, step)
             sym = flat[var].astype(np.int32)
             if measure:
-                stats.ideal_bits += bits_of(f.cpu(), torch.from_numpy(sym))
+                costs_of[b].ideal_bits += bits_of(f.cpu(), torch.from_numpy(sym))
             enc.push(sym, frequencies_to_probabilities(f))
-    streams = []
-    for choice, enc in zip(choices, encoders):
+    results = []
+    for choice, enc, st in zip(choices, encoders, costs_of):
         head, data = choice.to_bytes(), enc.finish()
-        stats.side_bits += 8 * len(head)
-        stats.file_bits += 8 * len(data)
-        streams.append(head + data)
-    return streams
+        st.side_bits += 8 * len(head)
+        st.file_bits += 8 * len(data)
+        results.append((head + data, st))
+    return results
 
 
 @dataclass
@@ -291,15 +321,17 @@ def decode_planes(model: Model, jobs: list[PlaneJob], device: torch.device, prog
         except FormatError as e:
             job.error = e
             continue
-        groups.setdefault((job.h, job.w, as_gray, job.steps, job.seed), []).append((job, rule, data))
-    for (h, w, gray, steps, seed), members in groups.items():
+        palette = rule.kind == constraint.PALETTE             # may decide the plane's order
+        groups.setdefault((job.h, job.w, as_gray, job.steps, job.seed, palette), []).append((job, rule, data))
+    for (h, w, gray, steps, seed, palette), members in groups.items():
         for batch in _batches(members, h * w * (1 if gray else 3)):
-            _decode_batch(model, batch, h, w, gray, steps, seed, device, progress, strip_pixels, chunk)
+            _decode_batch(model, batch, h, w, gray, steps, seed, device, progress, strip_pixels, chunk, palette)
 
 
 def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps: int, seed: int,
-                  device: torch.device, progress: bool, strip_pixels: int, chunk: int) -> None:
-    pc = PlaneCoder(model.net.to(device), model.curve, h, w, gray, steps, seed, strip_pixels, chunk)
+                  device: torch.device, progress: bool, strip_pixels: int, chunk: int, palette: bool = False) -> None:
+    pc = PlaneCoder(model.net.to(device), model.curve, h, w, gray, steps, seed, strip_pixels, chunk,
+                    palette=palette)
     shape = (h, w) if gray else (h, w, 3)
     flats = [np.zeros(h * pc.per_row, dtype=np.uint8) for _ in members]
     values = torch.zeros(len(members), 3, h, w, dtype=torch.long, device=device)

@@ -65,6 +65,35 @@ def luma(r, g, b):
     return (r * 299 + g * 587 + b * 114 + 500) // 1000
 
 
+def subsample_chroma(images: torch.Tensor, selected: torch.Tensor, vertical: torch.Tensor,
+                     phase_y: torch.Tensor, phase_x: torch.Tensor) -> torch.Tensor:
+    """Video-style chroma subsampling of some crops, as in frames decoded from YUV (Set14's
+    foreman and coastguard are 4:2:0, barbara 4:2:2): the image goes to 8-bit YCbCr (JPEG's
+    full-range ITU-R 601 matrix), Cb and Cr are averaged over 2x2 blocks (``vertical``) or
+    1x2 blocks, rounded, repeated over the block and the result goes back to 8-bit RGB.
+    Blocks start at row ``phase_y``, column ``phase_x`` (mod 2), so a trainer can align them
+    with the interlaced order's coarse pixels, as they are in such pictures (both start at
+    the top-left pixel). images: (B, 3, H, W) long 0..255; the other arguments (B,). The
+    selected crops are replaced; others are returned unchanged."""
+    b, _, h, w = images.shape
+    x = images.float()
+    r, g, bl = x[:, 0], x[:, 1], x[:, 2]
+    y = (0.299 * r + 0.587 * g + 0.114 * bl).round()
+    cb = -0.168736 * r - 0.331264 * g + 0.5 * bl
+    cr = 0.5 * r - 0.418688 * g - 0.081312 * bl
+    chroma = torch.stack([cb, cr], 1)                                      # (B, 2, H, W)
+    shifts = [(int(py), int(px)) for py, px in zip(phase_y.tolist(), phase_x.tolist())]
+    rolled = torch.stack([c.roll((-py, -px), (1, 2)) for c, (py, px) in zip(chroma, shifts)])
+    mean22 = torch.nn.functional.avg_pool2d(rolled, 2).repeat_interleave(2, 2).repeat_interleave(2, 3)
+    mean12 = torch.nn.functional.avg_pool2d(rolled, (1, 2)).repeat_interleave(2, 3)
+    pooled = torch.where(vertical.view(b, 1, 1, 1), mean22[..., :h, :w], mean12[..., :h, :w]).round()
+    pooled = torch.stack([c.roll((py, px), (1, 2)) for c, (py, px) in zip(pooled, shifts)])
+    cb, cr = pooled[:, 0], pooled[:, 1]
+    rgb = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1)
+    out = rgb.round().clamp(0, 255).long()
+    return torch.where(selected.view(b, 1, 1, 1), out, images)
+
+
 def to_gray(batch: np.ndarray) -> np.ndarray:
     """ITU-R 601 luma (as Pillow's convert('L')) copied into three slots. (..., 3) uint8."""
     batch = batch.astype(np.int32)

@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from .ardm import oa_loss
-from .data import CropSampler, TensorCropSampler, pyramid, scan
+from .data import CropSampler, TensorCropSampler, pyramid, scan, subsample_chroma
 from .model import ARDMNet, ModelConfig
 from .weights import load
 
@@ -91,6 +91,18 @@ def grow(net: ARDMNet, dilations: tuple[int, ...]) -> ARDMNet:
             block.conv.weight.zero_()
             block.conv.bias.zero_()
     return grown
+
+
+def group_loss(net: ARDMNet, x: torch.Tensor, gray: torch.Tensor, args: argparse.Namespace):
+    """oa_loss on one group of crops; with --chroma-fraction, that share of the RGB crops gets
+    video-style subsampled chroma whose blocks start at the crop's interlace phase."""
+    if args.chroma_fraction <= 0:
+        return oa_loss(net, x, gray, None, args.interlace_fraction)
+    b, dev = len(x), x.device
+    phase = ((torch.rand(b, device=dev) < 0.5).long(), (torch.rand(b, device=dev) < 0.5).long())
+    selected = (torch.rand(b, device=dev) < args.chroma_fraction) & ~gray
+    x = subsample_chroma(x, selected, torch.rand(b, device=dev) < 0.6, *phase)
+    return oa_loss(net, x, gray, None, args.interlace_fraction, phase)
 
 
 def train(args: argparse.Namespace) -> None:
@@ -161,7 +173,7 @@ def train(args: argparse.Namespace) -> None:
             crops, gray = sampler.sample(args.batch)
             groups = [(torch.as_tensor(crops).permute(0, 3, 1, 2).long().to(device), torch.as_tensor(gray).to(device))]
         bpsp, frac, per_var = (torch.cat(parts) for parts in
-                               zip(*(oa_loss(net, x, g, None, args.interlace_fraction) for x, g in groups)))
+                               zip(*(group_loss(net, x, g, args) for x, g in groups)))
         loss = bpsp.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -233,6 +245,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--interlace-fraction", type=float, default=0.0,
                    help="share of training masks drawn from the 2x2-interlaced order; > 0 makes the model "
                         "declare that order, which files made with it then use")
+    p.add_argument("--chroma-fraction", type=float, default=0.0,
+                   help="share of RGB crops given video-style subsampled chroma (60%% 4:2:0, 40%% 4:2:2), "
+                        "blocks aligned with the interlaced order's coarse pixels")
     p.add_argument("--sampler", choices=("auto", "numpy", "torch"), default="auto",
                    help="crop sampler: numpy (CPU, per crop) or torch (on the device); auto: torch on CUDA")
     p.add_argument("--time-limit", type=float, default=0.0, metavar="SECONDS",

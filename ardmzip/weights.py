@@ -15,7 +15,7 @@ import argparse
 import hashlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -167,12 +167,18 @@ def measure_curve(inet: IntegerNet, crops: np.ndarray, points: int = CURVE_POINT
 
 
 def export(run: str, name: str, data: list[str], out_dir: Path = MODEL_DIR, curve_crops: int = 32,
-           checkpoint: str = "ckpt.pt") -> Path:
+           checkpoint: str = "ckpt.pt", order: str | None = None) -> Path:
+    """Write models/NAME.npz from a run's EMA weights; ``order`` overrides the coding order the
+    run's config declares (e.g. "interlace2/palette-random" for a run trained interlaced)."""
     from .data import CropSampler, pyramid, scan
     state = torch.load(Path(run) / checkpoint, map_location="cpu", weights_only=False)
     net = ARDMNet(ModelConfig.from_dict(state["config"]))
     net.load_state_dict(state["ema"])
     inet = net.export()
+    if order is not None:
+        if order not in ORDERS:
+            raise ValueError(f"unknown coding order {order!r} (one of {', '.join(ORDERS)})")
+        inet.config = replace(inet.config, order=order)
     photos, arrays = [], []
     for d in data:
         p, a = scan(d)
@@ -197,8 +203,9 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--data", nargs="+", required=True, help="training folders (for the loss curve)")
     e.add_argument("--checkpoint", default="ckpt.pt")
     e.add_argument("--out-dir", default=str(MODEL_DIR))
+    e.add_argument("--order", choices=ORDERS, default=None, help="coding order to declare (default: the run's)")
     a = p.parse_args(argv)
-    export(a.run, a.name, a.data, Path(a.out_dir), checkpoint=a.checkpoint)
+    export(a.run, a.name, a.data, Path(a.out_dir), checkpoint=a.checkpoint, order=a.order)
 
 
 if __name__ == "__main__":

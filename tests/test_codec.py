@@ -213,3 +213,55 @@ def test_files_of_shipped_models_still_decode(path):
     assert container.unpack(data)[0].model_name == path.stem
     assert np.array_equal(ardmzip.decompress(data), legacy_image())
     assert ardmzip.compress(legacy_image(), steps=5, model=path.stem) == data
+
+
+def _with_order(model: weights.Model, order: str) -> weights.Model:
+    """The same network declaring another coding order (in memory only)."""
+    import copy
+    from dataclasses import replace
+    net = copy.deepcopy(model.net)
+    net.config = replace(net.config, order=order)
+    return weights.Model(model.name, model.sha256, net, model.curve, model.meta)
+
+
+def _palette_picture(h: int, w: int, colours: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(0, 256, (colours, 3), dtype=np.uint8)
+    idx = (np.add.outer(np.arange(h) // 3, np.arange(w) // 4) + rng.integers(0, 2, (h, w))) % colours
+    return palette[idx]
+
+
+def test_palette_random_order_follows_each_planes_constraint(monkeypatch):
+    from ardmzip import constraint
+    from ardmzip.ardm import plane_order
+    assert plane_order("interlace2/palette-random", True) == "random"
+    assert plane_order("interlace2/palette-random", False) == "interlace2"
+    assert plane_order("interlace2", True) == "interlace2" and plane_order("random", False) == "random"
+    with pytest.raises(ValueError):
+        plane_order("zigzag", False)
+    base = weights.load("xi-s48")
+    rule, random_, interlaced = (_with_order(base, o) for o in ("interlace2/palette-random", "random", "interlace2"))
+    dev = torch.device("cpu")
+
+    def streams(model, planes):
+        return codec.encode_planes(model, planes, 4, 7, dev, codec.Stats())
+
+    # large planes choose their constraint by rule and are coded once, in the order it implies
+    monkeypatch.setattr(codec, "TRY_ALL_CONSTRAINTS", 2000)          # "large" at test sizes
+    palette_plane = _palette_picture(32, 32, 5, 1)
+    photo_plane = smooth_image(32, 32, 3, seed=2)
+    assert palette_plane.size > codec.TRY_ALL_CONSTRAINTS
+    got = streams(rule, [palette_plane, photo_plane])
+    assert got[0][0] == constraint.PALETTE and got[1][0] != constraint.PALETTE
+    assert got[0] == streams(random_, [palette_plane])[0]
+    assert got[1] == streams(interlaced, [photo_plane])[0]
+    assert got[0] != streams(interlaced, [palette_plane])[0]         # the order really differs
+    # small planes are coded in each order their candidates imply, keep the shorter stream, decode
+    small = [_palette_picture(16, 20, 5, 3), smooth_image(16, 20, 3, seed=4)]
+    coded = streams(rule, small)
+    assert coded == [streams(rule, [p])[0] for p in small]             # batching changes nothing
+    planes, coded = small + [palette_plane], coded + [got[0]]
+    jobs = [codec.PlaneJob(s, p.shape[0], p.shape[1], False, 4, 7) for s, p in zip(coded, planes)]
+    codec.decode_planes(rule, jobs, dev)
+    for job, plane in zip(jobs, planes):
+        assert job.error is None and np.array_equal(job.pixels, plane)

@@ -44,6 +44,13 @@ def test_fine_tune_from_a_shipped_model_resumes_and_exports(tmp_path, monkeypatc
     assert len(model.curve) == weights.CURVE_POINTS and np.all(np.diff(model.curve) <= 60)   # roughly falling
     a = np.asarray(Image.open(data / "0.png"))[:20, :24]
     assert np.array_equal(ardmzip.decompress(ardmzip.compress(a, steps=4, model="tiny-xa")), a)
+    # the export may declare another coding order than the run's (same weights)
+    ordered = weights.register(weights.export(str(run), "tiny-xp", [str(data)], out_dir=tmp_path, curve_crops=2,
+                                              order="interlace2/palette-random"))
+    assert ordered.net.config.order == "interlace2/palette-random" and model.net.config.order == "random"
+    assert np.array_equal(ardmzip.decompress(ardmzip.compress(a, steps=4, model="tiny-xp")), a)
+    with pytest.raises(ValueError, match="coding order"):
+        weights.export(str(run), "tiny-bad", [str(data)], out_dir=tmp_path, curve_crops=2, order="zigzag")
 
 
 def test_grown_network_starts_as_the_original_and_its_new_blocks_learn():
@@ -143,3 +150,53 @@ def test_interlaced_masks_reveal_a_grid_phase_first_and_make_the_model_declare_t
     train.main([str(data), "--out", str(run), "--init", str(weights.MODEL_DIR / "xa4-s48.npz"), "--batch", "2",
                 "--crop", "16", "--qat-from", "0", "--steps", "2", "--threads", "1", "--interlace-fraction", "0.5"])
     assert torch.load(run / "ckpt.pt", weights_only=False)["config"]["order"] == "interlace2"
+
+
+def test_given_phase_puts_the_coarse_grid_there():
+    from ardmzip.ardm import random_masks
+    g = torch.Generator().manual_seed(1)
+    b, h, w = 16, 6, 8
+    py, px = torch.arange(b) % 2, (torch.arange(b) // 2) % 2
+    mask, frac = random_masks(b, h, w, torch.zeros(b, dtype=torch.bool), g, interlaced_fraction=1.0, phase=(py, px))
+    for m, y0, x0 in zip(mask, py.tolist(), px.tolist()):
+        grid = torch.zeros(h, w, dtype=torch.bool)
+        grid[y0::2, x0::2] = True
+        revealed = int(m.sum())
+        assert (m[:, ~grid].sum() == 0) if revealed <= 3 * int(grid.sum()) else bool(m[:, grid].all())
+
+
+@pytest.mark.parametrize("vertical", [True, False])
+def test_subsampled_chroma_is_constant_on_blocks_at_the_phase(vertical):
+    from ardmzip.data import subsample_chroma
+    rng = np.random.default_rng(3)
+    x = torch.as_tensor(rng.integers(90, 170, (4, 3, 10, 12)))      # mid-range: no clipping
+    selected = torch.tensor([True, True, True, False])
+    py, px = torch.tensor([0, 1, 0, 1]), torch.tensor([0, 1, 1, 0])
+    out = subsample_chroma(x, selected, torch.full((4,), vertical), py, px)
+    assert out.dtype == x.dtype and out.min() >= 0 and out.max() <= 255
+    assert torch.equal(out[3], x[3])                                 # not selected: untouched
+    f = out.double()
+    cb = -0.168736 * f[:, 0] - 0.331264 * f[:, 1] + 0.5 * f[:, 2]     # chroma of the 8-bit result
+    cr = 0.5 * f[:, 0] - 0.418688 * f[:, 1] - 0.081312 * f[:, 2]
+    by = 2 if vertical else 1
+    for i in range(3):
+        y0, x0 = int(py[i]), int(px[i])
+        for c in (cb[i], cr[i]):
+            blocks = c[y0:y0 + (10 - y0) // by * by, x0:x0 + (12 - x0) // 2 * 2]
+            blocks = blocks.reshape(blocks.shape[0] // by, by, blocks.shape[1] // 2, 2)
+            spread = blocks.amax((1, 3)) - blocks.amin((1, 3))
+            assert spread.max() <= 1.5                              # only the RGB rounding is left
+        assert (out[i] - x[i]).abs().float().mean() > 1            # and the picture did change
+    # a block straddling the other phase is not constant in general
+    y0 = 1 - int(py[0])
+    c = cb[0][y0:y0 + 8, 1 - int(px[0]):1 - int(px[0]) + 10].reshape(8 // by, by, 5, 2)
+    assert (c.amax((1, 3)) - c.amin((1, 3))).max() > 3
+
+
+def test_chroma_fraction_trains(tmp_path):
+    data, run = photos(tmp_path / "photos"), tmp_path / "run"
+    train.main([str(data), "--out", str(run), "--init", str(weights.MODEL_DIR / "xi-s48.npz"), "--batch", "4",
+                "--crop", "16", "--qat-from", "0", "--steps", "2", "--threads", "1", "--interlace-fraction", "0.9",
+                "--chroma-fraction", "0.5"])
+    state = torch.load(run / "ckpt.pt", weights_only=False)
+    assert state["step"] == 2 and state["args"]["chroma_fraction"] == 0.5
