@@ -228,8 +228,11 @@ def _by_order(model: Model, plane: np.ndarray, cands: list[constraint.Constraint
     order = model.net.config.order
     if plane_order(order, True) == plane_order(order, False):
         return [(False, cands)]
-    split = [(False, [c for c in cands if c.kind != constraint.PALETTE]),
-             (True, [c for c in cands if c.kind == constraint.PALETTE])]
+    # A palette whose side information alone exceeds 4 bits per pixel would have to save more
+    # than that to win; skipping it spares small pictures (CIFAR-size) a second network pass.
+    pixels = plane.shape[0] * plane.shape[1]
+    palettes = [c for c in cands if c.kind == constraint.PALETTE and 8 * len(c.to_bytes()) <= 4 * pixels]
+    split = [(False, [c for c in cands if c.kind != constraint.PALETTE]), (True, palettes)]
     return [(palette, subset) for palette, subset in split if subset]
 
 
