@@ -38,8 +38,9 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "xa3-s48": ("xa3-s48.npz", "15514cd71b1f0216d01953a86ccb6352644a4c74e1feb470ff820bf2f14a9d7a"),
     "xa4-s48": ("xa4-s48.npz", "1b5913bb63951f0e0ae59e756840a5b006352ea4f3f7e4d62080c9f6e31c84ee"),
     "xi-s48": ("xi-s48.npz", "c28893b5d1ca38927c293d5c9f5898c2fca5713435a19676029219a2fd8d403f"),
+    "xic-s48": ("xic-s48.npz", "fa17e80ca2be2fd2fc32730a8d34669a12bed3342c148a20b7d05e2279c92ab0"),
 }
-DEFAULT_MODEL = "xi-s48"
+DEFAULT_MODEL = "xic-s48"
 
 
 @dataclass

@@ -204,7 +204,8 @@ SHIPPED_FILES = sorted((Path(__file__).parent / "data").glob("*.ardm"))
 
 
 def test_every_model_that_was_default_has_a_file():
-    assert {"oa-s48", "xa-s48", "xa2-s48", "xa3-s48", "xa4-s48", weights.DEFAULT_MODEL} <= {f.stem for f in SHIPPED_FILES}
+    assert {"oa-s48", "xa-s48", "xa2-s48", "xa3-s48", "xa4-s48", "xi-s48",
+            weights.DEFAULT_MODEL} <= {f.stem for f in SHIPPED_FILES}
 
 
 @pytest.mark.parametrize("path", SHIPPED_FILES, ids=lambda p: p.stem)
