@@ -1,9 +1,9 @@
 """Compress and decompress pictures with an exact ARDM and ANS (paper §4).
 
 A plane (RGB, or gray with its three slots tied) has D variables. Their coding order
-comes from ``plane_ranks`` (the model's declared order and the seed) and the K-step
-partition from ``schedule``; step s
-codes the variables whose rank falls in its range, all predicted from one network call on
+comes from ``plane_ranks`` (the model's declared order, which may depend on the plane's
+value constraint, and the seed) and the K-step partition from ``schedule``; step s codes
+the variables whose rank falls in its range, all predicted from one network call on
 the state after steps 0..s-1. The decoder walks the steps forward; the encoder, which
 knows the whole image, pushes them in reverse because ANS is a stack.
 
