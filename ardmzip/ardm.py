@@ -109,7 +109,7 @@ def random_masks(b: int, h: int, w: int, gray: torch.Tensor, generator: torch.Ge
         structured = torch.rand(b, generator=generator, device=dev) < interlaced_fraction
         py = (torch.rand(b, generator=generator, device=dev) < 0.5).long().view(b, 1, 1, 1)
         px = (torch.rand(b, generator=generator, device=dev) < 0.5).long().view(b, 1, 1, 1)
-        if phase is not None:
+        if phase is not None:       # (the draws above still happen: the generator's sequence stays the same)
             py, px = phase[0].long().view(b, 1, 1, 1), phase[1].long().view(b, 1, 1, 1)
         yy = torch.arange(h, device=dev).view(1, 1, h, 1)
         xx = torch.arange(w, device=dev).view(1, 1, 1, w)

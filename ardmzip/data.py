@@ -82,16 +82,26 @@ def subsample_chroma(images: torch.Tensor, selected: torch.Tensor, vertical: tor
     cb = -0.168736 * r - 0.331264 * g + 0.5 * bl
     cr = 0.5 * r - 0.418688 * g - 0.081312 * bl
     chroma = torch.stack([cb, cr], 1)                                      # (B, 2, H, W)
-    shifts = [(int(py), int(px)) for py, px in zip(phase_y.tolist(), phase_x.tolist())]
-    rolled = torch.stack([c.roll((-py, -px), (1, 2)) for c, (py, px) in zip(chroma, shifts)])
+    rolled = _roll_by_phase(chroma, phase_y, phase_x, -1)                  # blocks start at (0, 0)
     mean22 = torch.nn.functional.avg_pool2d(rolled, 2).repeat_interleave(2, 2).repeat_interleave(2, 3)
     mean12 = torch.nn.functional.avg_pool2d(rolled, (1, 2)).repeat_interleave(2, 3)
     pooled = torch.where(vertical.view(b, 1, 1, 1), mean22[..., :h, :w], mean12[..., :h, :w]).round()
-    pooled = torch.stack([c.roll((py, px), (1, 2)) for c, (py, px) in zip(pooled, shifts)])
+    pooled = _roll_by_phase(pooled, phase_y, phase_x, 1)
     cb, cr = pooled[:, 0], pooled[:, 1]
     rgb = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1)
     out = rgb.round().clamp(0, 255).long()
     return torch.where(selected.view(b, 1, 1, 1), out, images)
+
+
+def _roll_by_phase(x: torch.Tensor, phase_y: torch.Tensor, phase_x: torch.Tensor, sign: int) -> torch.Tensor:
+    """Roll each image of (B, C, H, W) by sign * (its phase); one roll per phase, not per image."""
+    out = x.clone()
+    for py in (0, 1):
+        for px in (0, 1):
+            sel = (phase_y == py) & (phase_x == px)
+            if bool(sel.any()):
+                out[sel] = x[sel].roll((sign * py, sign * px), (2, 3))
+    return out
 
 
 def to_gray(batch: np.ndarray) -> np.ndarray:

@@ -93,7 +93,8 @@ def grow(net: ARDMNet, dilations: tuple[int, ...]) -> ARDMNet:
     return grown
 
 
-def group_loss(net: ARDMNet, x: torch.Tensor, gray: torch.Tensor, args: argparse.Namespace):
+def group_loss(net: ARDMNet, x: torch.Tensor, gray: torch.Tensor, args: argparse.Namespace
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """oa_loss on one group of crops; with --chroma-fraction, that share of the RGB crops gets
     video-style subsampled chroma whose blocks start at the crop's interlace phase."""
     if args.chroma_fraction <= 0:
