@@ -61,6 +61,12 @@ class Stats:
     subpixels: int = 0
     measure_ideal: bool = True     # the ideal bits cost a pass over every frequency row
 
+    def add(self, other: "Stats") -> None:
+        """Count another plane's bits in (its subpixels are counted where planes are routed)."""
+        self.file_bits += other.file_bits
+        self.ideal_bits += other.ideal_bits
+        self.side_bits += other.side_bits
+
 
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
@@ -76,13 +82,14 @@ class PlaneCoder:
     """The schedule, order and network calls for one plane; shared by encoder and decoder."""
 
     def __init__(self, net: IntegerNet, curve: np.ndarray, h: int, w: int, gray: bool, steps: int, seed: int,
-                 strip_pixels: int = STRIP_PIXELS, chunk: int = CHUNK, *, palette: bool = False):
+                 strip_pixels: int = STRIP_PIXELS, chunk: int = CHUNK, *, order: str | None = None):
         self.net, self.h, self.w, self.gray = net, h, w, gray
         self.per_row = w if gray else 3 * w
         d = h * self.per_row
         bounds, _ = schedule(d, steps, curve)
-        # the model's declared order, which may depend on the plane's constraint
-        ranks = plane_ranks(plane_order(net.config.order, palette), h, w, 1 if gray else 3, seed)
+        # the plane's order (``plane_order``); by default the model's order for a non-palette plane
+        order = order or plane_order(net.config.order, palette=False)
+        ranks = plane_ranks(order, h, w, 1 if gray else 3, seed)
         step_of = (np.searchsorted(bounds, ranks, side="right") - 1).astype(np.int32)
         self.step_of = step_of
         self.by_step = np.argsort(step_of, kind="stable")          # variables grouped by step, ascending index
@@ -201,48 +208,47 @@ def encode_planes(model: Model, planes: list[np.ndarray], steps: int, seed: int,
         stats.side_bits += 8 * len(prefix)
         out[i] = prefix
         if coded is not None:
-            for palette, subset in _by_order(model, coded, cands):
-                groups.setdefault((coded.shape, palette), []).append((i, coded, subset))
-    for (_, palette), members in groups.items():
+            for order, subset in _by_order(model, coded, cands):
+                groups.setdefault((coded.shape, order), []).append((i, coded, subset))
+    for (_, order), members in groups.items():
         for batch in _batches(members, members[0][1].size):
             results = _encode_batch(model, [p for _, p, _ in batch], [c for _, _, c in batch], steps, seed,
-                                    device, stats.measure_ideal, progress, palette)
+                                    device, stats.measure_ideal, progress, order)
             for (i, _, _), result in zip(batch, results):
                 tried[i].append(result)
     for i, results in enumerate(tried):
         if results:
-            stream, best = min(results, key=lambda r: len(r[0]))
+            stream, cost = min(results, key=lambda r: len(r[0]))
             out[i] += stream
-            stats.file_bits += best.file_bits
-            stats.ideal_bits += best.ideal_bits
-            stats.side_bits += best.side_bits
+            stats.add(cost)
     return out
 
 
 def _by_order(model: Model, plane: np.ndarray, cands: list[constraint.Constraint]
-              ) -> list[tuple[bool, list[constraint.Constraint]]]:
-    """The plane's candidate constraints split by the order they imply: (palette?, candidates).
+              ) -> list[tuple[str, list[constraint.Constraint]]]:
+    """The plane's candidate constraints split by the order they imply: (order, candidates).
     Large planes choose their constraint by rule first, so they are coded once."""
     if plane.size > TRY_ALL_CONSTRAINTS:
         cands = [constraint.by_rule(cands, plane.shape[0] * plane.shape[1])]
-    order = model.net.config.order
-    if plane_order(order, True) == plane_order(order, False):
-        return [(False, cands)]
+    declared = model.net.config.order
+    plain_order, palette_order = plane_order(declared, False), plane_order(declared, True)
+    if plain_order == palette_order:
+        return [(plain_order, cands)]
     # A palette whose side information alone exceeds 4 bits per pixel would have to save more
     # than that to win; skipping it spares small pictures (CIFAR-size) a second network pass.
     pixels = plane.shape[0] * plane.shape[1]
     palettes = [c for c in cands if c.kind == constraint.PALETTE and 8 * len(c.to_bytes()) <= 4 * pixels]
-    split = [(False, [c for c in cands if c.kind != constraint.PALETTE]), (True, palettes)]
-    return [(palette, subset) for palette, subset in split if subset]
+    split = [(plain_order, [c for c in cands if c.kind != constraint.PALETTE]), (palette_order, palettes)]
+    return [(order, subset) for order, subset in split if subset]
 
 
 def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[constraint.Constraint]], steps: int,
-                  seed: int, device: torch.device, measure_ideal: bool, progress: bool, palette: bool = False
+                  seed: int, device: torch.device, measure_ideal: bool, progress: bool, order: str | None = None
                   ) -> list[tuple[bytes, Stats]]:
     """Each plane's stream (constraint head + ANS words) and what it cost."""
     h, w = planes[0].shape[:2]
     gray = planes[0].ndim == 2
-    pc = PlaneCoder(model.net.to(device), model.curve, h, w, gray, steps, seed, palette=palette)
+    pc = PlaneCoder(model.net.to(device), model.curve, h, w, gray, steps, seed, order=order)
     values = torch.cat([_plane_tensor(p, gray) for p in planes]).to(device)
     flats = [p.reshape(-1) for p in planes]
     costs_of = [Stats() for _ in planes]
@@ -324,17 +330,17 @@ def decode_planes(model: Model, jobs: list[PlaneJob], device: torch.device, prog
         except FormatError as e:
             job.error = e
             continue
-        palette = rule.kind == constraint.PALETTE             # may decide the plane's order
-        groups.setdefault((job.h, job.w, as_gray, job.steps, job.seed, palette), []).append((job, rule, data))
-    for (h, w, gray, steps, seed, palette), members in groups.items():
+        order = plane_order(model.net.config.order, rule.kind == constraint.PALETTE)   # may follow the constraint
+        groups.setdefault((job.h, job.w, as_gray, job.steps, job.seed, order), []).append((job, rule, data))
+    for (h, w, gray, steps, seed, order), members in groups.items():
         for batch in _batches(members, h * w * (1 if gray else 3)):
-            _decode_batch(model, batch, h, w, gray, steps, seed, device, progress, strip_pixels, chunk, palette)
+            _decode_batch(model, batch, h, w, gray, steps, seed, device, progress, strip_pixels, chunk, order)
 
 
 def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps: int, seed: int,
-                  device: torch.device, progress: bool, strip_pixels: int, chunk: int, palette: bool = False) -> None:
-    pc = PlaneCoder(model.net.to(device), model.curve, h, w, gray, steps, seed, strip_pixels, chunk,
-                    palette=palette)
+                  device: torch.device, progress: bool, strip_pixels: int, chunk: int, order: str | None = None
+                  ) -> None:
+    pc = PlaneCoder(model.net.to(device), model.curve, h, w, gray, steps, seed, strip_pixels, chunk, order=order)
     shape = (h, w) if gray else (h, w, 3)
     flats = [np.zeros(h * pc.per_row, dtype=np.uint8) for _ in members]
     values = torch.zeros(len(members), 3, h, w, dtype=torch.long, device=device)
