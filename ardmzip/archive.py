@@ -929,11 +929,14 @@ def _scan_partial(f: BinaryIO, size: int, partial: str) -> tuple[list[_Scanned],
     return members, pos
 
 
-def _expected_header(model: Any, picture: Picture, steps: int, seed: int) -> container.Header:
-    """The header compress_picture would write for ``picture`` (to recognise finished members)."""
+def _expected_header(model: Any, picture: Picture, steps: int, seed: int, version: int) -> container.Header:
+    """The header compress_picture would write for ``picture`` (to recognise finished members);
+    ``version`` is the found member's when this ardmzip writes it (it depends on the coding)."""
     px = picture.pixels
+    if version not in (container.COMMON_VERSION, container.FORMAT_VERSION):
+        version = container.COMMON_VERSION
     return container.Header(model.name, model.hash8, picture.mode, px.shape[1], px.shape[0], steps, seed,
-                            pixel_crc(px), tuple(picture.metadata))
+                            pixel_crc(px), tuple(picture.metadata), version)
 
 
 def _worker_init() -> None:
@@ -1084,7 +1087,8 @@ def _write(f: BinaryIO, src: _Source, partial: str, out: str, steps: int, resume
             if item is None:
                 break
             name, picture = item
-            if name != s.info.name or s.header != _expected_header(model_obj, picture, steps, seed):
+            if name != s.info.name or s.header != _expected_header(model_obj, picture, steps, seed,
+                                                                         s.header.version):
                 pictures = itertools.chain([item], pictures)
                 break
             end = s.end

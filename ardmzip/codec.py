@@ -237,8 +237,8 @@ def _by_order(model: Model, plane: np.ndarray, cands: list[constraint.Constraint
     # A palette whose side information alone exceeds 4 bits per pixel would have to save more
     # than that to win; skipping it spares small pictures (CIFAR-size) a second network pass.
     pixels = plane.shape[0] * plane.shape[1]
-    palettes = [c for c in cands if c.kind == constraint.PALETTE and 8 * len(c.to_bytes()) <= 4 * pixels]
-    split = [(plain_order, [c for c in cands if c.kind != constraint.PALETTE]), (palette_order, palettes)]
+    palettes = [c for c in cands if c.palette and 8 * len(c.to_bytes()) <= 4 * pixels]
+    split = [(plain_order, [c for c in cands if not c.palette]), (palette_order, palettes)]
     return [(order, subset) for order, subset in split if subset]
 
 
@@ -265,7 +265,7 @@ def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[const
             for b, (flat, cs) in enumerate(zip(flats, cands)):
                 sym = torch.from_numpy(flat[var].astype(np.int64))
                 for i, c in enumerate(cs):
-                    costs[b][i] += bits_of(c.restrict(freq[b], var, flat, pc.step_of, step).cpu(), sym)
+                    costs[b][i] += bits_of(c.restrict(freq[b], var, flat, pc.step_of, step, w).cpu(), sym)
         best = [int(np.argmin(cost)) for cost in costs]
         choices = [cs[i] for cs, i in zip(cands, best)]
         for st, cost, i, c in zip(costs_of, costs, best, choices):
@@ -274,7 +274,7 @@ def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[const
     encoders = [Encoder() for _ in planes]
     for step, var, freq in work:
         for b, (flat, choice, enc) in enumerate(zip(flats, choices, encoders)):
-            f = choice.restrict(freq[b], var, flat, pc.step_of, step)
+            f = choice.restrict(freq[b], var, flat, pc.step_of, step, w)
             sym = flat[var].astype(np.int32)
             if measure:
                 costs_of[b].ideal_bits += bits_of(f.cpu(), torch.from_numpy(sym))
@@ -327,10 +327,12 @@ def decode_planes(model: Model, jobs: list[PlaneJob], device: torch.device, prog
                 rule, data = constraint.Constraint.parse(data, 1)
                 if rule.kind not in (constraint.PLAIN, constraint.VALUES):
                     raise FormatError("corrupt .ardm file: bad gray plane inside an RGB plane")
+            if rule.kind == constraint.CHROMA and job.version < 3:
+                raise FormatError(f"corrupt .ardm file: chroma blocks in a format version {job.version} file")
         except FormatError as e:
             job.error = e
             continue
-        order = plane_order(model.net.config.order, rule.kind == constraint.PALETTE)   # may follow the constraint
+        order = plane_order(model.net.config.order, rule.palette)   # may follow the constraint
         groups.setdefault((job.h, job.w, as_gray, job.steps, job.seed, order), []).append((job, rule, data))
     for (h, w, gray, steps, seed, order), members in groups.items():
         for batch in _batches(members, h * w * (1 if gray else 3)):
@@ -360,7 +362,7 @@ def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps
                     if dec is None:
                         continue
                     try:
-                        f = rule.restrict(freq[b], var, flat, pc.step_of, step)
+                        f = rule.restrict(freq[b], var, flat, pc.step_of, step, w)
                         flat[var] = dec.pop(frequencies_to_probabilities(f))
                     except (ValueError, RuntimeError, OverflowError) as e:
                         job.error = FormatError(f"corrupt .ardm file: bitstream does not decode ({e})")
@@ -376,6 +378,12 @@ def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps
             continue
         plane = flat.reshape(shape)
         job.pixels = plane if job.gray else (np.repeat(plane[..., None], 3, axis=2) if gray else plane)
+
+
+def format_version(color_stream: bytes) -> int:
+    """The oldest format version that holds a picture's colour stream: 3 where it uses chroma
+    blocks (so that older decoders refuse the file as newer instead of misreading it), else 2."""
+    return container.FORMAT_VERSION if color_stream[:1] == bytes([constraint.CHROMA]) else container.COMMON_VERSION
 
 
 def pixel_crc(pixels: np.ndarray) -> int:
@@ -408,7 +416,7 @@ def compress_pictures(pictures: list[Picture], steps: int | None = None, model: 
     for i, (picture, color) in enumerate(zip(pictures, color_streams)):
         px = picture.pixels
         header = container.Header(m.name, m.hash8, picture.mode, px.shape[1], px.shape[0], steps, seed,
-                                  pixel_crc(px), tuple(picture.metadata))
+                                  pixel_crc(px), tuple(picture.metadata), version=format_version(color))
         out.append(container.pack(header, [color] + ([alpha_streams[i]] if i in alpha_streams else [])))
     return out
 

@@ -21,6 +21,11 @@ A plane stream (format version 2) starts with one kind byte:
     4 GRAY      three-channel planes whose channels are all equal: the rest of the stream
                 is a gray plane's stream (its own kind byte first), coded with the gray
                 model over H x W variables instead of 3 H W
+    5 CHROMA    (format version 3) three-channel video frames with half-resolution chroma
+                (chroma.py): a block byte (bit 0: 2-row blocks, bit 1: 2-column blocks,
+                bit 2 / bit 3: blocks start at row / column 1), a shift byte (1..16), then
+                the inner constraint (PLAIN, VALUES or PALETTE) with its own kind byte;
+                the inner masking applies, then the chroma-block boost
 
 followed by the ANS words (none for CONSTANT). Everything here is integer table lookups,
 so encoder and decoder mask identically on every machine.
@@ -30,10 +35,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import chroma
 from .errors import FormatError
 
-PLAIN, VALUES, PALETTE, CONSTANT, GRAY = 0, 1, 2, 3, 4
-KIND_NAMES = {PLAIN: "plain", VALUES: "value sets", PALETTE: "palette", CONSTANT: "constant", GRAY: "gray as RGB"}
+PLAIN, VALUES, PALETTE, CONSTANT, GRAY, CHROMA = 0, 1, 2, 3, 4, 5
+KIND_NAMES = {PLAIN: "plain", VALUES: "value sets", PALETTE: "palette", CONSTANT: "constant", GRAY: "gray as RGB",
+              CHROMA: "chroma blocks"}
 MAX_PALETTE = 4096
 # Where only a rule decides (large planes): a palette must cost under 1/4 bit per pixel.
 PALETTE_BITS_PER_PIXEL = 0.25
@@ -50,14 +57,29 @@ def _varint(n: int) -> bytes:
 class Constraint:
     """One plane's constraint: its bytes, and the masking it implies."""
 
-    def __init__(self, kind: int, channels: int, data: np.ndarray | None = None):
+    def __init__(self, kind: int, channels: int, data: np.ndarray | None = None, inner: "Constraint | None" = None,
+                 blocks: tuple[int, int, int, int] | None = None, shift: int = chroma.DEFAULT_SHIFT):
         self.kind, self.channels = kind, channels
         self.data = data                    # VALUES (C, 256) bool; PALETTE (P, 3) uint8; CONSTANT (C,) uint8
+        self.inner, self.blocks, self.shift = inner, blocks, shift      # CHROMA only
         self._tables: dict[str, tuple[torch.Tensor, np.ndarray | None]] = {}
 
     def __repr__(self) -> str:
+        if self.kind == CHROMA:
+            return f"Constraint(chroma blocks {self.blocks}, {self.inner!r})"
         extra = f", {len(self.data)} colours" if self.kind == PALETTE else ""
         return f"Constraint({KIND_NAMES[self.kind]}{extra})"
+
+    @property
+    def palette(self) -> bool:
+        """Whether the plane is coded with a palette (inside a CHROMA wrapper or not)."""
+        return self.kind == PALETTE or (self.kind == CHROMA and self.inner.kind == PALETTE)
+
+    @staticmethod
+    def chroma_blocks(inner: "Constraint", blocks: tuple[int, int, int, int],
+                      shift: int = chroma.DEFAULT_SHIFT) -> "Constraint":
+        """``inner`` with the chroma-block boost for ``blocks`` = (rows, columns, row offset, column offset)."""
+        return Constraint(CHROMA, 3, inner=inner, blocks=blocks, shift=shift)
 
     # ------------------------------------------------------------ bytes
 
@@ -70,6 +92,9 @@ class Constraint:
             return bytes([PALETTE]) + _varint(len(self.data)) + self.data.tobytes()
         if self.kind == GRAY:
             return bytes([GRAY])
+        if self.kind == CHROMA:
+            by, bx, oy, ox = self.blocks
+            return bytes([CHROMA, (by - 1) | (bx - 1) << 1 | oy << 2 | ox << 3, self.shift]) + self.inner.to_bytes()
         return bytes([CONSTANT]) + self.data.tobytes()
 
     @staticmethod
@@ -117,6 +142,17 @@ class Constraint:
             c = Constraint(CONSTANT, channels, np.frombuffer(take(channels), np.uint8).copy())
         elif kind == GRAY and channels == 3:
             c = Constraint(GRAY, 3)
+        elif kind == CHROMA and channels == 3:
+            shape, shift = take(2)
+            by, bx, oy, ox = 1 + (shape & 1), 1 + (shape >> 1 & 1), shape >> 2 & 1, shape >> 3 & 1
+            if shape >> 4 or by * bx == 1 or oy >= by or ox >= bx:
+                raise FormatError(f"corrupt .ardm file: bad chroma block byte {shape}")
+            if not 1 <= shift <= 16:
+                raise FormatError(f"corrupt .ardm file: chroma shift {shift}")
+            inner, rest = Constraint.parse(stream[pos:], 3)
+            if inner.kind not in (PLAIN, VALUES, PALETTE):
+                raise FormatError("corrupt .ardm file: bad constraint inside chroma blocks")
+            return Constraint.chroma_blocks(inner, (by, bx, oy, ox), shift), rest
         else:
             raise FormatError(f"corrupt .ardm file: unknown plane constraint {kind}")
         return c, stream[pos:]
@@ -124,14 +160,18 @@ class Constraint:
     # ------------------------------------------------------------ masking
 
     def restrict(self, freq: torch.Tensor, var: np.ndarray, flat: np.ndarray, step_of: np.ndarray,
-                 step: int) -> torch.Tensor:
-        """Zero the frequencies of values ``var`` cannot take.
+                 step: int, width: int) -> torch.Tensor:
+        """Zero the frequencies of values ``var`` cannot take (and, for CHROMA, boost likely ones).
 
         freq: (n, 256) int32 for the variables ``var`` (flat indices into the plane, pixel-major);
-        flat: the plane's values, correct wherever ``step_of < step`` (revealed before this step).
+        flat: the plane's values, correct wherever ``step_of < step`` (revealed before this step);
+        width: the plane's width in pixels. Returns int32, or int64 for CHROMA.
         A row left empty (only possible when decoding a damaged stream) keeps its frequencies,
         so decoding stays defined and the pixel checksum reports the damage.
         """
+        if self.kind == CHROMA:
+            inner = self.inner.restrict(freq, var, flat, step_of, step, width)
+            return chroma.boost(inner, var, flat, step_of, step, width, self.blocks, self.shift)
         if self.kind == PLAIN:
             return freq
         table, pair_row = self._device_tables(freq.device)
@@ -166,6 +206,10 @@ class Constraint:
 def describe(stream: bytes, channels: int) -> str:
     """A plane's constraint in words, for ``ardmzip info`` (format version 2 streams)."""
     c, rest = Constraint.parse(stream, channels)
+    if c.kind == CHROMA:
+        by, bx, oy, ox = c.blocks
+        inner = describe(c.inner.to_bytes(), 3)
+        return f"chroma blocks {by}x{bx} at ({oy}, {ox}), " + inner
     if c.kind == GRAY:
         return "gray as RGB, " + describe(rest, 1)
     if c.kind == VALUES:
@@ -213,8 +257,9 @@ def candidates(plane: np.ndarray) -> list[Constraint]:
     """Constraints worth trying for a plane ((H, W) gray or (H, W, 3)), least restrictive first.
 
     A constant plane gets CONSTANT alone, a gray plane stored as RGB GRAY alone (both are
-    always best). Each later candidate allows a subset of what
-    the one before allows, so its ideal bits are never higher; only its bytes are.
+    always best). Each later candidate allows a subset of what the one before allows, so its
+    ideal bits are never higher; only its bytes are. A video frame (chroma.detect) then gets
+    the same list again, each wrapped in CHROMA.
     """
     channels = 1 if plane.ndim == 2 else plane.shape[2]
     px = plane.reshape(-1, channels)
@@ -233,12 +278,15 @@ def candidates(plane: np.ndarray) -> list[Constraint]:
         if len(keys) <= MAX_PALETTE:
             pal = np.stack([keys >> 16, (keys >> 8) & 255, keys & 255], 1).astype(np.uint8)
             out.append(Constraint(PALETTE, 3, pal))
+        blocks = chroma.detect(plane)
+        if blocks is not None:                 # video frames: each candidate also with the boost
+            out += [Constraint.chroma_blocks(c, blocks) for c in out]
     return out
 
 
 def by_rule(cands: list[Constraint], pixels: int) -> Constraint:
     """The most restrictive candidate whose side information is cheap for ``pixels`` pixels."""
     for c in reversed(cands):
-        if c.kind != PALETTE or 8 * len(c.to_bytes()) <= PALETTE_BITS_PER_PIXEL * pixels:
+        if not c.palette or 8 * len(c.to_bytes()) <= PALETTE_BITS_PER_PIXEL * pixels:
             return c
     return cands[0]

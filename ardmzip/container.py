@@ -5,12 +5,13 @@ integers are unsigned LEB128 varints ("varint" below: 7 bits per byte, low
 group first, high bit set on every byte but the last, at most 10 bytes,
 shortest form only).  Multi-byte fixed fields are little-endian.
 
-Layout, format version 2 (version 1 is the same bytes; only the plane streams differ,
-see ``constraint.py``; files of both versions decode)::
+Layout, format versions 1-3 (the same bytes; only the plane streams differ, see
+``constraint.py``; files of every version decode). The codec writes version 2, or 3 for
+pictures coded with chroma blocks, so an older ardmzip refuses those as newer::
 
     header
       magic          4 bytes   b"ARDM"
-      version        1 byte    FORMAT_VERSION (2), or 1 for older files
+      version        1 byte    2 or FORMAT_VERSION (3); 1 for older files
       mode           1 byte    index into MODES ("L"=0, "LA", "RGB", "RGBA", "P", "PA", "1"=6)
       width          varint    1 <= width  < 2**31
       height         varint    1 <= height < 2**31
@@ -47,6 +48,7 @@ from .errors import FormatError
 __all__ = [
     "MAGIC",
     "FORMAT_VERSION",
+    "COMMON_VERSION",
     "MODES",
     "MAX_STREAMS",
     "MAX_METADATA",
@@ -57,7 +59,8 @@ __all__ = [
 ]
 
 MAGIC = b"ARDM"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3            # the newest version this ardmzip reads
+COMMON_VERSION = 2            # what pictures without chroma blocks are written as
 OLDEST_VERSION = 1
 MODES: tuple[str, ...] = ("L", "LA", "RGB", "RGBA", "P", "PA", "1")
 MAX_STREAMS = 64
@@ -85,7 +88,7 @@ class Header:
     seed: int
     pixel_crc: int
     metadata: tuple[tuple[str, bytes], ...] = ()
-    version: int = FORMAT_VERSION           # what the file says; the codec writes FORMAT_VERSION
+    version: int = COMMON_VERSION           # what the file says (codec.format_version picks it)
 
     def __post_init__(self) -> None:
         # Normalise metadata to an immutable tuple of (str, bytes) pairs so

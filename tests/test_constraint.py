@@ -122,7 +122,7 @@ def test_palette_masks_equal_a_brute_force_reading_of_the_palette(seed):
     step = 2
     var = np.flatnonzero(step_of == step)
     freq = torch.from_numpy(rng.integers(1, 1000, (len(var), 256)).astype(np.int32))
-    out = c.restrict(freq, var, flat, step_of, step)
+    out = c.restrict(freq, var, flat, step_of, step, 11)
     for row, u in zip(out, var):
         allowed = brute_force_allowed(c.data, flat, step_of < step, int(u))
         assert set(torch.nonzero(row).view(-1).tolist()) == allowed
@@ -137,7 +137,7 @@ def test_a_value_outside_the_palette_leaves_frequencies_defined():
     flat = np.array([99, 99, 5, 0, 0, 0], np.uint8)                  # pixel 0: impossible revealed values
     step_of = np.array([0, 0, 1, 1, 1, 1], np.int32)
     freq = torch.ones(1, 256, dtype=torch.int32)
-    out = c.restrict(freq, np.array([2]), flat, step_of, 1)
+    out = c.restrict(freq, np.array([2]), flat, step_of, 1, 2)
     assert int(out.sum()) > 0
 
 

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ardmzip.container import (
+    COMMON_VERSION,
     FORMAT_VERSION,
     MAGIC,
     MAX_METADATA,
@@ -71,7 +72,7 @@ class TestRoundTrip:
 
     def test_layout_starts_with_magic_and_version(self) -> None:
         assert SAMPLE[:4] == MAGIC
-        assert SAMPLE[4] == FORMAT_VERSION
+        assert SAMPLE[4] == COMMON_VERSION
 
     def test_small_header_is_compact(self) -> None:
         # Per-image overhead matters on ~1.3 kB files.
@@ -152,7 +153,7 @@ class TestMalformed:
             (b"", "not an .ardm file"),
             (b"\x89PNG\r\n\x1a\n" + bytes(40), "not an .ardm file"),
             (b"ARD", "truncated .ardm file"),
-            (MAGIC + b"\x03" + SAMPLE[5:], r"made by a newer ardmzip \(format version 3\)"),
+            (MAGIC + b"\x04" + SAMPLE[5:], r"made by a newer ardmzip \(format version 4\)"),
             (MAGIC + b"\x00" + SAMPLE[5:], "unknown format version 0"),
             (SAMPLE + b"\x00", "trailing"),
             (SAMPLE[:-1] + bytes([SAMPLE[-1] ^ 1]), "streams checksum mismatch"),

@@ -1,0 +1,192 @@
+"""Chroma blocks (video frames with half-resolution colour): detection, the prediction, exact
+round trips, format version 3 and the bytes of the CHROMA constraint."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import ardmzip
+from ardmzip import archive, chroma, codec, constraint, container
+from ardmzip.constraint import CHROMA, PALETTE, PLAIN, VALUES, Constraint
+from ardmzip.data import subsample_chroma
+from ardmzip.errors import FormatError
+
+from test_codec import smooth_image
+
+
+def video_frame(h: int, w: int, seed: int = 0, vertical: bool = True, phase: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """A photo-like picture with its chroma averaged over 2x2 (``vertical``) or 1x2 blocks
+    starting at ``phase``, as decoded from 4:2:0 / 4:2:2 video."""
+    rng = np.random.default_rng(seed)
+    base = smooth_image(h, w, 3, seed).astype(np.int64)
+    base[..., 2] = np.clip(base[..., 2] + rng.integers(-40, 40, (h, w)) // 8 * 8, 0, 255)   # colour detail
+    t = torch.from_numpy(base).permute(2, 0, 1)[None]
+    out = subsample_chroma(t, torch.tensor([True]), torch.tensor([vertical]), torch.tensor([phase[0]]),
+                           torch.tensor([phase[1]]))
+    return out[0].permute(1, 2, 0).numpy().astype(np.uint8)
+
+
+def kind_and_version(data: bytes) -> tuple[int, int]:
+    header, streams = container.unpack(data)
+    return streams[0][0], header.version
+
+
+# ---------------------------------------------------------------- detection
+
+
+@pytest.mark.parametrize("vertical, phase, blocks", [
+    (True, (0, 0), (2, 2, 0, 0)), (True, (1, 1), (2, 2, 1, 1)), (True, (0, 1), (2, 2, 0, 1)),
+    (False, (0, 0), (1, 2, 0, 0)), (False, (0, 1), (1, 2, 0, 1)),
+])
+def test_detect_finds_the_block_shape_and_phase(vertical, phase, blocks):
+    assert chroma.detect(video_frame(24, 30, 1, vertical, phase)) == blocks
+
+
+def test_detect_passes_over_ordinary_pictures():
+    assert chroma.detect(smooth_image(24, 30, 3, 2)) is None
+    assert chroma.detect(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)) is None
+    assert chroma.detect(np.zeros((1, 1, 3), np.uint8)) is None                 # no whole block at all
+
+
+def test_block_share_counts_non_anchor_pixels_within_one():
+    a = np.zeros((2, 2, 3), np.uint8)
+    a[0, 1, 0] = 1                       # R-G off by 1: still close
+    a[1, 0, 2] = 2                       # B-G off by 2: not
+    assert chroma.block_share(a, 2, 2, 0, 0) == pytest.approx(2 / 3)
+
+
+# ---------------------------------------------------------------- the prediction
+
+
+def brute_force_prediction(flat, step_of, step, w, blocks, u):
+    by, bx, oy, ox = blocks
+    h = len(flat) // (3 * w)
+    p, ch = divmod(u, 3)
+    y, x = divmod(p, w)
+    sib = next((c for c in (1, 0, 2) if c != ch and step_of[3 * p + c] < step), None)
+    y0, x0 = y - (y - oy) % by, x - (x - ox) % bx
+    for qy in range(y0, y0 + by):
+        for qx in range(x0, x0 + bx):
+            q = qy * w + qx
+            if 0 <= qy < h and 0 <= qx < w and q != p and all(step_of[3 * q + c] < step for c in range(3)):
+                if sib is None:
+                    return None
+                return int(flat[3 * p + sib]) + int(flat[3 * q + ch]) - int(flat[3 * q + sib])
+    return None
+
+
+@pytest.mark.parametrize("blocks", [(2, 2, 0, 0), (2, 2, 1, 1), (1, 2, 0, 1), (2, 1, 1, 0)])
+def test_predictions_equal_a_brute_force_reading(blocks):
+    rng = np.random.default_rng(sum(blocks))
+    h, w = 7, 9
+    flat = rng.integers(0, 256, 3 * h * w).astype(np.uint8)
+    step_of = rng.integers(0, 4, flat.size).astype(np.int64)
+    var = np.flatnonzero(step_of == 2)
+    pred, has = chroma.predictions(var, flat, step_of, 2, w, blocks)
+    for u, pr, ok in zip(var, pred, has):
+        want = brute_force_prediction(flat, step_of, 2, w, blocks, int(u))
+        assert (want is not None) == ok
+        if ok:
+            assert pr == want
+    assert has.any() and not has.all()
+
+
+def test_boost_multiplies_the_window_around_the_prediction_and_nothing_else():
+    flat = np.array([10, 20, 30, 12, 0, 0], np.uint8)        # pixel 0 known; pixel 1: green hidden
+    step_of = np.array([0, 0, 0, 0, 1, 1])
+    var = np.array([4, 5])                                   # pixel 1's green and blue, coded at step 1
+    freq = torch.full((2, 256), 3, dtype=torch.int32)
+    out = chroma.boost(freq, var, flat, step_of, 1, 2, (1, 2, 0, 0), 8)
+    assert out.dtype == torch.int64
+    # green from red: 12 + 20 - 10 = 22; blue from red: 12 + 30 - 10 = 32
+    for row, centre in zip(out, (22, 32)):
+        boosted = torch.nonzero(row == 3 << 8).view(-1).tolist()
+        assert boosted == [centre - 1, centre, centre + 1]
+        assert int((row == 3).sum()) == 253
+
+
+# ---------------------------------------------------------------- coding
+
+
+def test_video_frames_round_trip_as_version_3_and_get_smaller(monkeypatch):
+    a = video_frame(40, 48, 3)
+    data = ardmzip.compress(a, steps=6)
+    assert kind_and_version(data) == (CHROMA, 3)
+    assert np.array_equal(ardmzip.decompress(data), a)
+    monkeypatch.setattr(chroma, "detect", lambda plane: None)
+    plain = ardmzip.compress(a, steps=6)
+    assert kind_and_version(plain)[1] == container.COMMON_VERSION
+    assert len(data) < 0.9 * len(plain)
+
+
+def test_large_video_frames_take_chroma_by_rule_and_decode_with_any_strips(monkeypatch):
+    monkeypatch.setattr(codec, "TRY_ALL_CONSTRAINTS", 100)           # force the one-pass path
+    a = video_frame(36, 20, 4, vertical=False, phase=(0, 1))
+    data = ardmzip.compress(a, steps=5)
+    header, streams = container.unpack(data)
+    c, _ = Constraint.parse(streams[0], 3)
+    assert c.kind == CHROMA and c.blocks == (1, 2, 0, 1)
+    for strip, chunk in [(codec.STRIP_PIXELS, codec.CHUNK), (20 * 10, 97)]:
+        assert np.array_equal(codec.decompress_picture(data, strip_pixels=strip, chunk=chunk).pixels, a)
+
+
+def test_ordinary_pictures_keep_format_version_2():
+    data = ardmzip.compress(smooth_image(16, 16, 3, 5), steps=4)
+    assert data[4] == container.COMMON_VERSION and kind_and_version(data)[0] != CHROMA
+
+
+def test_chroma_in_a_version_2_file_is_refused():
+    data = ardmzip.compress(video_frame(16, 16, 6), steps=4)
+    header, streams = container.unpack(data)
+    old = container.pack(container.Header(**{**header.__dict__, "version": 2}), list(streams))
+    with pytest.raises(FormatError, match="chroma blocks in a format version 2 file"):
+        ardmzip.decompress(old)
+
+
+def test_batched_video_frames_get_the_streams_they_get_alone():
+    frames = [video_frame(16, 20, s) for s in range(3)] + [smooth_image(16, 20, 3, 9)]
+    pictures = [ardmzip.imageio.picture_from_array(a) for a in frames]
+    together = codec.compress_pictures(pictures, steps=4)
+    assert together == [codec.compress_picture(p, steps=4) for p in pictures]
+    assert [kind_and_version(d)[1] for d in together] == [3, 3, 3, 2]
+
+
+def test_archive_resume_recognises_version_3_members():
+    picture = ardmzip.imageio.picture_from_array(video_frame(8, 8, 7))
+    data = codec.compress_picture(picture, steps=3)
+    header = container.peek_header(data)
+    model = codec.load(None)
+    assert archive._expected_header(model, picture, 3, 0, header.version) == header
+
+
+# ---------------------------------------------------------------- bytes
+
+
+@pytest.mark.parametrize("inner", [
+    Constraint(PLAIN, 3), Constraint(VALUES, 3, np.arange(768).reshape(3, 256) % 3 == 0),
+    Constraint(PALETTE, 3, np.array([[0, 0, 1], [0, 1, 0], [255, 0, 0]], np.uint8)),
+])
+@pytest.mark.parametrize("blocks", [(2, 2, 0, 0), (2, 2, 1, 0), (1, 2, 0, 1), (2, 1, 1, 0)])
+def test_chroma_bytes_round_trip(inner, blocks):
+    c = Constraint.chroma_blocks(inner, blocks, shift=11)
+    parsed, rest = Constraint.parse(c.to_bytes() + b"tail", 3)
+    assert rest == b"tail" and parsed.kind == CHROMA and parsed.blocks == blocks and parsed.shift == 11
+    assert parsed.inner.kind == inner.kind and parsed.palette == (inner.kind == PALETTE)
+    assert constraint.describe(c.to_bytes(), 3).startswith(f"chroma blocks {blocks[0]}x{blocks[1]}")
+
+
+@pytest.mark.parametrize("stream, channels, message", [
+    (b"\x05\x03\x08\x00", 1, "unknown plane constraint"),            # RGB planes only
+    (b"\x05\x00\x08\x00", 3, "bad chroma block byte"),               # 1x1 blocks
+    (b"\x05\x06\x08\x00", 3, "bad chroma block byte"),               # row offset 1 with 1-row blocks
+    (b"\x05\x13\x08\x00", 3, "bad chroma block byte"),               # unknown bits
+    (b"\x05\x03\x00\x00", 3, "chroma shift 0"),
+    (b"\x05\x03\x11\x00", 3, "chroma shift 17"),
+    (b"\x05\x03\x08\x04", 3, "bad constraint inside chroma"),        # GRAY inside
+    (b"\x05\x03\x08\x05\x03\x08\x00", 3, "bad constraint inside chroma"),
+    (b"\x05\x03", 3, "truncated"),
+])
+def test_malformed_chroma_constraints_are_format_errors(stream, channels, message):
+    with pytest.raises(FormatError, match=message):
+        Constraint.parse(stream, channels)
