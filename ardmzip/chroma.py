@@ -1,16 +1,19 @@
 """Chroma blocks: video frames whose colour was stored at half resolution.
 
 Frames decoded from 4:2:0 or 4:2:2 video (Set14's foreman and coastguard, barbara) carry
-one Cb/Cr pair per 2x2 or 1x2 block of pixels. Back in RGB, R - G and B - G are then
-the same, up to rounding, across each block: once a pixel q of p's block is fully known
-and one channel c' of p is, channel c of p is almost surely
+one Cb/Cr pair per 2x2 or 1x2 block of pixels. Back in RGB, R - G and B - G are then the
+same, up to rounding, across each block: once channels c and s of a pixel q in p's block
+and channel s of p are known, channel c of p is almost surely
 
-    v[p, c'] + v[q, c] - v[q, c']      (within 1; measured: 0.3 bits of residual on
-                                        barbara, 1.2 on foreman, vs 4.9 / 2.7 elsewhere)
+    pred_s = v[p, s] + v[q, c] - v[q, s]      within 2 (on barbara, B from R exactly in 99.9%)
 
-The network sees only a few such frames in training and spreads its mass wider, so for
-planes the detector flags, both coder sides multiply the frequencies of the three values
-around that prediction by 2^shift (integer shifts on int64: exact on every machine).
+The network sees few such frames in training and spreads its mass wider, so for planes the
+detector flags, both coder sides mix its categorical with a residual table the encoder
+measured on the picture and wrote in the stream: per (target channel c, sibling s), weights
+of the residuals -2..2 and of the network. With several siblings known, the residual
+tables multiply (two predictions that differ by one pin the value down); the sharpest
+sibling's table says how much the tables weigh against the network. Integer arithmetic,
+and every row sums below 2^53, so the coder's float64 sees exact integers.
 """
 from __future__ import annotations
 
@@ -20,12 +23,15 @@ import torch
 # Block shapes tried, biggest first (a 4:2:0 frame also passes the 1x2 and 2x1 tests).
 SHAPES = ((2, 2), (1, 2), (2, 1))
 # Share of non-anchor pixels whose R-G and B-G lie within 1 of their block anchor's for a
-# plane to be coded with the hint: 0.98-1.00 on the video frames above, <= 0.78 on the
-# other photos of the eval sets (ppt3, which the hint makes 14% larger, is 0.78).
+# plane to be coded with the tables: 0.98-1.00 on the video frames above, <= 0.78 on the
+# other photos of the eval sets.
 MIN_SHARE = 0.95
-DEFAULT_SHIFT = 8             # measured on the three frames: 2^8 beats 2^4, on par with 2^11
-WINDOW = 1                    # values within 1 of the prediction are boosted
-SIBLING_PREFERENCE = (1, 0, 2)  # green first: it carries most of the luma
+RADIUS = 2                    # residuals -RADIUS..RADIUS have weights; the network covers the rest
+TABLE_WIDTH = 2 * RADIUS + 2  # residual weights, then the network's
+PAIRS = tuple((c, s) for c in range(3) for s in range(3) if s != c)    # table order in the stream
+SIBLING_PREFERENCE = (1, 0, 2)  # ties between equally sharp siblings: green first
+NETWORK_FLOOR = 0.01          # the network's weight on top of the residuals beyond RADIUS
+COMPONENT_ONE = 1 << 10       # the product of tables is normalised to this mass
 
 
 def block_share(plane: np.ndarray, by: int, bx: int, oy: int, ox: int) -> float:
@@ -52,46 +58,101 @@ def detect(plane: np.ndarray) -> tuple[int, int, int, int] | None:
     return None
 
 
-def predictions(var: np.ndarray, flat: np.ndarray, step_of: np.ndarray, step: int, width: int,
-                blocks: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(prediction (n,) int64, has one (n,) bool) for the subpixels ``var`` of an RGB plane
-    (flat index 3 * pixel + channel) from what steps before ``step`` revealed.
+def measure_tables(plane: np.ndarray, blocks: tuple[int, int, int, int]) -> np.ndarray:
+    """The residual tables for a plane, (3, 3, TABLE_WIDTH) uint8 (diagonal unused, zero):
+    each pair's residual shares against block anchors, scaled so the largest weight is 255;
+    the network's weight is the share beyond RADIUS plus NETWORK_FLOOR (at least 1)."""
+    by, bx, oy, ox = blocks
+    d = plane.astype(np.int64)[oy:, ox:]
+    nby, nbx = d.shape[0] // by, d.shape[1] // bx
+    tables = np.zeros((3, 3, TABLE_WIDTH), np.uint8)
+    cells = d[:nby * by, :nbx * bx].reshape(nby, by, nbx, bx, 3)
+    anchor = cells[:, :1, :, :1]
+    others = np.ones(cells.shape[:4], bool)
+    others[:, 0, :, 0] = False
+    for c, s in PAIRS:
+        r = (cells[..., c] - cells[..., s] - anchor[..., c] + anchor[..., s])[others]
+        share = np.array([np.mean(r == k) if r.size else 0.0 for k in range(-RADIUS, RADIUS + 1)])
+        share = np.append(share, (np.mean(np.abs(r) > RADIUS) if r.size else 1.0) + NETWORK_FLOOR)
+        tables[c, s] = np.maximum(np.round(share / share.max() * 255), [0] * (TABLE_WIDTH - 1) + [1])
+    return tables
 
-    The sibling channel c' is the first of green, red, blue (not c) already revealed; q the
-    first pixel of the block, row-major, other than p and with all three channels revealed."""
+
+def _sibling_predictions(var: np.ndarray, flat: np.ndarray, step_of: np.ndarray, step: int, width: int,
+                         blocks: tuple[int, int, int, int], s: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pred_s (n,) int64, has one (n,) bool): q is the first pixel of p's block, row-major,
+    other than p, whose channels c and s were revealed before ``step``; p's s must be too."""
     by, bx, oy, ox = blocks
     height = len(flat) // (3 * width)
-    p, ch = var // 3, var % 3
+    p, c = var // 3, var % 3
     y, x = p // width, p % width
     y0, x0 = y - (y - oy) % by, x - (x - ox) % bx
-    sibling = np.full(len(var), -1, dtype=np.int64)
-    for c in SIBLING_PREFERENCE:
-        take = (sibling < 0) & (ch != c) & (step_of[p * 3 + c] < step)
-        sibling[take] = c
-    anchor = np.full(len(var), -1, dtype=np.int64)
+    pred = np.zeros(len(var), dtype=np.int64)
+    has = np.zeros(len(var), dtype=bool)
+    sibling_known = (c != s) & (step_of[p * 3 + s] < step)
     for dy in range(by):
         for dx in range(bx):
             qy, qx = y0 + dy, x0 + dx
             q = qy * width + qx
-            ok = (anchor < 0) & (qy >= 0) & (qy < height) & (qx >= 0) & (qx < width) & (q != p)
-            qs = np.where(ok, q, 0) * 3
-            ok &= (step_of[qs] < step) & (step_of[qs + 1] < step) & (step_of[qs + 2] < step)
-            anchor[ok] = q[ok]
-    has = (sibling >= 0) & (anchor >= 0)
-    s, a = np.where(has, sibling, 0), np.where(has, anchor, 0) * 3
-    pred = flat[p * 3 + s].astype(np.int64) + flat[a + ch].astype(np.int64) - flat[a + s].astype(np.int64)
+            ok = ~has & sibling_known & (qy >= 0) & (qy < height) & (qx >= 0) & (qx < width) & (q != p)
+            q3 = np.where(ok, q, 0) * 3
+            ok &= (step_of[q3 + c] < step) & (step_of[q3 + s] < step)
+            value = flat[p * 3 + s].astype(np.int64) + flat[q3 + c].astype(np.int64) - flat[q3 + s].astype(np.int64)
+            pred[ok] = value[ok]
+            has |= ok
     return pred, has
 
 
-def boost(freq: torch.Tensor, var: np.ndarray, flat: np.ndarray, step_of: np.ndarray, step: int, width: int,
-          blocks: tuple[int, int, int, int], shift: int) -> torch.Tensor:
-    """freq (n, 256) as int64 with the values within WINDOW of each prediction times 2^shift.
-    Rows stay below 2^(31 + shift), exact in the coder's float64 (shift <= 16)."""
-    pred, has = predictions(var, flat, step_of, step, width, blocks)
+def mix(freq: torch.Tensor, var: np.ndarray, flat: np.ndarray, step_of: np.ndarray, step: int, width: int,
+        blocks: tuple[int, int, int, int], tables: np.ndarray) -> torch.Tensor:
+    """freq (n, 256) mixed with the residual tables where a prediction exists, as int64.
+
+    With T = sum(freq), the product P(x) of the known siblings' table weights at x - pred_s
+    (zero outside any of their windows, and outside 0..255), normalised to
+    N(x) = P(x) * COMPONENT_ONE // sum(P), and the sharpest known sibling's residual mass m
+    and network weight w (sharpness: its residual-0 weight over its total; ties go to
+    SIBLING_PREFERENCE order):
+        freq'(x) = freq(x) * w * COMPONENT_ONE + N(x) * m * T.
+    Rows without a prediction (or whose windows do not overlap) keep freq. Row sums stay
+    below 2^31 * 2^10 * 2^11 = 2^52. Only the 2 RADIUS + 1 values around the sharpest
+    sibling's prediction can have P > 0, so the tables are worked on that window alone."""
     out = freq.to(torch.int64)
-    if not has.any():
+    c = var % 3
+    t = tables.astype(np.int64)
+    sharpness = t[..., RADIUS] * (1 << 20) // np.maximum(t.sum(-1), 1)        # (3, 3)
+    found = [(s, *_sibling_predictions(var, flat, step_of, step, width, blocks, s)) for s in SIBLING_PREFERENCE]
+    known = np.zeros(len(var), dtype=bool)
+    best, best_key = np.zeros(len(var), dtype=np.int64), np.full(len(var), -1, dtype=np.int64)
+    centre = np.zeros(len(var), dtype=np.int64)
+    for s, pred, has in found:
+        key = np.where(has, sharpness[c, s], -1)
+        take = key > best_key
+        best[take], best_key[take], centre[take] = s, key[take], pred[take]
+        known |= has
+    rows = np.flatnonzero(known)
+    if not len(rows):
         return out
-    values = torch.arange(256, device=freq.device).view(1, -1)
-    centre = torch.from_numpy(pred).to(freq.device).view(-1, 1)
-    near = ((values - centre).abs() <= WINDOW) & torch.from_numpy(has).to(freq.device).view(-1, 1)
-    return torch.where(near, out << shift, out)
+    c, best = c[rows], best[rows]
+    x = centre[rows, None] + np.arange(-RADIUS, RADIUS + 1)                      # (m, 2R+1)
+    product = ((x >= 0) & (x <= 255)).astype(np.int64)
+    for s, pred, has in found:
+        residual = x - pred[rows, None]
+        inside = np.abs(residual) <= RADIUS
+        weight = np.take_along_axis(t[c, s, :TABLE_WIDTH - 1], np.where(inside, residual + RADIUS, 0), 1) * inside
+        product = np.where(has[rows, None], product * weight, product)
+    total_p = product.sum(1)
+    keep = total_p > 0
+    rows, c, best, x, product, total_p = rows[keep], c[keep], best[keep], x[keep], product[keep], total_p[keep]
+    if not len(rows):
+        return out
+    component = product * COMPONENT_ONE // total_p[:, None]
+    chosen = t[c, best]                                                          # (m, TABLE_WIDTH)
+    dev = freq.device
+    index = torch.from_numpy(rows).to(dev)
+    sub = out[index]
+    mixed = sub * torch.from_numpy(chosen[:, -1:]).to(dev) * COMPONENT_ONE
+    added = component * chosen[:, :-1].sum(1, keepdims=True)                    # (m, 2R+1), times T below
+    columns = torch.from_numpy(np.clip(x, 0, 255)).to(dev)
+    mixed.scatter_add_(1, columns, torch.from_numpy(added).to(dev) * sub.sum(1, keepdim=True))
+    out[index] = mixed
+    return out

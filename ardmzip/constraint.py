@@ -23,9 +23,11 @@ A plane stream (format version 2) starts with one kind byte:
                 model over H x W variables instead of 3 H W
     5 CHROMA    (format version 3) three-channel video frames with half-resolution chroma
                 (chroma.py): a block byte (bit 0: 2-row blocks, bit 1: 2-column blocks,
-                bit 2 / bit 3: blocks start at row / column 1), a shift byte (1..16), then
-                the inner constraint (PLAIN, VALUES or PALETTE) with its own kind byte;
-                the inner masking applies, then the chroma-block boost
+                bit 2 / bit 3: blocks start at row / column 1), the residual tables (for
+                each (channel, sibling) of chroma.PAIRS, 6 bytes: weights of residuals
+                -2..2, then the network's, which is at least 1), then the inner
+                constraint (PLAIN, VALUES or PALETTE) with its own kind byte; the inner
+                masking applies, then the mixture with the tables
 
 followed by the ANS words (none for CONSTANT). Everything here is integer table lookups,
 so encoder and decoder mask identically on every machine.
@@ -58,10 +60,11 @@ class Constraint:
     """One plane's constraint: its bytes, and the masking it implies."""
 
     def __init__(self, kind: int, channels: int, data: np.ndarray | None = None, inner: "Constraint | None" = None,
-                 blocks: tuple[int, int, int, int] | None = None, shift: int = chroma.DEFAULT_SHIFT):
+                 blocks: tuple[int, int, int, int] | None = None):
         self.kind, self.channels = kind, channels
-        self.data = data                    # VALUES (C, 256) bool; PALETTE (P, 3) uint8; CONSTANT (C,) uint8
-        self.inner, self.blocks, self.shift = inner, blocks, shift      # CHROMA only
+        # VALUES (C, 256) bool; PALETTE (P, 3) uint8; CONSTANT (C,) uint8; CHROMA its tables (3, 3, 6) uint8
+        self.data = data
+        self.inner, self.blocks = inner, blocks          # CHROMA only
         self._tables: dict[str, tuple[torch.Tensor, np.ndarray | None]] = {}
 
     def __repr__(self) -> str:
@@ -76,10 +79,10 @@ class Constraint:
         return self.kind == PALETTE or (self.kind == CHROMA and self.inner.kind == PALETTE)
 
     @staticmethod
-    def chroma_blocks(inner: "Constraint", blocks: tuple[int, int, int, int],
-                      shift: int = chroma.DEFAULT_SHIFT) -> "Constraint":
-        """``inner`` with the chroma-block boost for ``blocks`` = (rows, columns, row offset, column offset)."""
-        return Constraint(CHROMA, 3, inner=inner, blocks=blocks, shift=shift)
+    def chroma_blocks(inner: "Constraint", blocks: tuple[int, int, int, int], tables: np.ndarray) -> "Constraint":
+        """``inner`` mixed with residual ``tables`` (chroma.measure_tables) for ``blocks`` =
+        (rows, columns, row offset, column offset)."""
+        return Constraint(CHROMA, 3, tables, inner=inner, blocks=blocks)
 
     # ------------------------------------------------------------ bytes
 
@@ -94,7 +97,8 @@ class Constraint:
             return bytes([GRAY])
         if self.kind == CHROMA:
             by, bx, oy, ox = self.blocks
-            return bytes([CHROMA, (by - 1) | (bx - 1) << 1 | oy << 2 | ox << 3, self.shift]) + self.inner.to_bytes()
+            tables = np.stack([self.data[c, s] for c, s in chroma.PAIRS]).astype(np.uint8).tobytes()
+            return bytes([CHROMA, (by - 1) | (bx - 1) << 1 | oy << 2 | ox << 3]) + tables + self.inner.to_bytes()
         return bytes([CONSTANT]) + self.data.tobytes()
 
     @staticmethod
@@ -143,16 +147,21 @@ class Constraint:
         elif kind == GRAY and channels == 3:
             c = Constraint(GRAY, 3)
         elif kind == CHROMA and channels == 3:
-            shape, shift = take(2)
+            shape = take(1)[0]
             by, bx, oy, ox = 1 + (shape & 1), 1 + (shape >> 1 & 1), shape >> 2 & 1, shape >> 3 & 1
             if shape >> 4 or by * bx == 1 or oy >= by or ox >= bx:
                 raise FormatError(f"corrupt .ardm file: bad chroma block byte {shape}")
-            if not 1 <= shift <= 16:
-                raise FormatError(f"corrupt .ardm file: chroma shift {shift}")
+            rows = np.frombuffer(take(len(chroma.PAIRS) * chroma.TABLE_WIDTH), np.uint8)
+            rows = rows.reshape(len(chroma.PAIRS), chroma.TABLE_WIDTH)
+            if (rows[:, -1] == 0).any():
+                raise FormatError("corrupt .ardm file: chroma table without network weight")
+            tables = np.zeros((3, 3, chroma.TABLE_WIDTH), np.uint8)
+            for (c, s), row in zip(chroma.PAIRS, rows):
+                tables[c, s] = row
             inner, rest = Constraint.parse(stream[pos:], 3)
             if inner.kind not in (PLAIN, VALUES, PALETTE):
                 raise FormatError("corrupt .ardm file: bad constraint inside chroma blocks")
-            return Constraint.chroma_blocks(inner, (by, bx, oy, ox), shift), rest
+            return Constraint.chroma_blocks(inner, (by, bx, oy, ox), tables), rest
         else:
             raise FormatError(f"corrupt .ardm file: unknown plane constraint {kind}")
         return c, stream[pos:]
@@ -161,7 +170,7 @@ class Constraint:
 
     def restrict(self, freq: torch.Tensor, var: np.ndarray, flat: np.ndarray, step_of: np.ndarray,
                  step: int, width: int) -> torch.Tensor:
-        """Zero the frequencies of values ``var`` cannot take (and, for CHROMA, boost likely ones).
+        """Zero the frequencies of values ``var`` cannot take (and, for CHROMA, mix in the tables).
 
         freq: (n, 256) int32 for the variables ``var`` (flat indices into the plane, pixel-major);
         flat: the plane's values, correct wherever ``step_of < step`` (revealed before this step);
@@ -171,7 +180,7 @@ class Constraint:
         """
         if self.kind == CHROMA:
             inner = self.inner.restrict(freq, var, flat, step_of, step, width)
-            return chroma.boost(inner, var, flat, step_of, step, width, self.blocks, self.shift)
+            return chroma.mix(inner, var, flat, step_of, step, width, self.blocks, self.data)
         if self.kind == PLAIN:
             return freq
         table, pair_row = self._device_tables(freq.device)
@@ -279,8 +288,9 @@ def candidates(plane: np.ndarray) -> list[Constraint]:
             pal = np.stack([keys >> 16, (keys >> 8) & 255, keys & 255], 1).astype(np.uint8)
             out.append(Constraint(PALETTE, 3, pal))
         blocks = chroma.detect(plane)
-        if blocks is not None:                 # video frames: each candidate also with the boost
-            out += [Constraint.chroma_blocks(c, blocks) for c in out]
+        if blocks is not None:                 # video frames: each candidate also with the tables
+            tables = chroma.measure_tables(plane, blocks)
+            out += [Constraint.chroma_blocks(c, blocks, tables) for c in out]
     return out
 
 

@@ -59,51 +59,69 @@ def test_block_share_counts_non_anchor_pixels_within_one():
 # ---------------------------------------------------------------- the prediction
 
 
-def brute_force_prediction(flat, step_of, step, w, blocks, u):
+def brute_force_prediction(flat, step_of, step, w, blocks, u, s):
+    """pred_s of variable u read off the definition, or None."""
     by, bx, oy, ox = blocks
     h = len(flat) // (3 * w)
-    p, ch = divmod(u, 3)
+    p, c = divmod(u, 3)
     y, x = divmod(p, w)
-    sib = next((c for c in (1, 0, 2) if c != ch and step_of[3 * p + c] < step), None)
+    if s == c or step_of[3 * p + s] >= step:
+        return None
     y0, x0 = y - (y - oy) % by, x - (x - ox) % bx
     for qy in range(y0, y0 + by):
         for qx in range(x0, x0 + bx):
             q = qy * w + qx
-            if 0 <= qy < h and 0 <= qx < w and q != p and all(step_of[3 * q + c] < step for c in range(3)):
-                if sib is None:
-                    return None
-                return int(flat[3 * p + sib]) + int(flat[3 * q + ch]) - int(flat[3 * q + sib])
+            if 0 <= qy < h and 0 <= qx < w and q != p and step_of[3 * q + c] < step and step_of[3 * q + s] < step:
+                return int(flat[3 * p + s]) + int(flat[3 * q + c]) - int(flat[3 * q + s])
     return None
 
 
+def brute_force_mix(freq, flat, step_of, step, w, blocks, tables, u):
+    """One row of chroma.mix over all 256 values, straight from its docstring."""
+    c = u % 3
+    t = tables.astype(np.int64)
+    preds = {s: brute_force_prediction(flat, step_of, step, w, blocks, u, s) for s in (1, 0, 2)}
+    known = [s for s in (1, 0, 2) if preds[s] is not None]
+    if not known:
+        return freq
+    best = max(known, key=lambda s: (t[c, s, 2] * (1 << 20) // t[c, s].sum(), -(1, 0, 2).index(s)))
+    product = np.ones(256, np.int64)
+    for s in known:
+        r = np.arange(256) - preds[s]
+        product *= np.where(np.abs(r) <= 2, t[c, s][np.clip(r + 2, 0, 4)], 0)
+    if product.sum() == 0:
+        return freq
+    component = product * 1024 // product.sum()
+    return freq * t[c, best, -1] * 1024 + component * t[c, best, :-1].sum() * freq.sum()
+
+
 @pytest.mark.parametrize("blocks", [(2, 2, 0, 0), (2, 2, 1, 1), (1, 2, 0, 1), (2, 1, 1, 0)])
-def test_predictions_equal_a_brute_force_reading(blocks):
+def test_mix_equals_a_brute_force_reading_of_its_definition(blocks):
     rng = np.random.default_rng(sum(blocks))
     h, w = 7, 9
     flat = rng.integers(0, 256, 3 * h * w).astype(np.uint8)
+    flat[rng.random(flat.size) < 0.2] = rng.choice([0, 1, 254, 255])         # windows at the edges
     step_of = rng.integers(0, 4, flat.size).astype(np.int64)
     var = np.flatnonzero(step_of == 2)
-    pred, has = chroma.predictions(var, flat, step_of, 2, w, blocks)
-    for u, pr, ok in zip(var, pred, has):
-        want = brute_force_prediction(flat, step_of, 2, w, blocks, int(u))
-        assert (want is not None) == ok
-        if ok:
-            assert pr == want
-    assert has.any() and not has.all()
+    tables = rng.integers(0, 256, (3, 3, chroma.TABLE_WIDTH)).astype(np.uint8)
+    tables[..., 1:4] = rng.integers(0, 3, (3, 3, 3)) * 120                 # ties and empty windows
+    tables[..., -1] |= 1
+    freq = torch.from_numpy(rng.integers(1, 1 << 31, (len(var), 256)).astype(np.int64) // 256)
+    out = chroma.mix(freq.to(torch.int32), var, flat, step_of, 2, w, blocks, tables)
+    assert out.dtype == torch.int64 and int(out.sum(1).max()) < 2 ** 53
+    changed = 0
+    for row, f, u in zip(out.numpy(), freq.numpy(), var):
+        want = brute_force_mix(f, flat, step_of, 2, w, blocks, tables, int(u))
+        assert np.array_equal(row, want)
+        changed += not np.array_equal(row, f)
+    assert 0 < changed < len(var)
 
 
-def test_boost_multiplies_the_window_around_the_prediction_and_nothing_else():
-    flat = np.array([10, 20, 30, 12, 0, 0], np.uint8)        # pixel 0 known; pixel 1: green hidden
-    step_of = np.array([0, 0, 0, 0, 1, 1])
-    var = np.array([4, 5])                                   # pixel 1's green and blue, coded at step 1
-    freq = torch.full((2, 256), 3, dtype=torch.int32)
-    out = chroma.boost(freq, var, flat, step_of, 1, 2, (1, 2, 0, 0), 8)
-    assert out.dtype == torch.int64
-    # green from red: 12 + 20 - 10 = 22; blue from red: 12 + 30 - 10 = 32
-    for row, centre in zip(out, (22, 32)):
-        boosted = torch.nonzero(row == 3 << 8).view(-1).tolist()
-        assert boosted == [centre - 1, centre, centre + 1]
-        assert int((row == 3).sum()) == 253
+def test_measured_tables_put_the_weight_where_the_residuals_are():
+    a = video_frame(32, 32, 2, vertical=False)
+    t = chroma.measure_tables(a, (1, 2, 0, 0))
+    assert (t[[0, 0, 1, 1, 2, 2], [1, 2, 0, 2, 0, 1], -1] >= 1).all()
+    assert (t[..., 2].max(axis=1) == 255).all() and not t[[0, 1, 2], [0, 1, 2]].any()
 
 
 # ---------------------------------------------------------------- coding
@@ -169,22 +187,28 @@ def test_archive_resume_recognises_version_3_members():
 ])
 @pytest.mark.parametrize("blocks", [(2, 2, 0, 0), (2, 2, 1, 0), (1, 2, 0, 1), (2, 1, 1, 0)])
 def test_chroma_bytes_round_trip(inner, blocks):
-    c = Constraint.chroma_blocks(inner, blocks, shift=11)
+    tables = np.random.default_rng(sum(blocks)).integers(1, 256, (3, 3, chroma.TABLE_WIDTH)).astype(np.uint8)
+    tables[[0, 1, 2], [0, 1, 2]] = 0
+    c = Constraint.chroma_blocks(inner, blocks, tables)
     parsed, rest = Constraint.parse(c.to_bytes() + b"tail", 3)
-    assert rest == b"tail" and parsed.kind == CHROMA and parsed.blocks == blocks and parsed.shift == 11
+    assert rest == b"tail" and parsed.kind == CHROMA and parsed.blocks == blocks
+    assert np.array_equal(parsed.data, tables)
     assert parsed.inner.kind == inner.kind and parsed.palette == (inner.kind == PALETTE)
     assert constraint.describe(c.to_bytes(), 3).startswith(f"chroma blocks {blocks[0]}x{blocks[1]}")
 
 
+TABLES = bytes([0, 0, 255, 0, 0, 1] * 6)
+
+
 @pytest.mark.parametrize("stream, channels, message", [
-    (b"\x05\x03\x08\x00", 1, "unknown plane constraint"),            # RGB planes only
-    (b"\x05\x00\x08\x00", 3, "bad chroma block byte"),               # 1x1 blocks
-    (b"\x05\x06\x08\x00", 3, "bad chroma block byte"),               # row offset 1 with 1-row blocks
-    (b"\x05\x13\x08\x00", 3, "bad chroma block byte"),               # unknown bits
-    (b"\x05\x03\x00\x00", 3, "chroma shift 0"),
-    (b"\x05\x03\x11\x00", 3, "chroma shift 17"),
-    (b"\x05\x03\x08\x04", 3, "bad constraint inside chroma"),        # GRAY inside
-    (b"\x05\x03\x08\x05\x03\x08\x00", 3, "bad constraint inside chroma"),
+    (b"\x05\x03" + TABLES + b"\x00", 1, "unknown plane constraint"),            # RGB planes only
+    (b"\x05\x00" + TABLES + b"\x00", 3, "bad chroma block byte"),               # 1x1 blocks
+    (b"\x05\x06" + TABLES + b"\x00", 3, "bad chroma block byte"),               # row offset 1 with 1-row blocks
+    (b"\x05\x13" + TABLES + b"\x00", 3, "bad chroma block byte"),               # unknown bits
+    (b"\x05\x03" + bytes(35) + b"\x00", 3, "chroma table without network weight"),
+    (b"\x05\x03" + TABLES + b"\x04", 3, "bad constraint inside chroma"),        # GRAY inside
+    (b"\x05\x03" + TABLES + b"\x05\x03" + TABLES + b"\x00", 3, "bad constraint inside chroma"),
+    (b"\x05\x03" + TABLES[:-1], 3, "truncated"),
     (b"\x05\x03", 3, "truncated"),
 ])
 def test_malformed_chroma_constraints_are_format_errors(stream, channels, message):
