@@ -327,8 +327,9 @@ def decode_planes(model: Model, jobs: list[PlaneJob], device: torch.device, prog
                 rule, data = constraint.Constraint.parse(data, 1)
                 if rule.kind not in (constraint.PLAIN, constraint.VALUES):
                     raise FormatError("corrupt .ardm file: bad gray plane inside an RGB plane")
-            if rule.kind == constraint.CHROMA and job.version < 3:
-                raise FormatError(f"corrupt .ardm file: chroma blocks in a format version {job.version} file")
+            if rule.kind in constraint.WRAPPERS and job.version < 3:
+                raise FormatError(f"corrupt .ardm file: {constraint.KIND_NAMES[rule.kind]} in a format version "
+                                  f"{job.version} file")
         except FormatError as e:
             job.error = e
             continue
@@ -382,8 +383,10 @@ def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps
 
 def format_version(color_stream: bytes) -> int:
     """The oldest format version that holds a picture's colour stream: 3 where it uses chroma
-    blocks (so that older decoders refuse the file as newer instead of misreading it), else 2."""
-    return container.FORMAT_VERSION if color_stream[:1] == bytes([constraint.CHROMA]) else container.COMMON_VERSION
+    blocks or colour copies (so that older decoders refuse the file as newer instead of
+    misreading it), else 2."""
+    wrapped = color_stream[:1] in (bytes([constraint.CHROMA]), bytes([constraint.COPY]))
+    return container.FORMAT_VERSION if wrapped else container.COMMON_VERSION
 
 
 def pixel_crc(pixels: np.ndarray) -> int:

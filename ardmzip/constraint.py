@@ -28,6 +28,10 @@ A plane stream (format version 2) starts with one kind byte:
                 -2..2, then the network's, which is at least 1), then the inner
                 constraint (PLAIN, VALUES or PALETTE) with its own kind byte; the inner
                 masking applies, then the mixture with the tables
+    6 COPY      (format version 3) three-channel planes, mostly palette pictures
+                (copies.py): radius (1..15), votes a_0, a_1, a_2, the network's weight
+                (at least 1), then the inner constraint (PLAIN, VALUES or PALETTE); the
+                inner masking applies, then the mixture with the neighbours' votes
 
 followed by the ANS words (none for CONSTANT). Everything here is integer table lookups,
 so encoder and decoder mask identically on every machine.
@@ -37,12 +41,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import chroma
+from . import chroma, copies
 from .errors import FormatError
 
-PLAIN, VALUES, PALETTE, CONSTANT, GRAY, CHROMA = 0, 1, 2, 3, 4, 5
+PLAIN, VALUES, PALETTE, CONSTANT, GRAY, CHROMA, COPY = 0, 1, 2, 3, 4, 5, 6
 KIND_NAMES = {PLAIN: "plain", VALUES: "value sets", PALETTE: "palette", CONSTANT: "constant", GRAY: "gray as RGB",
-              CHROMA: "chroma blocks"}
+              CHROMA: "chroma blocks", COPY: "colour copies"}
+WRAPPERS = (CHROMA, COPY)         # kinds that wrap an inner constraint (format version 3)
 MAX_PALETTE = 4096
 # Where only a rule decides (large planes): a palette must cost under 1/4 bit per pixel.
 PALETTE_BITS_PER_PIXEL = 0.25
@@ -62,27 +67,37 @@ class Constraint:
     def __init__(self, kind: int, channels: int, data: np.ndarray | None = None, inner: "Constraint | None" = None,
                  blocks: tuple[int, int, int, int] | None = None):
         self.kind, self.channels = kind, channels
-        # VALUES (C, 256) bool; PALETTE (P, 3) uint8; CONSTANT (C,) uint8; CHROMA its tables (3, 3, 6) uint8
+        # VALUES (C, 256) bool; PALETTE (P, 3) uint8; CONSTANT (C,) uint8; CHROMA its tables (3, 3, 6)
+        # uint8; COPY (radius, a_0, a_1, a_2, network weight) uint8
         self.data = data
-        self.inner, self.blocks = inner, blocks          # CHROMA only
+        self.inner, self.blocks = inner, blocks          # CHROMA and COPY; CHROMA
         self._tables: dict[str, tuple[torch.Tensor, np.ndarray | None]] = {}
 
     def __repr__(self) -> str:
         if self.kind == CHROMA:
             return f"Constraint(chroma blocks {self.blocks}, {self.inner!r})"
+        if self.kind == COPY:
+            return f"Constraint(colour copies {tuple(int(v) for v in self.data)}, {self.inner!r})"
         extra = f", {len(self.data)} colours" if self.kind == PALETTE else ""
         return f"Constraint({KIND_NAMES[self.kind]}{extra})"
 
     @property
     def palette(self) -> bool:
         """Whether the plane is coded with a palette (inside a CHROMA wrapper or not)."""
-        return self.kind == PALETTE or (self.kind == CHROMA and self.inner.kind == PALETTE)
+        return self.kind == PALETTE or (self.kind in WRAPPERS and self.inner.kind == PALETTE)
 
     @staticmethod
     def chroma_blocks(inner: "Constraint", blocks: tuple[int, int, int, int], tables: np.ndarray) -> "Constraint":
         """``inner`` mixed with residual ``tables`` (chroma.measure_tables) for ``blocks`` =
         (rows, columns, row offset, column offset)."""
         return Constraint(CHROMA, 3, tables, inner=inner, blocks=blocks)
+
+    @staticmethod
+    def colour_copies(inner: "Constraint", radius: int = copies.DEFAULT_RADIUS,
+                      weights: tuple[int, int, int] = copies.DEFAULT_WEIGHTS,
+                      network: int = copies.DEFAULT_NETWORK) -> "Constraint":
+        """``inner`` mixed with the votes of revealed neighbours within ``radius`` (copies.py)."""
+        return Constraint(COPY, 3, np.array([radius, *weights, network], np.uint8), inner=inner)
 
     # ------------------------------------------------------------ bytes
 
@@ -99,6 +114,8 @@ class Constraint:
             by, bx, oy, ox = self.blocks
             tables = np.stack([self.data[c, s] for c, s in chroma.PAIRS]).astype(np.uint8).tobytes()
             return bytes([CHROMA, (by - 1) | (bx - 1) << 1 | oy << 2 | ox << 3]) + tables + self.inner.to_bytes()
+        if self.kind == COPY:
+            return bytes([COPY]) + self.data.tobytes() + self.inner.to_bytes()
         return bytes([CONSTANT]) + self.data.tobytes()
 
     @staticmethod
@@ -162,6 +179,16 @@ class Constraint:
             if inner.kind not in (PLAIN, VALUES, PALETTE):
                 raise FormatError("corrupt .ardm file: bad constraint inside chroma blocks")
             return Constraint.chroma_blocks(inner, (by, bx, oy, ox), tables), rest
+        elif kind == COPY and channels == 3:
+            radius, a0, a1, a2, network = take(5)
+            if not 1 <= radius <= copies.MAX_RADIUS:
+                raise FormatError(f"corrupt .ardm file: colour copy radius {radius}")
+            if network == 0:
+                raise FormatError("corrupt .ardm file: colour copies without network weight")
+            inner, rest = Constraint.parse(stream[pos:], 3)
+            if inner.kind not in (PLAIN, VALUES, PALETTE):
+                raise FormatError("corrupt .ardm file: bad constraint inside colour copies")
+            return Constraint.colour_copies(inner, radius, (a0, a1, a2), network), rest
         else:
             raise FormatError(f"corrupt .ardm file: unknown plane constraint {kind}")
         return c, stream[pos:]
@@ -181,6 +208,10 @@ class Constraint:
         if self.kind == CHROMA:
             inner = self.inner.restrict(freq, var, flat, step_of, step, width)
             return chroma.mix(inner, var, flat, step_of, step, width, self.blocks, self.data)
+        if self.kind == COPY:
+            inner = self.inner.restrict(freq, var, flat, step_of, step, width)
+            radius, a0, a1, a2, network = (int(v) for v in self.data)
+            return copies.mix(inner, var, flat, step_of, step, width, radius, (a0, a1, a2), network)
         if self.kind == PLAIN:
             return freq
         table, pair_row = self._device_tables(freq.device)
@@ -219,6 +250,8 @@ def describe(stream: bytes, channels: int) -> str:
         by, bx, oy, ox = c.blocks
         inner = describe(c.inner.to_bytes(), 3)
         return f"chroma blocks {by}x{bx} at ({oy}, {ox}), " + inner
+    if c.kind == COPY:
+        return f"colour copies (radius {int(c.data[0])}), " + describe(c.inner.to_bytes(), 3)
     if c.kind == GRAY:
         return "gray as RGB, " + describe(rest, 1)
     if c.kind == VALUES:
@@ -268,7 +301,7 @@ def candidates(plane: np.ndarray) -> list[Constraint]:
     A constant plane gets CONSTANT alone, a gray plane stored as RGB GRAY alone (both are
     always best). Each later candidate allows a subset of what the one before allows, so its
     ideal bits are never higher; only its bytes are. A video frame (chroma.detect) then gets
-    the same list again, each wrapped in CHROMA.
+    the same list again, each wrapped in CHROMA, and a palette also comes wrapped in COPY.
     """
     channels = 1 if plane.ndim == 2 else plane.shape[2]
     px = plane.reshape(-1, channels)
@@ -291,6 +324,8 @@ def candidates(plane: np.ndarray) -> list[Constraint]:
         if blocks is not None:                 # video frames: each candidate also with the tables
             tables = chroma.measure_tables(plane, blocks)
             out += [Constraint.chroma_blocks(c, blocks, tables) for c in out]
+        # palette pictures: the palette also with colour copies (last, so by_rule takes it)
+        out += [Constraint.colour_copies(c) for c in out if c.kind == PALETTE]
     return out
 
 
