@@ -7,7 +7,8 @@ shortest form only).  Multi-byte fixed fields are little-endian.
 
 Layout, format versions 1-3 (the same bytes; only the plane streams differ, see
 ``constraint.py``; files of every version decode). The codec writes version 2, or 3 for
-pictures coded with chroma blocks, so an older ardmzip refuses those as newer::
+pictures coded with chroma blocks or colour copies, so an older ardmzip refuses those as
+newer instead of misreading them::
 
     header
       magic          4 bytes   b"ARDM"
@@ -60,7 +61,7 @@ __all__ = [
 
 MAGIC = b"ARDM"
 FORMAT_VERSION = 3            # the newest version this ardmzip reads
-COMMON_VERSION = 2            # what pictures without chroma blocks are written as
+COMMON_VERSION = 2            # what pictures without chroma blocks or colour copies are written as
 OLDEST_VERSION = 1
 MODES: tuple[str, ...] = ("L", "LA", "RGB", "RGBA", "P", "PA", "1")
 MAX_STREAMS = 64
