@@ -8,7 +8,7 @@ frequencies of impossible values before coding. Restricting never raises a symbo
 cost (the true value is always allowed and the mass renormalises over fewer values), so
 the only price is the side information.
 
-A plane stream (format version 2) starts with one kind byte:
+A plane stream (format versions 2 and 3) starts with one kind byte:
 
     0 PLAIN     nothing more
     1 VALUES    per channel, a 256-bit set of the values that occur (32 bytes, value v is
@@ -70,7 +70,8 @@ class Constraint:
         # VALUES (C, 256) bool; PALETTE (P, 3) uint8; CONSTANT (C,) uint8; CHROMA its tables (3, 3, 6)
         # uint8; COPY (radius, a_0, a_1, a_2, network weight) uint8
         self.data = data
-        self.inner, self.blocks = inner, blocks          # CHROMA and COPY; CHROMA
+        self.inner = inner                  # CHROMA and COPY: the constraint they wrap
+        self.blocks = blocks                # CHROMA: (rows, columns, row offset, column offset)
         self._tables: dict[str, tuple[torch.Tensor, np.ndarray | None]] = {}
 
     def __repr__(self) -> str:
@@ -83,7 +84,7 @@ class Constraint:
 
     @property
     def palette(self) -> bool:
-        """Whether the plane is coded with a palette (inside a CHROMA wrapper or not)."""
+        """Whether the plane is coded with a palette (wrapped in CHROMA or COPY or not)."""
         return self.kind == PALETTE or (self.kind in WRAPPERS and self.inner.kind == PALETTE)
 
     @staticmethod
@@ -175,9 +176,7 @@ class Constraint:
             tables = np.zeros((3, 3, chroma.TABLE_WIDTH), np.uint8)
             for (c, s), row in zip(chroma.PAIRS, rows):
                 tables[c, s] = row
-            inner, rest = Constraint.parse(stream[pos:], 3)
-            if inner.kind not in (PLAIN, VALUES, PALETTE):
-                raise FormatError("corrupt .ardm file: bad constraint inside chroma blocks")
+            inner, rest = _parse_inner(stream[pos:], CHROMA)
             return Constraint.chroma_blocks(inner, (by, bx, oy, ox), tables), rest
         elif kind == COPY and channels == 3:
             radius, a0, a1, a2, network = take(5)
@@ -185,9 +184,7 @@ class Constraint:
                 raise FormatError(f"corrupt .ardm file: colour copy radius {radius}")
             if network == 0:
                 raise FormatError("corrupt .ardm file: colour copies without network weight")
-            inner, rest = Constraint.parse(stream[pos:], 3)
-            if inner.kind not in (PLAIN, VALUES, PALETTE):
-                raise FormatError("corrupt .ardm file: bad constraint inside colour copies")
+            inner, rest = _parse_inner(stream[pos:], COPY)
             return Constraint.colour_copies(inner, radius, (a0, a1, a2), network), rest
         else:
             raise FormatError(f"corrupt .ardm file: unknown plane constraint {kind}")
@@ -197,19 +194,19 @@ class Constraint:
 
     def restrict(self, freq: torch.Tensor, var: np.ndarray, flat: np.ndarray, step_of: np.ndarray,
                  step: int, width: int) -> torch.Tensor:
-        """Zero the frequencies of values ``var`` cannot take (and, for CHROMA, mix in the tables).
+        """Zero the frequencies of values ``var`` cannot take (CHROMA and COPY then mix in their
+        predictions).
 
         freq: (n, 256) int32 for the variables ``var`` (flat indices into the plane, pixel-major);
         flat: the plane's values, correct wherever ``step_of < step`` (revealed before this step);
-        width: the plane's width in pixels. Returns int32, or int64 for CHROMA.
+        width: the plane's width in pixels. Returns int32, or int64 for CHROMA and COPY.
         A row left empty (only possible when decoding a damaged stream) keeps its frequencies,
         so decoding stays defined and the pixel checksum reports the damage.
         """
-        if self.kind == CHROMA:
+        if self.kind in WRAPPERS:
             inner = self.inner.restrict(freq, var, flat, step_of, step, width)
-            return chroma.mix(inner, var, flat, step_of, step, width, self.blocks, self.data)
-        if self.kind == COPY:
-            inner = self.inner.restrict(freq, var, flat, step_of, step, width)
+            if self.kind == CHROMA:
+                return chroma.mix(inner, var, flat, step_of, step, width, self.blocks, self.data)
             radius, a0, a1, a2, network = (int(v) for v in self.data)
             return copies.mix(inner, var, flat, step_of, step, width, radius, (a0, a1, a2), network)
         if self.kind == PLAIN:
@@ -244,7 +241,7 @@ class Constraint:
 
 
 def describe(stream: bytes, channels: int) -> str:
-    """A plane's constraint in words, for ``ardmzip info`` (format version 2 streams)."""
+    """A plane's constraint in words, for ``ardmzip info`` (format version 2 and 3 streams)."""
     c, rest = Constraint.parse(stream, channels)
     if c.kind == CHROMA:
         by, bx, oy, ox = c.blocks
@@ -259,6 +256,14 @@ def describe(stream: bytes, channels: int) -> str:
     if c.kind == PALETTE:
         return f"palette ({len(c.data)} colours)"
     return KIND_NAMES[c.kind]
+
+
+def _parse_inner(stream: bytes, wrapper: int) -> tuple[Constraint, bytes]:
+    """The constraint a CHROMA or COPY wraps: PLAIN, VALUES or PALETTE of an RGB plane."""
+    inner, rest = Constraint.parse(stream, 3)
+    if inner.kind not in (PLAIN, VALUES, PALETTE):
+        raise FormatError(f"corrupt .ardm file: bad constraint inside {KIND_NAMES[wrapper]}")
+    return inner, rest
 
 
 def _color_keys(pal: np.ndarray) -> np.ndarray:
