@@ -66,3 +66,19 @@ def test_shipped_fixture_files_decode_on_the_device():
     from test_codec import SHIPPED_FILES, legacy_image
     for path in SHIPPED_FILES:
         assert np.array_equal(ardmzip.decompress(path.read_bytes(), device=DEVICE), legacy_image()), path.name
+
+
+def test_mixture_files_are_identical_across_devices(monkeypatch):
+    """Chroma blocks and colour copies (format version 3) mix on the device too."""
+    from ardmzip import codec, container
+    from test_chroma import video_frame
+    from test_constraint import palette_image
+    from test_codec import V3_FILES, legacy_image
+    monkeypatch.setattr(codec, "TRY_ALL_CONSTRAINTS", 100)           # large-plane rule: copies for palettes
+    for image, kind in [(video_frame(34, 40, 1), 5), (palette_image(36, 30, 3, seed=2), 6)]:
+        on_cpu = ardmzip.compress(image, steps=6)
+        assert container.unpack(on_cpu)[1][0][0] == kind
+        assert ardmzip.compress(image, steps=6, device=DEVICE) == on_cpu
+        assert np.array_equal(ardmzip.decompress(on_cpu, device=DEVICE), image)
+    for path in V3_FILES:
+        assert np.array_equal(ardmzip.decompress(path.read_bytes(), device=DEVICE), legacy_image()), path.name
