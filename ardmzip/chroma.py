@@ -34,25 +34,41 @@ NETWORK_FLOOR = 0.01          # the network's weight on top of the residuals bey
 COMPONENT_ONE = 1 << 10       # the product of tables is normalised to this mass
 
 
+def _whole_blocks(a: np.ndarray, by: int, bx: int, oy: int, ox: int) -> np.ndarray:
+    """The whole blocks of an (H, W, ...) array whose blocks start at row oy, column ox, as
+    (blocks down, by, blocks across, bx, ...); anchors at [:, 0, :, 0]."""
+    a = a[oy:, ox:]
+    nby, nbx = a.shape[0] // by, a.shape[1] // bx
+    return a[:nby * by, :nbx * bx].reshape(nby, by, nbx, bx, *a.shape[2:])
+
+
+def _colour_differences(plane: np.ndarray) -> np.ndarray:
+    """(H, W, 2) int16: R - G and B - G."""
+    d = plane.astype(np.int16)
+    return np.stack([d[..., 0] - d[..., 1], d[..., 2] - d[..., 1]], -1)
+
+
+def _share(diff: np.ndarray, by: int, bx: int, oy: int, ox: int) -> float:
+    blocks = _whole_blocks(diff, by, bx, oy, ox)
+    if blocks.size == 0:
+        return 0.0
+    close = (np.abs(blocks - blocks[:, :1, :, :1]) <= 1).all(-1)       # (nby, by, nbx, bx)
+    close[:, 0, :, 0] = False                                          # anchors do not count
+    return float(close.sum()) / (close.shape[0] * close.shape[2] * (by * bx - 1))
+
+
 def block_share(plane: np.ndarray, by: int, bx: int, oy: int, ox: int) -> float:
     """Share of the non-anchor pixels of whole blocks (top-left pixel = anchor, blocks starting
     at row oy, column ox) whose R-G and B-G are within 1 of their anchor's; 0 without such pixels."""
-    d = plane.astype(np.int16)
-    diff = np.stack([d[..., 0] - d[..., 1], d[..., 2] - d[..., 1]], -1)[oy:, ox:]
-    nby, nbx = diff.shape[0] // by, diff.shape[1] // bx
-    if nby == 0 or nbx == 0:
-        return 0.0
-    blocks = diff[:nby * by, :nbx * bx].reshape(nby, by, nbx, bx, 2)
-    close = (np.abs(blocks - blocks[:, :1, :, :1]) <= 1).all(-1)       # (nby, by, nbx, bx)
-    close[:, 0, :, 0] = False                                          # anchors do not count
-    return float(close.sum()) / (nby * nbx * (by * bx - 1))
+    return _share(_colour_differences(plane), by, bx, oy, ox)
 
 
 def detect(plane: np.ndarray) -> tuple[int, int, int, int] | None:
     """(block rows, block columns, row offset, column offset) of an (H, W, 3) plane's chroma
     blocks, or None when no shape reaches MIN_SHARE."""
+    diff = _colour_differences(plane)
     for by, bx in SHAPES:
-        best = max(((block_share(plane, by, bx, oy, ox), oy, ox) for oy in range(by) for ox in range(bx)))
+        best = max(((_share(diff, by, bx, oy, ox), oy, ox) for oy in range(by) for ox in range(bx)))
         if best[0] >= MIN_SHARE:
             return by, bx, best[1], best[2]
     return None
@@ -62,19 +78,18 @@ def measure_tables(plane: np.ndarray, blocks: tuple[int, int, int, int]) -> np.n
     """The residual tables for a plane, (3, 3, TABLE_WIDTH) uint8 (diagonal unused, zero):
     each pair's residual shares against block anchors, scaled so the largest weight is 255;
     the network's weight is the share beyond RADIUS plus NETWORK_FLOOR (at least 1)."""
-    by, bx, oy, ox = blocks
-    d = plane.astype(np.int64)[oy:, ox:]
-    nby, nbx = d.shape[0] // by, d.shape[1] // bx
-    tables = np.zeros((3, 3, TABLE_WIDTH), np.uint8)
-    cells = d[:nby * by, :nbx * bx].reshape(nby, by, nbx, bx, 3)
+    cells = _whole_blocks(plane.astype(np.int64), *blocks)
     anchor = cells[:, :1, :, :1]
     others = np.ones(cells.shape[:4], bool)
     others[:, 0, :, 0] = False
+    tables = np.zeros((3, 3, TABLE_WIDTH), np.uint8)
     for c, s in PAIRS:
         r = (cells[..., c] - cells[..., s] - anchor[..., c] + anchor[..., s])[others]
         share = np.array([np.mean(r == k) if r.size else 0.0 for k in range(-RADIUS, RADIUS + 1)])
         share = np.append(share, (np.mean(np.abs(r) > RADIUS) if r.size else 1.0) + NETWORK_FLOOR)
-        tables[c, s] = np.maximum(np.round(share / share.max() * 255), [0] * (TABLE_WIDTH - 1) + [1])
+        weights = np.round(share / share.max() * 255)
+        weights[-1] = max(weights[-1], 1)
+        tables[c, s] = weights
     return tables
 
 

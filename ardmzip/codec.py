@@ -385,7 +385,7 @@ def format_version(color_stream: bytes) -> int:
     """The oldest format version that holds a picture's colour stream: 3 where it uses chroma
     blocks or colour copies (so that older decoders refuse the file as newer instead of
     misreading it), else 2."""
-    wrapped = color_stream[:1] in (bytes([constraint.CHROMA]), bytes([constraint.COPY]))
+    wrapped = bool(color_stream) and color_stream[0] in constraint.WRAPPERS
     return container.FORMAT_VERSION if wrapped else container.COMMON_VERSION
 
 
