@@ -402,11 +402,15 @@ def check_steps(steps: int | None) -> int:
 
 
 def compress_pictures(pictures: list[Picture], steps: int | None = None, model: str | None = None, seed: int = 0,
-                      device: str = "cpu", progress: bool = False, stats: Stats | None = None) -> list[bytes]:
+                      device: str = "cpu", progress: bool = False, stats: Stats | None = None, *,
+                      max_pixels: int = container.MAX_PIXELS) -> list[bytes]:
     """One .ardm file per picture, each identical to ``compress_picture``'s; pictures of one
     size share network calls (the integer network is exact per pixel, so batching changes
-    nothing in the files)."""
+    nothing in the files). A picture over ``max_pixels`` (0: no limit) raises LimitError
+    before any is coded."""
     steps = check_steps(steps)
+    for p in pictures:
+        container.check_pixels(p.pixels.shape[1], p.pixels.shape[0], max_pixels)
     m = load(model)
     dev = resolve_device(device)
     stats = stats if stats is not None else Stats(measure_ideal=False)
@@ -425,22 +429,25 @@ def compress_pictures(pictures: list[Picture], steps: int | None = None, model: 
 
 
 def compress_picture(picture: Picture, steps: int | None = None, model: str | None = None, seed: int = 0,
-                     device: str = "cpu", progress: bool = False, stats: Stats | None = None) -> bytes:
-    return compress_pictures([picture], steps, model, seed, device, progress, stats)[0]
+                     device: str = "cpu", progress: bool = False, stats: Stats | None = None, *,
+                     max_pixels: int = container.MAX_PIXELS) -> bytes:
+    return compress_pictures([picture], steps, model, seed, device, progress, stats, max_pixels=max_pixels)[0]
 
 
 def decompress_pictures(files: list[bytes], device: str = "cpu", progress: bool = False,
-                        strip_pixels: int = STRIP_PIXELS, chunk: int = CHUNK) -> list[Picture | Exception]:
+                        strip_pixels: int = STRIP_PIXELS, chunk: int = CHUNK, *,
+                        max_pixels: int = container.MAX_PIXELS) -> list[Picture | Exception]:
     """Decode several .ardm files, batching planes of one size into one network call.
 
-    Returns a Picture, or the error (FormatError, ChecksumError, ModelMismatch) for each file: one damaged file does not stop the others."""
+    Returns a Picture, or the error (FormatError, ChecksumError, ModelMismatch, LimitError for a
+    picture over ``max_pixels``, 0: no limit) for each file: one damaged file does not stop the others."""
     dev = resolve_device(device)
     results: list[Picture | Exception | None] = [None] * len(files)
     parsed = []                                    # (index, header, [PlaneJob or array per plane])
     by_model: dict[int, tuple[Model, list[PlaneJob]]] = {}
     for i, data in enumerate(files):
         try:
-            header, streams = container.unpack(data)
+            header, streams = container.unpack(data, max_pixels=max_pixels)
             c = CHANNELS[header.mode]
             if len(streams) != (2 if c in (2, 4) else 1):
                 raise FormatError(f"corrupt .ardm file: {len(streams)} streams for mode {header.mode}")
@@ -480,19 +487,23 @@ def decompress_pictures(files: list[bytes], device: str = "cpu", progress: bool 
 
 
 def decompress_picture(data: bytes, device: str = "cpu", progress: bool = False,
-                       strip_pixels: int = STRIP_PIXELS, chunk: int = CHUNK) -> Picture:
-    (result,) = decompress_pictures([data], device, progress, strip_pixels, chunk)
+                       strip_pixels: int = STRIP_PIXELS, chunk: int = CHUNK, *,
+                       max_pixels: int = container.MAX_PIXELS) -> Picture:
+    (result,) = decompress_pictures([data], device, progress, strip_pixels, chunk, max_pixels=max_pixels)
     if isinstance(result, Exception):
         raise result
     return result
 
 
 def compress(array: np.ndarray, steps: int | None = None, *, model: str | None = None, seed: int = 0,
-             device: str = "cpu", progress: bool = False) -> bytes:
-    """Compress a uint8 image array, (H, W) or (H, W, C) with C in 1..4, to .ardm bytes."""
-    return compress_picture(picture_from_array(array), steps, model, seed, device, progress)
+             device: str = "cpu", progress: bool = False, max_pixels: int = container.MAX_PIXELS) -> bytes:
+    """Compress a uint8 image array, (H, W) or (H, W, C) with C in 1..4, to .ardm bytes
+    (LimitError above ``max_pixels`` pixels, 0: no limit)."""
+    return compress_picture(picture_from_array(array), steps, model, seed, device, progress, max_pixels=max_pixels)
 
 
-def decompress(data: bytes, *, device: str = "cpu", progress: bool = False) -> np.ndarray:
-    """Decompress .ardm bytes to a uint8 array of shape (H, W, C)."""
-    return decompress_picture(data, device, progress).pixels
+def decompress(data: bytes, *, device: str = "cpu", progress: bool = False,
+               max_pixels: int = container.MAX_PIXELS) -> np.ndarray:
+    """Decompress .ardm bytes to a uint8 array of shape (H, W, C); a file whose picture is over
+    ``max_pixels`` pixels (0: no limit) raises LimitError before anything is decoded."""
+    return decompress_picture(data, device, progress, max_pixels=max_pixels).pixels

@@ -35,7 +35,13 @@ newer instead of misreading them::
 Nothing may follow the streams CRC.  Every byte of a file is covered either
 by a fixed check (magic, version) or by one of the two CRCs, so a single
 flipped bit is always reported.  ``unpack`` and ``peek_header`` raise only
-``FormatError`` for malformed data, whatever the bytes are.
+``FormatError`` for malformed data, whatever the bytes are, and allocate nothing
+beyond the bytes given: every length is checked against the bytes left first.
+
+A few bytes can describe a huge picture (a constant plane costs its colour), so the
+decoder's time and memory follow the width and height, not the file size: callers pass
+``max_pixels`` (default ``MAX_PIXELS``, Pillow's decompression-bomb limit; 0 = none) and
+a larger picture is refused with ``LimitError`` before anything is decoded.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Sequence
 
-from .errors import FormatError
+from .errors import FormatError, LimitError
 
 __all__ = [
     "MAGIC",
@@ -53,7 +59,9 @@ __all__ = [
     "MODES",
     "MAX_STREAMS",
     "MAX_METADATA",
+    "MAX_PIXELS",
     "Header",
+    "check_pixels",
     "pack",
     "unpack",
     "peek_header",
@@ -69,6 +77,9 @@ MAX_METADATA = 256
 MAX_NAME_BYTES = 255
 MAX_KEY_BYTES = 255
 HASH_BYTES = 8
+# Pillow's limit (2 x Image.MAX_IMAGE_PIXELS, where it raises DecompressionBombError): the
+# largest picture coded or decoded unless the caller raises it (0 = no limit).
+MAX_PIXELS = 178_956_970
 _MAX_VARINT_BYTES = 10  # enough for any value < 2**64
 
 
@@ -137,6 +148,13 @@ def _validate(h: Header) -> None:
         if key in seen:
             raise ValueError(f"duplicate metadata key {key!r}")
         seen.add(key)
+
+
+def check_pixels(width: int, height: int, max_pixels: int, what: str = "the picture") -> None:
+    """Raise ``LimitError`` if a ``width`` x ``height`` picture is over ``max_pixels`` (0: no limit)."""
+    if max_pixels and width * height > max_pixels:
+        raise LimitError(f"{what} is {width}x{height} = {width * height:,} pixels, over the limit of "
+                         f"{max_pixels:,} (--max-pixels N raises it, 0 = no limit)")
 
 
 def _utf8(text: str, what: str) -> bytes:
@@ -315,15 +333,20 @@ def _read_header(reader: _Reader) -> Header:
         raise FormatError(f"corrupt .ardm file: {exc}") from None
 
 
-def peek_header(data: bytes) -> Header:
-    """Parse and validate only the header (header CRC included); streams are not read."""
-    return _read_header(_Reader(_as_view(data)))
+def peek_header(data: bytes, *, max_pixels: int = 0) -> Header:
+    """Parse and validate only the header (header CRC included); streams are not read.
+    ``LimitError`` if the picture is over ``max_pixels`` (0, the default here: no limit)."""
+    header = _read_header(_Reader(_as_view(data)))
+    check_pixels(header.width, header.height, max_pixels)
+    return header
 
 
-def unpack(data: bytes) -> tuple[Header, tuple[bytes, ...]]:
-    """Parse a whole .ardm file; any malformed input raises ``FormatError``."""
+def unpack(data: bytes, *, max_pixels: int = 0) -> tuple[Header, tuple[bytes, ...]]:
+    """Parse a whole .ardm file; any malformed input raises ``FormatError``, a picture over
+    ``max_pixels`` (0, the default here: no limit) ``LimitError``, before any stream is read."""
     reader = _Reader(_as_view(data))
     header = _read_header(reader)
+    check_pixels(header.width, header.height, max_pixels)
     start = reader.pos
     count = reader.count(MAX_STREAMS, "streams")
     streams = tuple(reader.blob() for _ in range(count))

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "ArdmzipError",
     "InputError",
+    "LimitError",
     "FormatError",
     "ChecksumError",
     "ModelMismatch",
@@ -24,6 +25,13 @@ class ArdmzipError(Exception):
 
 class InputError(ArdmzipError):
     """The input image is unreadable or unsupported, or an argument is bad."""
+
+    exit_code = 2
+
+
+class LimitError(InputError):
+    """A picture is larger than the pixel limit (``max_pixels``, ``--max-pixels``), or a file
+    claims more than a limit allows: refused before anything is allocated."""
 
     exit_code = 2
 
