@@ -27,21 +27,25 @@ L/1, 6 for RGB, per-index alpha for PA), "palette" (RGB triples) and
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import re
-import tempfile
+import secrets
+import stat
+import threading
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from .errors import InputError, OutputError
+from .container import MAX_PIXELS, check_pixels
+from .errors import InputError, LimitError, OutputError
 
 __all__ = ["MODE_CHANNELS", "Picture", "read_picture", "picture_to_png",
-           "picture_from_array", "write_file_atomic"]
+           "picture_from_array", "write_file_atomic", "write_file_under", "commit_file"]
 
 MODE_CHANNELS: dict[str, int] = {"L": 1, "1": 1, "LA": 2, "RGB": 3, "P": 3, "RGBA": 4, "PA": 4}
 
@@ -82,10 +86,11 @@ class Picture:
 # ---------------------------------------------------------------- reading
 
 
-def read_picture(source: str | os.PathLike | bytes) -> Picture:
-    """Read an image file (path) or its bytes; raise ``InputError`` if unsupported."""
+def read_picture(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) -> Picture:
+    """Read an image file (path) or its bytes; raise ``InputError`` if unsupported, and
+    ``LimitError`` for a picture over ``max_pixels`` pixels (0: no limit) before decoding it."""
     data, name = _load_bytes(source)
-    im = _open_checked(data, name)
+    im = _open_checked(data, name, max_pixels)
     try:
         return _to_picture(im)
     finally:
@@ -111,8 +116,30 @@ def _load_bytes(source: str | os.PathLike | bytes) -> tuple[bytes, str]:
     return data, name
 
 
-def _open_checked(data: bytes, name: str) -> Image.Image:
-    """Open and fully decode the image, refusing anything not losslessly 8-bit.
+# Pillow's own decompression-bomb limit is a module global; it is lifted (under this lock,
+# which every read_picture takes) only while reading with a limit above it or none.
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_limit(max_pixels: int):
+    """Pillow's limit as it is when ``max_pixels`` is within it (so one of the two refuses a
+    bomb before its pixels are decoded); none while reading with a larger limit or none."""
+    pillow = Image.MAX_IMAGE_PIXELS
+    if pillow is None or (max_pixels and max_pixels <= 2 * pillow):
+        yield
+        return
+    with _PILLOW_LIMIT_LOCK:
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = pillow
+
+
+def _open_checked(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open and fully decode the image, refusing anything not losslessly 8-bit, and a picture
+    over ``max_pixels`` as soon as its header is read.
 
     Pillow raises many exception types on bad input (OSError, SyntaxError,
     ValueError, struct.error, EOFError...), so everything Pillow does here
@@ -120,11 +147,13 @@ def _open_checked(data: bytes, name: str) -> Image.Image:
     """
     im: Image.Image | None = None
     try:
-        # Pillow warns about damaged tags and chunks it skips; the image is
-        # either read or refused here, so those warnings would only be noise.
-        with warnings.catch_warnings():
+        # Pillow warns about damaged tags and chunks it skips, and about pictures between half
+        # its limit and its limit; the image is either read or refused here (by max_pixels,
+        # not by a warning nobody sees), so those warnings would only be noise.
+        with warnings.catch_warnings(), _pillow_limit(max_pixels):
             warnings.simplefilter("ignore")
             im = Image.open(io.BytesIO(data))
+            check_pixels(im.width, im.height, max_pixels, name)
             _check_lossless(im, data, name)
             im.load()
             if im.format == "PNG":
@@ -138,7 +167,9 @@ def _open_checked(data: bytes, name: str) -> Image.Image:
         if isinstance(exc, UnidentifiedImageError):
             raise InputError(f"cannot read {name} as an image") from None
         if isinstance(exc, Image.DecompressionBombError):
-            raise InputError(f"{name} is too large to read safely") from None
+            # Only reached with max_pixels within Pillow's limit, so it is over ours too.
+            raise LimitError(f"{name} is over the limit of {max_pixels:,} pixels "
+                             f"(--max-pixels N raises it, 0 = no limit)") from None
         detail = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"cannot read {name} as an image ({detail})") from None
 
@@ -414,36 +445,188 @@ def picture_from_array(array: np.ndarray) -> Picture:
     return Picture(np.ascontiguousarray(array).copy(), mode)
 
 
-def write_file_atomic(path: str | os.PathLike, data: bytes, force: bool = False) -> None:
-    """Write ``data`` to ``path`` via a temp file and rename, so no half file is left.
+def write_file_atomic(path: str | os.PathLike, data: bytes, force: bool = False, *,
+                      dir_fd: int | None = None, shown: str | None = None) -> None:
+    """Write ``data`` to ``path`` via a temp file beside it, so no half file is left.
 
-    Refuses to replace an existing file unless ``force``; any failure removes
-    the temp file, leaves an existing ``path`` untouched and raises ``OutputError``.
+    Refuses to replace an existing file unless ``force``, also when another writer creates it
+    meanwhile (``commit_file``); any failure removes the temp file, leaves an existing ``path``
+    untouched and raises ``OutputError``. With ``dir_fd`` (an open folder), ``path`` is a name
+    in that folder and ``shown`` the name messages use.
     """
-    path = name = os.fsdecode(path)
-    if not force and os.path.lexists(path):
-        raise OutputError(f"{name} exists; use -f to overwrite")
-    directory = os.path.dirname(path) or os.curdir
-    tmp: str | None = None
+    name = os.fsdecode(path)
+    shown = shown or name
+    if not force and _lexists(name, dir_fd):
+        raise OutputError(f"{shown} exists; use -f to overwrite")
+    # O_EXCL on a random name: never an existing file, nor a symlink planted in its place.
+    tmp = os.path.join(os.path.dirname(name), f".ardmzip-{secrets.token_hex(8)}.tmp")
+    created = False
     try:
-        # Same directory as the target, so os.replace is an atomic rename.
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ardmzip-", suffix=".tmp")
+        # 0o666 and the umask, as open() would; the temp file is ours alone until renamed.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666,
+                     **_at(dir_fd))
+        created = True
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; act like open()
-        os.replace(tmp, path)
-        tmp = None
+        commit_file(tmp, name, force, dir_fd=dir_fd, shown=shown)
+        created = False
     except OSError as exc:
-        raise OutputError(f"cannot write {name}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {shown}: {exc.strerror or exc}") from None
     finally:
-        if tmp is not None:
+        if created:
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
+                os.unlink(tmp, **_at(dir_fd))
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)  # the only portable way to read it is to set it
-    os.umask(mask)
-    return mask
+def commit_file(tmp: str, path: str, force: bool, *, dir_fd: int | None = None, shown: str | None = None) -> None:
+    """Rename ``tmp`` to ``path`` (same folder). Without ``force`` an existing ``path`` is never
+    replaced, even one another writer made a moment ago: a hard link fails where the name is
+    taken (where hard links do not exist, the name is first claimed with O_EXCL). The folder is
+    fsynced so that the rename itself survives a crash. OSError on failure, ``tmp`` left."""
+    shown = shown or path
+    pair = {} if dir_fd is None else {"src_dir_fd": dir_fd, "dst_dir_fd": dir_fd}
+    if force:
+        os.replace(tmp, path, **pair)
+    else:
+        try:
+            os.link(tmp, path, **pair)
+        except FileExistsError:
+            raise OutputError(f"{shown} exists; use -f to overwrite") from None
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EXDEV):
+                raise
+            _claim_and_replace(tmp, path, dir_fd, shown)      # a file system without hard links
+        else:
+            os.unlink(tmp, **_at(dir_fd))
+    with contextlib.suppress(OSError):
+        folder = dir_fd if dir_fd is not None else os.open(os.path.dirname(path) or os.curdir, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            if folder != dir_fd:
+                os.close(folder)
+
+
+def _claim_and_replace(tmp: str, path: str, dir_fd: int | None, shown: str) -> None:
+    """Take the name ``path`` with O_EXCL (so that of two writers one fails), then rename
+    ``tmp`` over that empty placeholder; the placeholder goes again if the rename fails."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666, **_at(dir_fd)))
+    except FileExistsError:
+        raise OutputError(f"{shown} exists; use -f to overwrite") from None
+    pair = {} if dir_fd is None else {"src_dir_fd": dir_fd, "dst_dir_fd": dir_fd}
+    try:
+        os.replace(tmp, path, **pair)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path, **_at(dir_fd))
+        raise
+
+
+# Folders opened relative to their parent (POSIX); elsewhere extraction checks paths instead.
+_OPENAT = {os.open, os.mkdir, os.link, os.rename, os.unlink, os.stat} <= os.supports_dir_fd and \
+    hasattr(os, "O_DIRECTORY") and hasattr(os, "O_NOFOLLOW")
+
+
+def write_file_under(root: str | os.PathLike, relative: str, data: bytes, force: bool = False,
+                     follow_symlinks: bool = False) -> str:
+    """Write ``data`` atomically to ``root``/``relative`` (a checked archive member name, "/"
+    between folders), making the folders on the way; returns the path written.
+
+    The file cannot land outside ``root``: each folder below it is opened relative to the one
+    before (openat), and one that is a symbolic link is refused (``OutputError``) unless
+    ``follow_symlinks``, so swapping a folder for a link meanwhile does not help either.
+    ``root`` itself is the caller's choice and may be a link."""
+    root = os.fsdecode(root)
+    *parts, base = relative.split("/")
+    shown = os.path.join(root, *parts, base)
+    if any(p in ("", os.curdir, os.pardir) or os.sep in p or (os.altsep and os.altsep in p)
+           for p in (*parts, base)):
+        raise OutputError(f"{shown}: not a plain relative path")       # names are checked before
+    if not _OPENAT:                                    # no dir_fd here: check the path instead
+        _check_folders(root, parts, follow_symlinks, shown)
+        write_file_atomic(shown, data, force)
+        return shown
+    fd = _open_folder(root, parts, follow_symlinks, shown)
+    try:
+        write_file_atomic(base, data, force, dir_fd=fd, shown=shown)
+    finally:
+        os.close(fd)
+    return shown
+
+
+def _open_folder(root: str, parts: Sequence[str], follow_symlinks: bool, shown: str) -> int:
+    """An open fd of root/parts..., each folder made where missing and opened relative to its parent."""
+    try:
+        os.makedirs(root, exist_ok=True)
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise OutputError(f"cannot create folder {root}: {e.strerror or e}") from None
+    flags = os.O_RDONLY | os.O_DIRECTORY | (0 if follow_symlinks else os.O_NOFOLLOW)
+    try:
+        for i, part in enumerate(parts):
+            where = os.path.join(root, *parts[:i + 1])
+            try:
+                os.mkdir(part, 0o777, dir_fd=fd)
+            except FileExistsError:
+                pass
+            try:
+                child = os.open(part, flags, dir_fd=fd)
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK) and _is_link(part, fd):
+                    raise _through_link(where, shown) from None
+                raise OutputError(f"cannot create folder for {shown}: {where}: {e.strerror or e}") from None
+            os.close(fd)
+            fd = child
+    except OSError as e:
+        os.close(fd)
+        raise OutputError(f"cannot create folder for {shown}: {e.strerror or e}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_folders(root: str, parts: Sequence[str], follow_symlinks: bool, shown: str) -> None:
+    """Where there is no openat: make the folders, refusing a link on the way (checked by path)."""
+    path = root
+    try:
+        os.makedirs(root, exist_ok=True)
+        for part in parts:
+            path = os.path.join(path, part)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path)
+            if os.path.islink(path) and not follow_symlinks:
+                raise _through_link(path, shown)
+            if not os.path.isdir(path):
+                raise OutputError(f"cannot create folder for {shown}: {path} is not a folder")
+    except OSError as e:
+        raise OutputError(f"cannot create folder for {shown}: {e.strerror or e}") from None
+
+
+def _through_link(folder: str, shown: str) -> OutputError:
+    return OutputError(f"{shown}: {folder} is a symbolic link; refusing to extract through it "
+                       "(--follow-symlinks allows it)")
+
+
+def _is_link(name: str, dir_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _lexists(name: str, dir_fd: int | None) -> bool:
+    """Like os.path.lexists (a dangling link exists), optionally relative to ``dir_fd``."""
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _at(dir_fd: int | None) -> dict[str, int]:
+    """``dir_fd=`` for the os functions, or nothing (so that platforms without it work by path)."""
+    return {} if dir_fd is None else {"dir_fd": dir_fd}
