@@ -34,6 +34,15 @@ So an archive's size is exactly 5 + sum(record + blob) + index + 20; ``ArchiveIn
 reports the overhead (everything but the blobs) in bytes per image.  Members tile the
 file with no gaps, which ``read_index`` checks, so no byte is unaccounted for.
 
+Names: every member name and every .npz key, of every kind, passes ``name_problem`` when
+an archive is written and again when it is read: 1..4096 UTF-8 bytes, a relative POSIX
+path of plain components (no "", "." or ".."), no backslash, no control character. A .npy
+archive's key is "". So extraction never leaves its folder whatever the file says, and it
+does not write through a symbolic link to a folder either (``follow_symlinks``; see
+``imageio.write_file_under``). Counts are checked against the bytes present before
+anything is built from them (an index member takes at least 7 bytes, so 41 bytes cannot
+claim 10^12 members), and each picture's size against ``max_pixels`` before decoding.
+
 Writing appends members to ``OUT.partial`` and fsyncs after each one, so a crash loses
 at most the member in flight; ``resume=True`` scans the .partial from the start (every
 record CRC and every blob's CRCs are checked, a torn or damaged tail is cut off), keeps
@@ -47,9 +56,11 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import sys
 import tempfile
+import re
 import time
 import zipfile
 import zlib
@@ -63,13 +74,13 @@ import numpy as np
 from . import codec, container
 from .codec import DEFAULT_STEPS, check_steps, compress_pictures, decompress_picture, decompress_pictures, pixel_crc
 from .errors import FormatError, InputError, OutputError
-from .imageio import MODE_CHANNELS, Picture, picture_from_array, read_picture
+from .imageio import MODE_CHANNELS, Picture, commit_file, picture_from_array, read_picture
 
 __all__ = [
     "MAGIC", "VERSION", "IMAGE_SUFFIXES", "ARRAY_SUFFIXES", "PARTIAL_SUFFIX", "FOOTER_SIZE",
     "ArraySpec", "MemberInfo", "ArchiveIndex", "WriteResult",
     "is_archive", "write_archive", "read_index", "archive_info", "list_archive", "extract_member", "extract_all",
-    "test_archive", "png_names",
+    "test_archive", "png_names", "name_problem",
 ]
 
 MAGIC = b"ARDS"
@@ -81,6 +92,11 @@ KINDS = ("images", "npy", "npz")
 FLAG_DEFLATED = 1
 MAX_NAME_BYTES = 4096
 MAX_ARRAYS = 1 << 16
+MAX_SIDE = 2**31 - 1                # the largest width or height a single .ardm can hold
+# Fewest index bytes one member / one array takes (each field at least one byte), so the
+# index's size bounds the counts it may claim before anything is built from them.
+MIN_MEMBER_BYTES = 7               # name length, name, offset, size, mode, width, height
+MIN_ARRAY_BYTES = 5                # key length, ndim, N, H, W
 IMAGE_SUFFIXES = {".png", ".bmp", ".dib", ".ppm", ".pgm", ".pbm", ".pnm", ".tif", ".tiff", ".webp", ".gif",
                   ".tga", ".qoi", ".pcx"}
 ARRAY_SUFFIXES = (".npz", ".npy")
@@ -110,7 +126,7 @@ class ArraySpec:
 
     @property
     def image_bytes(self) -> int:
-        return int(np.prod(self.shape[1:], dtype=np.int64))
+        return math.prod(self.shape[1:])            # Python ints: a hostile shape cannot wrap
 
     @property
     def mode(self) -> str:
@@ -238,17 +254,29 @@ class _Cursor(container._Reader):
             raise self.fail("name is not utf-8") from None
 
 
-def _name_problem(name: str) -> str | None:
-    """Why ``name`` cannot be a member name (a relative POSIX path), or None."""
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")    # C0 and C1: NUL, ESC (terminal codes), ...
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an archive member name or .npz array key, or None.
+
+    The one check, for every kind of archive, on writing and on reading: 1..4096 UTF-8
+    bytes, a relative POSIX path whose parts are plain names (not "", "." or ".."), no
+    backslash (a separator elsewhere) and no control character (NUL, or escape codes a
+    terminal would obey when the name is listed)."""
+    if not isinstance(name, str):
+        return "is not text"
     try:
         raw = name.encode("utf-8")
     except UnicodeEncodeError:
         return "is not valid UTF-8"
     if not 1 <= len(raw) <= MAX_NAME_BYTES:
         return f"must be 1..{MAX_NAME_BYTES} bytes"
-    if "\x00" in name or "\\" in name:
-        return "contains a NUL or backslash"
-    if name.startswith("/") or any(part in ("", ".", "..") for part in name.split("/")):
+    if CONTROL_CHARACTERS.search(name):
+        return "contains a control character"
+    if "\\" in name:
+        return "contains a backslash"
+    if any(part in ("", ".", "..") for part in name.split("/")):
         return "is not a plain relative path"
     return None
 
@@ -291,6 +319,33 @@ def _check_header(head: bytes) -> None:
         raise FormatError(f"corrupt archive: unknown archive version {head[4]}")
 
 
+def _read_arrays(cur: _Cursor, kind: str, members: int) -> list[ArraySpec]:
+    """The index's arrays, checked: keys (``name_problem``; "" in a .npy archive), shapes, and
+    image counts adding up to the footer's ``members`` (so no name is made from a claim)."""
+    n_arrays = cur.varint()
+    if n_arrays > min(MAX_ARRAYS, len(cur.data) // MIN_ARRAY_BYTES) or (kind == "images" and n_arrays) \
+            or (kind == "npy" and n_arrays != 1):
+        raise cur.fail("bad array count")
+    arrays = []
+    for _ in range(n_arrays):
+        key = cur.text(0, 0) if kind == "npy" else cur.text()
+        if kind == "npz" and (problem := name_problem(key)):
+            raise cur.fail(f"unsafe array key {key!r} ({problem})")
+        ndim = cur.byte()
+        if ndim not in (3, 4):
+            raise cur.fail("bad array shape")
+        shape = tuple(cur.varint() for _ in range(ndim))
+        if (ndim == 4 and not 1 <= shape[3] <= 4) or max(shape[1:3]) > MAX_SIDE or \
+                (shape[0] and not (shape[1] and shape[2])):
+            raise cur.fail("bad array shape")
+        arrays.append(ArraySpec(key, shape))
+    if len({a.key for a in arrays}) != len(arrays):
+        raise cur.fail("duplicate array keys")
+    if kind != "images" and sum(a.count for a in arrays) != members:
+        raise cur.fail("the arrays' images do not add up to the member count")
+    return arrays
+
+
 def _read_index(f: BinaryIO, size: int) -> ArchiveIndex:
     f.seek(0)
     _check_header(f.read(len(HEADER)))
@@ -306,6 +361,8 @@ def _read_index(f: BinaryIO, size: int) -> ArchiveIndex:
     end = size - FOOTER_SIZE
     if not len(HEADER) <= index_offset <= end - 4:
         raise FormatError("corrupt archive: index offset out of range")
+    if count > (end - 4 - index_offset) // MIN_MEMBER_BYTES:          # before reading anything
+        raise FormatError(f"corrupt archive: {count} members cannot fit in a {end - 4 - index_offset}-byte index")
     f.seek(index_offset)
     raw = f.read(end - index_offset)
     if zlib.crc32(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
@@ -315,19 +372,7 @@ def _read_index(f: BinaryIO, size: int) -> ArchiveIndex:
     if kind_code >= len(KINDS) or flags & ~FLAG_DEFLATED:
         raise cur.fail("unknown archive kind or flags")
     kind = KINDS[kind_code]
-    n_arrays = cur.varint()
-    if n_arrays > MAX_ARRAYS or (kind == "images" and n_arrays) or (kind == "npy" and n_arrays != 1):
-        raise cur.fail("bad array count")
-    arrays = []
-    for _ in range(n_arrays):
-        key = cur.text(0 if kind == "npy" else 1)
-        ndim = cur.byte()
-        if ndim not in (3, 4):
-            raise cur.fail("bad array shape")
-        shape = tuple(cur.varint() for _ in range(ndim))
-        if ndim == 4 and not 1 <= shape[3] <= 4:
-            raise cur.fail("bad array shape")
-        arrays.append(ArraySpec(key, shape))
+    arrays = _read_arrays(cur, kind, count)
     n = cur.varint()
     if n != count:
         raise cur.fail("member count disagrees with the footer")
@@ -335,8 +380,10 @@ def _read_index(f: BinaryIO, size: int) -> ArchiveIndex:
     pos = len(HEADER)                      # where the next member's record must start
     for _ in range(n):
         name = cur.text()
+        if problem := name_problem(name):
+            raise cur.fail(f"unsafe member name {name!r} ({problem})")
         offset, length, mode_code, width, height = cur.varint(), cur.varint(), cur.byte(), cur.varint(), cur.varint()
-        if mode_code >= len(container.MODES) or not (width and height):
+        if mode_code >= len(container.MODES) or not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
             raise cur.fail(f"bad image for member {name!r}")
         if offset != pos + len(_record(name, length)) or offset + length > index_offset:
             raise cur.fail(f"member {name!r} is not where the index says")
@@ -348,10 +395,8 @@ def _read_index(f: BinaryIO, size: int) -> ArchiveIndex:
     if kind == "images":
         if len(set(names)) != len(names):
             raise cur.fail("duplicate member names")
-        for m in members:
-            if problem := _name_problem(m.name):
-                raise cur.fail(f"unsafe member name {m.name!r} ({problem})")
     else:
+        # The counts were checked against the index above, so these lists are bounded by it.
         expected = [name for a in arrays for name in a.member_names()]
         shapes = [(a.image_shape[:2], a.mode) for a in arrays for _ in range(a.count)]
         if names != expected or shapes != [((m.height, m.width), m.mode) for m in members]:
@@ -432,8 +477,9 @@ def _check_member(m: MemberInfo, picture: Picture) -> Picture:
     return picture
 
 
-def _decode(f: BinaryIO, m: MemberInfo, device: str) -> Picture:
-    return _check_member(m, decompress_picture(_read_blob(f, m), device))
+def _decode(f: BinaryIO, m: MemberInfo, device: str, max_pixels: int) -> Picture:
+    container.check_pixels(m.width, m.height, max_pixels, f"member {m.name!r}")     # before reading it
+    return _check_member(m, decompress_picture(_read_blob(f, m), device, max_pixels=max_pixels))
 
 
 def _batches(items: Iterable[Any], size: Callable[[Any], int]) -> Iterator[list[Any]]:
@@ -495,18 +541,21 @@ def _ordered_map(fn: Callable, tasks: Iterable[tuple[Any, tuple]], jobs: int) ->
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _decompress_job(blobs: list[bytes], device: str) -> list:
-    return decompress_pictures(blobs, device)
+def _decompress_job(blobs: list[bytes], device: str, max_pixels: int) -> list:
+    return decompress_pictures(blobs, device, max_pixels=max_pixels)
 
 
-def _decoded(f: BinaryIO, members: Sequence[MemberInfo], device: str, jobs: int = 1) -> Iterator[tuple[MemberInfo, Any]]:
+def _decoded(f: BinaryIO, members: Sequence[MemberInfo], device: str, jobs: int = 1,
+             max_pixels: int = container.MAX_PIXELS) -> Iterator[tuple[MemberInfo, Any]]:
     """(member, Picture or the exception it raised), in order; members of one size share
     network calls (same pixels as decoding each alone). With jobs > 1 worker processes
-    decode batches in parallel, at most 2 * jobs batches ahead."""
+    decode batches in parallel, at most 2 * jobs batches ahead. A member over ``max_pixels``
+    (its index entry, then its header) fails with LimitError before its bytes are decoded."""
     def read(batch: list[MemberInfo]) -> tuple[list[bytes], dict[int, BaseException]]:
         blobs, errors = [], {}
         for i, m in enumerate(batch):
             try:
+                container.check_pixels(m.width, m.height, max_pixels, f"member {m.name!r}")
                 blobs.append(_read_blob(f, m))
             except Exception as e:  # noqa: BLE001 - reported per member, the others go on
                 errors[i] = e
@@ -526,16 +575,18 @@ def _decoded(f: BinaryIO, members: Sequence[MemberInfo], device: str, jobs: int 
     def tasks() -> Iterator[tuple[Any, tuple]]:
         for batch in _batches(members, lambda m: m.subpixels):
             blobs, errors = read(batch)
-            yield (batch, errors), (blobs, device)
+            yield (batch, errors), (blobs, device, max_pixels)
 
     for (batch, errors), decoded in _ordered_map(_decompress_job, tasks(), jobs):
         yield from results(batch, errors, decoded)
 
 
-def extract_member(path: str | os.PathLike, name: str, device: str = "cpu") -> Picture:
-    """Decode one member (only its bytes are read); its pixels are CRC-checked."""
+def extract_member(path: str | os.PathLike, name: str, device: str = "cpu", *,
+                   max_pixels: int = container.MAX_PIXELS) -> Picture:
+    """Decode one member (only its bytes are read); its pixels are CRC-checked. LimitError if
+    it is over ``max_pixels`` pixels (0: no limit)."""
     with _open_archive(path) as (f, size):
-        return _decode(f, _read_index(f, size).member(name), device)
+        return _decode(f, _read_index(f, size).member(name), device, max_pixels)
 
 
 def _progress_bar(total: int, progress: bool, desc: str):
@@ -552,14 +603,15 @@ def _report(results: list, on_member: OnRead | None, name: str, error: BaseExcep
 
 
 def test_archive(path: str | os.PathLike, device: str = "cpu", progress: bool = False,
-                 on_member: OnRead | None = None, jobs: int = 1) -> list[tuple[str, BaseException | None]]:
+                 on_member: OnRead | None = None, jobs: int = 1, *,
+                 max_pixels: int = container.MAX_PIXELS) -> list[tuple[str, BaseException | None]]:
     """Decode and check every member, writing nothing: [(name, error or None)]; ``jobs``
-    worker processes decode in parallel."""
+    worker processes decode in parallel; a member over ``max_pixels`` fails with LimitError."""
     results: list[tuple[str, BaseException | None]] = []
     with _open_archive(path) as (f, size):
         index = _read_index(f, size)
         with _progress_bar(len(index.members), progress, "test") as bar:
-            for m, result in _decoded(f, index.members, device, jobs):
+            for m, result in _decoded(f, index.members, device, jobs, max_pixels):
                 _report(results, on_member, m.name, result if isinstance(result, BaseException) else None)
                 bar.update(1)
     return results
@@ -592,14 +644,18 @@ def png_names(names: Sequence[str]) -> dict[str, str]:
 
 def extract_all(path: str | os.PathLike, output: str | os.PathLike, force: bool = False, device: str = "cpu",
                 progress: bool = False, on_member: OnRead | None = None,
-                jobs: int = 1) -> list[tuple[str, BaseException | None]]:
+                jobs: int = 1, *, max_pixels: int = container.MAX_PIXELS,
+                follow_symlinks: bool = False) -> list[tuple[str, BaseException | None]]:
     """Extract every member: to a folder of PNGs mirroring the names, or, for an array
     archive and an ``output`` ending in .npz/.npy, to that array file, bit-exact.
 
     A damaged member is reported (in the result and to ``on_member``) and the others
     are still extracted: its PNG is not written, its image in an array file is zeros.
     Existing outputs are not replaced unless ``force`` (checked before any decoding).
-    ``jobs`` worker processes decode in parallel (same pixels).
+    ``jobs`` worker processes decode in parallel (same pixels). Files land inside
+    ``output`` only, and not through a symbolic link to a folder unless ``follow_symlinks``;
+    a member over ``max_pixels`` pixels (0: no limit) fails with LimitError (an array file
+    with images that large is refused before anything is written).
     """
     out = os.fsdecode(output)
     with _open_archive(path) as (f, size):
@@ -610,13 +666,17 @@ def extract_all(path: str | os.PathLike, output: str | os.PathLike, force: bool 
                 what = "image files" if index.kind == "images" else f"a .{index.kind}"
                 where = "a folder" if index.kind == "images" else f"a folder or a .{index.kind}"
                 raise InputError(f"the archive was made from {what}: extract it to {where}, not a .{want}")
-            return _extract_arrays(f, index, out, force, device, progress, on_member, jobs)
-        return _extract_folder(f, index, out, force, device, progress, on_member, jobs)
+            for a in index.arrays:           # a failed member is zero-filled, so none may be a bomb
+                if a.count:
+                    container.check_pixels(a.shape[2], a.shape[1], max_pixels, f"array {a.key or 'data'!r}: each image")
+            return _extract_arrays(f, index, out, force, device, progress, on_member, jobs, max_pixels)
+        return _extract_folder(f, index, out, force, device, progress, on_member, jobs, max_pixels, follow_symlinks)
 
 
 def _extract_folder(f: BinaryIO, index: ArchiveIndex, out: str, force: bool, device: str, progress: bool,
-                    on_member: OnRead | None, jobs: int) -> list[tuple[str, BaseException | None]]:
-    from .imageio import picture_to_png, write_file_atomic
+                    on_member: OnRead | None, jobs: int, max_pixels: int,
+                    follow_symlinks: bool) -> list[tuple[str, BaseException | None]]:
+    from .imageio import picture_to_png, write_file_under
     if os.path.lexists(out) and not os.path.isdir(out):
         raise OutputError(f"{out} exists and is not a folder")
     names = png_names([m.name for m in index.members])
@@ -628,18 +688,12 @@ def _extract_folder(f: BinaryIO, index: ArchiveIndex, out: str, force: bool, dev
             raise OutputError(f"{existing[0]} exists{more}; use -f to overwrite")
     results: list[tuple[str, BaseException | None]] = []
     with _progress_bar(len(index.members), progress, "extract") as bar:
-        for m, result in _decoded(f, index.members, device, jobs):
+        for m, result in _decoded(f, index.members, device, jobs, max_pixels):
             error: BaseException | None = None
             try:
                 if isinstance(result, BaseException):
                     raise result
-                png = picture_to_png(result)
-                target = targets[m.name]
-                try:
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
-                except OSError as e:
-                    raise OutputError(f"cannot create folder for {target}: {e.strerror or e}") from None
-                write_file_atomic(target, png, force)
+                write_file_under(out, names[m.name], picture_to_png(result), force, follow_symlinks)
             except Exception as e:  # noqa: BLE001 - reported per member, the others go on
                 error = e
             _report(results, on_member, m.name, error)
@@ -648,11 +702,11 @@ def _extract_folder(f: BinaryIO, index: ArchiveIndex, out: str, force: bool, dev
 
 
 def _extract_arrays(f: BinaryIO, index: ArchiveIndex, out: str, force: bool, device: str, progress: bool,
-                    on_member: OnRead | None, jobs: int) -> list[tuple[str, BaseException | None]]:
+                    on_member: OnRead | None, jobs: int, max_pixels: int) -> list[tuple[str, BaseException | None]]:
     if not force and os.path.lexists(out):
         raise OutputError(f"{out} exists; use -f to overwrite")
     results: list[tuple[str, BaseException | None]] = []
-    members = _decoded(f, index.members, device, jobs)
+    members = _decoded(f, index.members, device, jobs, max_pixels)
 
     def write_array(fp: BinaryIO, spec: ArraySpec, bar) -> None:
         header = {"descr": np.lib.format.dtype_to_descr(_U1), "fortran_order": False, "shape": spec.shape}
@@ -704,35 +758,12 @@ def _atomic_output(path: str, force: bool) -> Iterator[str]:
         mask = os.umask(0o022)
         os.umask(mask)
         os.chmod(tmp, 0o666 & ~mask)
-        _commit(tmp, path, force)
+        commit_file(tmp, path, force)
     except OSError as e:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-
-
-def _commit(tmp: str, path: str, force: bool) -> None:
-    """Rename ``tmp`` to ``path``; without ``force`` never replace a file that appeared meanwhile."""
-    if force:
-        os.replace(tmp, path)
-    else:
-        try:
-            os.link(tmp, path)                          # fails if path exists: no clobbering
-        except FileExistsError:
-            raise OutputError(f"{path} exists; use -f to overwrite") from None
-        except OSError:                                 # no hard links here: check, then rename
-            if os.path.lexists(path):
-                raise OutputError(f"{path} exists; use -f to overwrite") from None
-            os.replace(tmp, path)
-        else:
-            os.unlink(tmp)
-    with contextlib.suppress(OSError):                  # make the rename itself durable
-        dfd = os.open(os.path.dirname(path) or os.curdir, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
 
 # ---------------------------------------------------------------- sources
@@ -750,7 +781,8 @@ class _Source:
 
 
 class _FolderSource(_Source):
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, max_pixels: int = container.MAX_PIXELS) -> None:
+        self.max_pixels = max_pixels
         def fail(e: OSError) -> None:
             raise InputError(f"cannot read folder {e.filename}: {e.strerror or e}")
 
@@ -761,7 +793,7 @@ class _FolderSource(_Source):
                 if os.path.splitext(fn)[1].lower() in IMAGE_SUFFIXES:
                     full = os.path.join(dirpath, fn)
                     name = PurePosixPath(*os.path.relpath(full, root).split(os.sep)).as_posix()
-                    if problem := _name_problem(name):
+                    if problem := name_problem(name):
                         raise InputError(f"{full}: file name {problem}; cannot be an archive member")
                     files.append((name, full))
         files.sort()
@@ -772,12 +804,12 @@ class _FolderSource(_Source):
 
     def pictures(self) -> Iterator[tuple[str, Picture]]:
         for name, full in self.files:
-            yield name, read_picture(full)
+            yield name, read_picture(full, self.max_pixels)
 
 
 class _ArraySource(_Source):
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, path: str, max_pixels: int = container.MAX_PIXELS) -> None:
+        self.path, self.max_pixels = path, max_pixels
         try:
             with open(path, "rb") as f:
                 head = f.read(6)
@@ -789,7 +821,8 @@ class _ArraySource(_Source):
             self.kind = "npy"
             with open(path, "rb") as f:
                 shape, fortran, dtype = self._header(f, path)
-            self.arrays = (self._spec("", shape, dtype, path),)
+                spec = self._spec("", shape, dtype, path, os.fstat(f.fileno()).st_size - f.tell())
+            self.arrays = (spec,)
             self.entries = [(None, fortran)]
         elif head[:4] in (_ZIP_MAGIC, _EMPTY_ZIP):
             self.kind = "npz"
@@ -800,9 +833,12 @@ class _ArraySource(_Source):
                         if not info.filename.endswith(".npy"):
                             raise InputError(f"{path}: entry {info.filename!r} is not a .npy array")
                         key = info.filename[:-4]
+                        if problem := name_problem(key):
+                            raise InputError(f"{path}: array key {key!r} {problem}; cannot name archive members")
                         with zf.open(info) as fp:
                             shape, fortran, dtype = self._header(fp, f"{path}[{key}]")
-                        specs.append(self._spec(key, shape, dtype, f"{path}[{key}]"))
+                            held = info.file_size - fp.tell()
+                        specs.append(self._spec(key, shape, dtype, f"{path}[{key}]", held))
                         self.entries.append((info.filename, fortran))
                         self.deflated |= info.compress_type == zipfile.ZIP_DEFLATED
             except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as e:
@@ -812,13 +848,13 @@ class _ArraySource(_Source):
             self.arrays = tuple(specs)
         else:
             raise InputError(f"{path} is not a .npy or .npz file")
+        # The image counts were checked against the bytes held, so these names are bounded.
         self.names = [n for a in self.arrays for n in a.member_names()]
-        if self.kind == "npz":
-            for a in self.arrays:
-                if problem := _name_problem(a.key):
-                    raise InputError(f"{path}: array key {a.key!r} {problem}; cannot name archive members")
-            if len(set(self.names)) != len(self.names):
-                raise InputError(f"{path}: array keys give clashing member names")
+        for name in self.names:
+            if problem := name_problem(name):
+                raise InputError(f"{path}: member name {name!r} {problem}")
+        if len(set(self.names)) != len(self.names):
+            raise InputError(f"{path}: array keys give clashing member names")
 
     @staticmethod
     def _header(fp: BinaryIO, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -832,15 +868,24 @@ class _ArraySource(_Source):
             raise InputError(f"cannot read {where} as a .npy array ({e})") from None
         raise InputError(f"{where}: unsupported .npy version {version}")
 
-    @staticmethod
-    def _spec(key: str, shape: tuple[int, ...], dtype: np.dtype, where: str) -> ArraySpec:
+    def _spec(self, key: str, shape: tuple[int, ...], dtype: np.dtype, where: str, held: int) -> ArraySpec:
+        """The array's spec, its shape checked, and against the ``held`` bytes after its header
+        (so that a few bytes cannot claim 10^12 images) and the pixel limit."""
         if dtype != _U1:
             raise InputError(f"{where} has dtype {dtype}; only uint8 images can be archived")
         if len(shape) not in (3, 4) or (len(shape) == 4 and not 1 <= shape[3] <= 4):
             raise InputError(f"{where} has shape {shape}; expected (N, H, W) or (N, H, W, C) with C in 1..4")
-        if shape[0] and not (shape[1] and shape[2]):
+        spec = ArraySpec(key, tuple(int(d) for d in shape))
+        if spec.count and not (spec.shape[1] and spec.shape[2]):
             raise InputError(f"{where} has empty images (shape {shape})")
-        return ArraySpec(key, tuple(int(d) for d in shape))
+        if spec.count and max(spec.shape[1:3]) > MAX_SIDE:
+            raise InputError(f"{where} has images of {shape[2]}x{shape[1]}; at most {MAX_SIDE} a side")
+        if spec.count * spec.image_bytes > held:
+            raise InputError(f"{where} is truncated: shape {shape} needs {spec.count * spec.image_bytes} bytes, "
+                             f"it holds {held}")
+        if spec.count:
+            container.check_pixels(spec.shape[2], spec.shape[1], self.max_pixels, f"{where}: each image")
+        return spec
 
     def pictures(self) -> Iterator[tuple[str, Picture]]:
         if self.kind == "npy":
@@ -873,13 +918,13 @@ class _ArraySource(_Source):
                 yield name, picture_from_array(np.frombuffer(data, np.uint8).reshape(spec.image_shape))
 
 
-def _open_source(source: str | os.PathLike) -> _Source:
+def _open_source(source: str | os.PathLike, max_pixels: int = container.MAX_PIXELS) -> _Source:
     path = os.fsdecode(source)
     if os.path.isdir(path):
-        return _FolderSource(path)
+        return _FolderSource(path, max_pixels)
     if not os.path.lexists(path):
         raise InputError(f"{path}: no such file or folder")
-    return _ArraySource(path)
+    return _ArraySource(path, max_pixels)
 
 
 # ---------------------------------------------------------------- writing
@@ -913,7 +958,7 @@ def _scan_partial(f: BinaryIO, size: int, partial: str) -> tuple[list[_Scanned],
         try:
             name = cur.text()
             length = cur.varint()
-            if cur.take(4) != _crc(cur.data[:cur.pos - 4]) or _name_problem(name):
+            if cur.take(4) != _crc(cur.data[:cur.pos - 4]) or name_problem(name):
                 break
             start = pos + cur.pos
             if length > size - start:
@@ -944,8 +989,9 @@ def _worker_init() -> None:
     torch.set_num_threads(1)        # one process per core; threads would only contend
 
 
-def _compress_job(pictures: list[Picture], steps: int, model: str | None, seed: int, device: str) -> list[bytes]:
-    return compress_pictures(pictures, steps, model, seed, device)
+def _compress_job(pictures: list[Picture], steps: int, model: str | None, seed: int, device: str,
+                  max_pixels: int) -> list[bytes]:
+    return compress_pictures(pictures, steps, model, seed, device, max_pixels=max_pixels)
 
 
 def _read_ahead(items: Iterable[Any], depth: int = 64) -> Iterator[Any]:
@@ -988,12 +1034,12 @@ def _read_ahead(items: Iterable[Any], depth: int = 64) -> Iterator[Any]:
 
 
 def _compressed(items: Iterable[tuple[str, Picture]], jobs: int, steps: int, model: str | None, seed: int,
-                device: str) -> Iterator[tuple[str, bytes]]:
+                device: str, max_pixels: int) -> Iterator[tuple[str, bytes]]:
     """(name, .ardm bytes) in input order, batch by batch (identical to coding each alone);
     one process reads ahead in a thread, worker processes (jobs > 1) work ahead in a pool."""
     def tasks() -> Iterator[tuple[Any, tuple]]:
         for batch in _batches(_read_ahead(items) if jobs <= 1 else items, lambda item: item[1].pixels.size):
-            yield [n for n, _ in batch], ([p for _, p in batch], steps, model, seed, device)
+            yield [n for n, _ in batch], ([p for _, p in batch], steps, model, seed, device, max_pixels)
 
     for names, blobs in _ordered_map(_compress_job, tasks(), jobs):
         yield from zip(names, blobs)
@@ -1002,7 +1048,7 @@ def _compressed(items: Iterable[tuple[str, Picture]], jobs: int, steps: int, mod
 def write_archive(source: str | os.PathLike, out_path: str | os.PathLike, steps: int | None = None, *,
                   resume: bool = False, force: bool = False, model: str | None = None, seed: int = 0,
                   device: str = "cpu", jobs: int = 1, progress: bool = False,
-                  on_member: OnWrite | None = None) -> WriteResult:
+                  on_member: OnWrite | None = None, max_pixels: int = container.MAX_PIXELS) -> WriteResult:
     """Compress a folder of images or a .npz/.npy of uint8 image arrays into one archive.
 
     Members go to ``out_path + ".partial"``, fsynced one by one; the finished archive is
@@ -1011,7 +1057,10 @@ def write_archive(source: str | os.PathLike, out_path: str | os.PathLike, steps:
     over).  ``on_member(member, resumed)`` is called for every member in order, with
     ``resumed`` True for those kept from an earlier run.  ``jobs`` > 1 compresses in that
     many worker processes (same bytes).  If a member fails, the exception propagates and
-    the .partial keeps the finished members (it has ``archive_partial`` set to its path).
+    the .partial keeps the finished members (it has ``archive_partial`` set to its path);
+    a write that fails (a full disk, a file size limit) is an OutputError, the .partial cut
+    back to its last finished member.  A picture over ``max_pixels`` (0: no limit) is a
+    LimitError (for arrays, before anything is written).
     """
     t0 = time.perf_counter()
     steps = check_steps(steps)
@@ -1021,7 +1070,7 @@ def write_archive(source: str | os.PathLike, out_path: str | os.PathLike, steps:
         raise OutputError(f"{out} is a folder")
     if not force and os.path.lexists(out):
         raise OutputError(f"{out} exists; use -f to overwrite")
-    src = _open_source(source)
+    src = _open_source(source, max_pixels)
     from .weights import load
     model_obj = load(model)
     if os.path.lexists(partial) and not (resume or force):
@@ -1030,11 +1079,13 @@ def write_archive(source: str | os.PathLike, out_path: str | os.PathLike, steps:
         fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as e:
         raise OutputError(f"cannot write {partial}: {e.strerror or e}") from None
-    with os.fdopen(fd, "r+b") as f:
+    # Unbuffered: a write that fails (ENOSPC, EFBIG) fails once, where it is handled, and
+    # leaves no buffered bytes for seek() or close() to fail on again.
+    with os.fdopen(fd, "r+b", buffering=0) as f:
         _lock(f, partial)
         try:
             return _write(f, src, partial, out, steps, resume, force, model_obj, model, seed, device, jobs,
-                          progress, on_member, t0)
+                          progress, on_member, t0, max_pixels)
         except BaseException as e:
             with contextlib.suppress(OSError):
                 f.seek(0)
@@ -1058,15 +1109,28 @@ def _lock(f: BinaryIO, partial: str) -> None:
         pass                             # a file system without locks
 
 
+def _append(f: BinaryIO, data: bytes, end: int, what: str) -> None:
+    """Write ``data`` at ``end`` (the end of the finished part) and fsync; on failure cut the
+    file back to ``end`` (no torn member) and raise OutputError."""
+    try:
+        f.seek(end)
+        view = memoryview(data)
+        while view:
+            view = view[f.write(view):]                 # an unbuffered write may be short
+        os.fsync(f.fileno())
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            f.truncate(end)
+        raise OutputError(f"cannot write {what}: {e.strerror or e}") from None
+
+
 def _write(f: BinaryIO, src: _Source, partial: str, out: str, steps: int, resume: bool, force: bool,
            model_obj: Any, model: str | None, seed: int, device: str, jobs: int, progress: bool,
-           on_member: OnWrite | None, t0: float) -> WriteResult:
+           on_member: OnWrite | None, t0: float, max_pixels: int) -> WriteResult:
     size = os.fstat(f.fileno()).st_size
     scanned, valid = _scan_partial(f, size, partial) if resume and size else ([], 0)
     if valid < len(HEADER):
-        f.seek(0)
-        f.truncate()
-        f.write(HEADER)
+        _append(f, HEADER, 0, partial)
     end = len(HEADER)
     members: list[MemberInfo] = []
     stats = {"bytes": 0, "subpixels": 0}
@@ -1094,21 +1158,15 @@ def _write(f: BinaryIO, src: _Source, partial: str, out: str, steps: int, resume
             end = s.end
             done(s.info, True)
         resumed = len(members)
-        f.seek(end)
-        f.truncate()
-        f.flush()
-        os.fsync(f.fileno())
+        try:
+            f.truncate(end)
+            os.fsync(f.fileno())
+        except OSError as e:
+            raise OutputError(f"cannot write {partial}: {e.strerror or e}") from None
 
-        for name, blob in _compressed(pictures, jobs, steps, model, seed, device):
+        for name, blob in _compressed(pictures, jobs, steps, model, seed, device, max_pixels):
             record = _record(name, len(blob))
-            try:
-                f.write(record + blob)
-                f.flush()
-                os.fsync(f.fileno())
-            except OSError as e:
-                with contextlib.suppress(OSError):
-                    f.truncate(end)                      # no torn member left behind
-                raise OutputError(f"cannot write {partial}: {e.strerror or e}") from None
+            _append(f, record + blob, end, partial)
             h = container.peek_header(blob)
             end += len(record) + len(blob)
             done(MemberInfo(name, end - len(blob), len(blob), h.mode, h.width, h.height), False)
@@ -1116,11 +1174,9 @@ def _write(f: BinaryIO, src: _Source, partial: str, out: str, steps: int, resume
     if len(members) != len(src.names):
         raise InputError("the source changed while it was being read")
     index = _pack_index(src.kind, src.deflated, src.arrays, members)
+    _append(f, index + _footer(end, len(members)), end, partial)
     try:
-        f.write(index + _footer(end, len(members)))
-        f.flush()
-        os.fsync(f.fileno())
-        _commit(partial, out, force)
+        commit_file(partial, out, force)
     except OSError as e:
         raise OutputError(f"cannot write {out}: {e.strerror or e}") from None
     result_index = ArchiveIndex(src.kind, src.deflated, src.arrays, tuple(members),
