@@ -19,7 +19,10 @@ each image becomes its own .ardm as before.
 Conventions follow gzip/zstd: -o names the output (one input), -f overwrites, -c writes
 to stdout, '-' reads stdin, -r walks folders, sources are kept unless --rm. Each failure
 prints one line on stderr; the exit code is that of the last failure (see errors.py):
-1 internal, 2 bad input or usage, 3 corrupt archive, 4 unknown model, 5 output problem.
+1 internal error or out of memory, 2 bad input or usage, or a picture over --max-pixels,
+3 corrupt archive, 4 unknown model, 5 output problem (a closed standard output too),
+130 interrupted, 141 standard output's reader went away (a broken pipe: no message, as
+gzip killed by SIGPIPE).
 """
 from __future__ import annotations
 
@@ -29,17 +32,20 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import BinaryIO, Callable, Iterable, NoReturn
 
 import click
 
 from . import __version__
 from . import archive
-from .archive import ARRAY_SUFFIXES, IMAGE_SUFFIXES
+from .archive import ARRAY_SUFFIXES, CONTROL_CHARACTERS, IMAGE_SUFFIXES
 from .codec import LEVEL_STEPS
+from .container import MAX_PIXELS
 from .errors import ArdmzipError, InputError, OutputError
 from .files import SUFFIX, Result, compress_bytes, decompress_bytes, info, read_input
-from .imageio import write_file_atomic
+from .imageio import write_file_atomic, write_file_under
+
+EXIT_BROKEN_PIPE = 141          # 128 + SIGPIPE: what a shell reports for gzip killed by the signal
 
 
 class Reporter:
@@ -51,7 +57,7 @@ class Reporter:
 
     def say(self, message: str, level: int = 1) -> None:
         if self.verbosity >= level:
-            click.echo(message, err=True)
+            click.echo(_printable(message), err=True)
 
     @contextlib.contextmanager
     def each(self, name: str):
@@ -67,9 +73,13 @@ class Reporter:
             self.fail(name, e)
 
     def fail(self, name: str, error: BaseException, hint: str = "") -> None:
+        """Report ``error`` as one line and remember its exit code. A broken pipe is not
+        reported: it ends the whole run quietly (``_Main``)."""
+        if isinstance(error, BrokenPipeError):
+            raise error
         if isinstance(error, ArdmzipError):
             code, text = error.exit_code, str(error)
-        elif isinstance(error, MemoryError):
+        elif _out_of_memory(error):
             code, text = 1, "out of memory (try a smaller image or fewer steps)"
         else:
             code, text = 1, f"internal error: {type(error).__name__}: {error}"
@@ -78,8 +88,93 @@ class Reporter:
                 traceback.print_exc()
         text = " ".join((f"{text} ({hint})" if hint else text).split())     # one line, always
         prefix = f"{name}: " if name and not text.startswith(name) else ""
-        click.echo(f"ardmzip: {prefix}{text}", err=True)
+        click.echo(_printable(f"ardmzip: {prefix}{text}"), err=True)
         self.exit_code = code
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """MemoryError, or torch's RuntimeError for a failed allocation ("[enforce fail at
+    alloc_cpu.cpp] ... can't allocate memory", "CUDA out of memory")."""
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and any(
+        s in text for s in ("can't allocate memory", "out of memory", "alloc_cpu.cpp"))
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (terminal escape codes, from file names or metadata
+    keys) written as \\xNN, so that printing it cannot drive the terminal."""
+    return CONTROL_CHARACTERS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _stdout() -> BinaryIO:
+    """Standard output for binary data; OutputError where it was closed (``>&-``)."""
+    if sys.stdout is None:
+        raise OutputError("standard output is closed")
+    return sys.stdout.buffer
+
+
+def _write_stdout(data: bytes) -> None:
+    """Write to standard output; a broken pipe propagates (``_Main`` ends quietly), another
+    failure (a full disk behind it) is an OutputError."""
+    out = _stdout()
+    try:
+        out.write(data)
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputError(f"cannot write to standard output: {e.strerror or e}") from None
+
+
+def _echo(*lines: str) -> None:
+    """Lines of text output (info, list), control characters escaped; errors as for
+    ``_write_stdout``."""
+    if sys.stdout is None:
+        raise OutputError("standard output is closed")
+    try:
+        click.echo("\n".join(_printable(line) for line in lines))
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputError(f"cannot write to standard output: {e.strerror or e}") from None
+
+
+def _exit_on_broken_pipe() -> NoReturn:
+    """The reader of standard output went away: stop at once, quietly, like gzip (which
+    SIGPIPE kills). Python's flush at exit would hit the pipe again, so stdout goes to
+    /dev/null first."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    sys.exit(EXIT_BROKEN_PIPE)
+
+
+def _open_standard_fds() -> None:
+    """Point closed standard fds (``>&-``) at /dev/null, so that no file ardmzip opens takes
+    their number (a worker process or a stray print would write into it); sys.stdout stays
+    None, so writing to stdout is still refused."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                null = os.open(os.devnull, os.O_RDWR)
+                if null != fd:
+                    os.dup2(null, fd)
+                    os.close(null)
+
+
+class _Main(click.Group):
+    """The command group: a broken pipe anywhere ends the run quietly (``_exit_on_broken_pipe``)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            _exit_on_broken_pipe()
 
 
 def _expand(paths: Iterable[str], recursive: bool, suffixes: set[str] | None) -> list[tuple[str, str]]:
@@ -110,8 +205,10 @@ def _run(sources: tuple[str, ...], output: str | None, to_stdout: bool, force: b
         many = len(files) > 1 or recursive
         if output and many and not (os.path.isdir(output) or recursive):
             raise InputError("-o names one file; with several inputs give a folder (with -r) or omit -o")
-        if to_stdout and sys.stdout.isatty() and not force:
-            raise OutputError("refusing to write binary data to a terminal (use -o, or -f to force)")
+        if to_stdout or (not output and any(src == "-" for src, _ in files)):
+            stdout = _stdout()                      # a closed stdout is refused before the slow part
+            if to_stdout and stdout.isatty() and not force:
+                raise OutputError("refusing to write binary data to a terminal (use -o, or -f to force)")
     except ArdmzipError as e:
         rep.fail("", e)
         sys.exit(rep.exit_code)
@@ -138,8 +235,7 @@ def _run(sources: tuple[str, ...], output: str | None, to_stdout: bool, force: b
             t0 = time.perf_counter()
             result_bytes, result = work(data, progress)
             if dst is None:
-                sys.stdout.buffer.write(result_bytes)
-                sys.stdout.buffer.flush()
+                _write_stdout(result_bytes)
             else:
                 write_file_atomic(dst, result_bytes, force)
             seconds = time.perf_counter() - t0
@@ -162,6 +258,8 @@ common = [
     click.option("-v", "--verbose", "verbose", count=True, help="more messages (-vv: tracebacks)"),
     click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True,
                  help="where the network runs; the output is identical on every device"),
+    click.option("--max-pixels", type=click.IntRange(min=0), default=MAX_PIXELS, show_default=True, metavar="N",
+                 help="refuse pictures over N pixels (width x height) before coding or decoding them; 0: no limit"),
 ]
 
 
@@ -190,10 +288,11 @@ def steps_for(level: int | None, steps: int | None) -> int | None:
     return LEVEL_STEPS[level] if level is not None else steps
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="ardmzip")
 def main() -> None:
     """Lossless image compression with an exact autoregressive diffusion model."""
+    _open_standard_fds()
 
 
 @main.command()
@@ -207,8 +306,8 @@ def main() -> None:
 @click.option("--resume", is_flag=True, help="archives: continue an interrupted run from its .partial file")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="archives: worker processes compressing in parallel (same bytes)")
-def compress(sources, output, to_stdout, force, keep, remove, recursive, quiet, verbose, device, level, steps, seed,
-             model, resume, jobs):
+def compress(sources, output, to_stdout, force, keep, remove, recursive, quiet, verbose, device, max_pixels, level,
+             steps, seed, model, resume, jobs):
     """Compress images (PNG, BMP, PNM, TIFF, lossless WebP, GIF) to .ardm files.
 
     A folder, .npz or .npy with -o NAME.ardm (and no -r) becomes one dataset archive."""
@@ -220,14 +319,16 @@ def compress(sources, output, to_stdout, force, keep, remove, recursive, quiet, 
         sys.exit(e.exit_code)
     target = _archive_target(sources, output, recursive)
     if target is not None:
-        _compress_archive(*target, to_stdout, force, remove, verbosity, device, steps, seed, model, resume, jobs)
+        _compress_archive(*target, to_stdout, force, remove, verbosity, device, steps, seed, model, resume, jobs,
+                          max_pixels)
         return
     if resume or jobs > 1:
         Reporter(verbosity).fail("", InputError("--resume and -j apply to archives: DIR, .npz or .npy -o NAME.ardm"))
         sys.exit(InputError.exit_code)
 
     def work(data: bytes, progress: bool):
-        ardm, picture = compress_bytes(data, steps, model=model, seed=seed, device=device, progress=progress)
+        ardm, picture = compress_bytes(data, steps, model=model, seed=seed, device=device, progress=progress,
+                                       max_pixels=max_pixels)
         px = picture.pixels
         return ardm, Result("", None, px.nbytes, len(ardm), px.size)
 
@@ -248,7 +349,8 @@ def _archive_target(sources: tuple[str, ...], output: str | None, recursive: boo
 
 
 def _compress_archive(src: str, out: str, to_stdout: bool, force: bool, remove: bool, verbosity: int, device: str,
-                      steps: int | None, seed: int, model: str | None, resume: bool, jobs: int) -> None:
+                      steps: int | None, seed: int, model: str | None, resume: bool, jobs: int,
+                      max_pixels: int) -> None:
     rep = Reporter(verbosity)
     partial = out + archive.PARTIAL_SUFFIX
     try:
@@ -257,7 +359,8 @@ def _compress_archive(src: str, out: str, to_stdout: bool, force: bool, remove: 
         if remove:
             raise InputError("--rm is not supported when making an archive")
         r = archive.write_archive(src, out, steps, resume=resume, force=force, model=model, seed=seed,
-                                  device=device, jobs=jobs, progress=verbosity >= 1 and sys.stderr.isatty())
+                                  device=device, jobs=jobs, progress=verbosity >= 1 and sys.stderr.isatty(),
+                                  max_pixels=max_pixels)
         ix = r.index
         resumed = f" ({r.resumed} resumed)" if r.resumed else ""
         rep.say(f"{src} -> {out}: {len(ix.members)} images{resumed}, {ix.subpixels} -> {ix.size} bytes, "
@@ -282,14 +385,18 @@ def _compress_archive(src: str, out: str, to_stdout: bool, force: bool, remove: 
               help="archives: extract only this member (repeatable; see `ardmzip list`)")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="archives: worker processes decoding in parallel (same pixels)")
-def decompress(sources, output, to_stdout, force, keep, remove, recursive, quiet, verbose, device, members, jobs):
+@click.option("--follow-symlinks", is_flag=True,
+              help="archives: extract through symbolic links to folders inside the output folder (refused by default)")
+def decompress(sources, output, to_stdout, force, keep, remove, recursive, quiet, verbose, device, max_pixels, members,
+               jobs, follow_symlinks):
     """Decompress .ardm files to PNG (same mode, pixels and metadata).
 
     An archive extracts to a folder of PNGs (-o DIR; default: its name without .ardm),
     or for .npz/.npy sources to -o NAME.npz / NAME.npy, bit-exact."""
     verbosity = 1 + verbose - quiet
     if members or any(s != "-" and os.path.isfile(s) and archive.is_archive(s) for s in sources):
-        _decompress_archive(sources, output, to_stdout, force, remove, verbosity, device, members, jobs)
+        _decompress_archive(sources, output, to_stdout, force, remove, verbosity, device, members, jobs, max_pixels,
+                            follow_symlinks)
         return
     if jobs > 1:
         Reporter(verbosity).fail("", InputError("-j applies to archives: decompress ARCHIVE.ardm -j N"))
@@ -302,7 +409,7 @@ def decompress(sources, output, to_stdout, force, keep, remove, recursive, quiet
 
     def work(data: bytes, progress: bool):
         _not_an_archive(data)
-        png = decompress_bytes(data, device=device, progress=progress)
+        png = decompress_bytes(data, device=device, progress=progress, max_pixels=max_pixels)
         i = info(data)
         return png, Result("", None, i["subpixels"], len(data), i["subpixels"])
 
@@ -315,7 +422,8 @@ def _not_an_archive(data: bytes) -> None:
 
 
 def _decompress_archive(sources: tuple[str, ...], output: str | None, to_stdout: bool, force: bool, remove: bool,
-                        verbosity: int, device: str, members: tuple[str, ...], jobs: int = 1) -> None:
+                        verbosity: int, device: str, members: tuple[str, ...], jobs: int, max_pixels: int,
+                        follow_symlinks: bool) -> None:
     rep = Reporter(verbosity)
     progress = verbosity >= 1 and sys.stderr.isatty()
     src = sources[0] if len(sources) == 1 else ""
@@ -323,11 +431,11 @@ def _decompress_archive(sources: tuple[str, ...], output: str | None, to_stdout:
         if len(sources) != 1 or src == "-" or not archive.is_archive(src):
             raise InputError("give one archive file" + (" with --member" if members else
                                                          "; archives are extracted one at a time"))
-        if to_stdout and sys.stdout.isatty() and not force:
+        if to_stdout and _stdout().isatty() and not force:
             raise OutputError("refusing to write binary data to a terminal (use -o, or -f to force)")
         t0 = time.perf_counter()
         if members:
-            _extract_members(rep, src, output, to_stdout, force, device, members)
+            _extract_members(rep, src, output, to_stdout, force, device, members, max_pixels, follow_symlinks)
             sys.exit(rep.exit_code)
         if to_stdout:
             raise InputError("-c writes one image: add --member NAME")
@@ -342,7 +450,8 @@ def _decompress_archive(sources: tuple[str, ...], output: str | None, to_stdout:
             if error is not None:
                 rep.fail(f"{src}: {name}", error, zeros)
 
-        results = archive.extract_all(src, output, force, device, progress, report, jobs)
+        results = archive.extract_all(src, output, force, device, progress, report, jobs, max_pixels=max_pixels,
+                                      follow_symlinks=follow_symlinks)
         failed = sum(e is not None for _, e in results)
         rep.say(f"{src} -> {output}: {len(results) - failed} of {len(results)} images, "
                 f"{time.perf_counter() - t0:.1f} s", level=2)
@@ -352,8 +461,9 @@ def _decompress_archive(sources: tuple[str, ...], output: str | None, to_stdout:
 
 
 def _extract_members(rep: Reporter, src: str, output: str | None, to_stdout: bool, force: bool, device: str,
-                     members: tuple[str, ...]) -> None:
-    """--member: one member to -o FILE (or stdout), several into -o DIR mirroring names."""
+                     members: tuple[str, ...], max_pixels: int, follow_symlinks: bool) -> None:
+    """--member: one member to -o FILE (or stdout), several into -o DIR mirroring names (never
+    outside DIR, nor through a symbolic link in it unless ``follow_symlinks``)."""
     from .imageio import picture_to_png
     index = archive.read_index(src)
     known = {m.name for m in index.members}
@@ -378,17 +488,13 @@ def _extract_members(rep: Reporter, src: str, output: str | None, to_stdout: boo
                 raise OutputError(f"{dst} exists; use -f to overwrite")     # before the slow part
     for name, dst in targets.items():
         try:
-            png = picture_to_png(archive.extract_member(src, name, device))
+            png = picture_to_png(archive.extract_member(src, name, device, max_pixels=max_pixels))
             if dst is None:
-                sys.stdout.buffer.write(png)
-                sys.stdout.buffer.flush()
-            else:
-                if not single:
-                    try:
-                        os.makedirs(os.path.dirname(dst), exist_ok=True)
-                    except OSError as e:
-                        raise OutputError(f"cannot create folder for {dst}: {e.strerror or e}") from None
+                _write_stdout(png)
+            elif single:
                 write_file_atomic(dst, png, force)
+            else:
+                write_file_under(output or os.curdir, names[name], png, force, follow_symlinks)
             rep.say(f"{src}: {name} -> {dst or 'stdout'}", level=2)
         except KeyboardInterrupt:
             raise
@@ -403,7 +509,9 @@ def _extract_members(rep: Reporter, src: str, output: str | None, to_stdout: boo
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="archives: worker processes decoding in parallel")
-def test_cmd(sources, recursive, quiet, device, jobs):
+@click.option("--max-pixels", type=click.IntRange(min=0), default=MAX_PIXELS, show_default=True, metavar="N",
+              help="refuse pictures over N pixels (width x height) before decoding them; 0: no limit")
+def test_cmd(sources, recursive, quiet, device, jobs, max_pixels):
     """Decode .ardm files (and every member of archives) and check their pixels, writing nothing."""
     rep = Reporter(1 - quiet)
     try:
@@ -418,12 +526,13 @@ def test_cmd(sources, recursive, quiet, device, jobs):
                     if error is not None:
                         rep.fail(f"{src}: {name}", error)
 
-                results = archive.test_archive(src, device, quiet == 0 and sys.stderr.isatty(), report, jobs)
+                results = archive.test_archive(src, device, quiet == 0 and sys.stderr.isatty(), report, jobs,
+                                               max_pixels=max_pixels)
                 if all(e is None for _, e in results):
                     rep.say(f"{src}: OK ({len(results)} images)")
                 continue
             data = _read_single(src)
-            decompress_bytes(data, device=device)
+            decompress_bytes(data, device=device, max_pixels=max_pixels)
             rep.say(f"{src}: OK")
     sys.exit(rep.exit_code)
 
@@ -446,22 +555,22 @@ def info_cmd(sources, as_json):
             if src != "-" and archive.is_archive(src):
                 a = archive.archive_info(src)
                 if as_json:
-                    click.echo(json.dumps(dict(a, file=src)))
+                    _echo(json.dumps(dict(a, file=src)))
                 else:
                     arrays = "".join(f"; array {x['key'] or 'data'} {tuple(x['shape'])} uint8" for x in a["arrays"])
                     model = f"; model {a['model']} ({a['model_hash']}), {a['steps']} steps, seed {a['seed']}" \
                         if a["model"] else ""
-                    click.echo(f"{src}: archive of {a['images']} images ({a['kind']}), {a['bytes']} bytes, "
+                    _echo(f"{src}: archive of {a['images']} images ({a['kind']}), {a['bytes']} bytes, "
                                f"{a['bpsp']:.3f} bpsp; overhead {a['overhead_bytes']} bytes "
                                f"({a['overhead_per_image']:.1f} per image){model}{arrays}")
                 continue
             data = _read_single(src)
             i = info(data)
             if as_json:
-                click.echo(json.dumps(dict(i, file=src)))
+                _echo(json.dumps(dict(i, file=src)))
             else:
                 meta = ", ".join(i["metadata"]) or "none"
-                click.echo(f"{src}: {i['width']}x{i['height']} {i['mode']}, {i['bytes']} bytes, "
+                _echo(f"{src}: {i['width']}x{i['height']} {i['mode']}, {i['bytes']} bytes, "
                            f"{i['bpsp']:.3f} bpsp; model {i['model']} ({i['model_hash']}), {i['steps']} steps, "
                            f"seed {i['seed']}, pixel crc32 {i['pixel_crc32']}, metadata: {meta}; "
                            f"planes: {'; '.join(i['planes'])} (format {i['format_version']})")
@@ -479,7 +588,7 @@ def list_cmd(sources, as_json):
             index = archive.read_index(src)
             if as_json:
                 for m in index.members:
-                    click.echo(json.dumps({"archive": src, "name": m.name, "bytes": m.size, "width": m.width,
+                    _echo(json.dumps({"archive": src, "name": m.name, "bytes": m.size, "width": m.width,
                                            "height": m.height, "mode": m.mode, "bpsp": m.bpsp}))
                 continue
             lines = [f"{src}:"] if len(sources) > 1 else []
@@ -488,7 +597,7 @@ def list_cmd(sources, as_json):
                       for m in index.members]
             lines.append(f"{index.size:>10} {index.bpsp:>7.3f}  {len(index.members)} images, "
                          f"{index.overhead_bytes} bytes overhead ({index.overhead_per_image:.1f} per image)")
-            click.echo("\n".join(lines))
+            _echo(*lines)
     sys.exit(rep.exit_code)
 
 

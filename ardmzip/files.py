@@ -5,6 +5,8 @@
 
 Every writer goes through ``write_file_atomic`` (temp file + rename): a failure leaves
 no output and an existing output untouched; nothing is replaced without ``force``.
+Pictures over ``max_pixels`` (default ``container.MAX_PIXELS``, 0 = no limit) are refused
+with ``LimitError`` before they are decoded, whichever way they go.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import os
 from dataclasses import dataclass
 
 from . import constraint, container
+from .container import MAX_PIXELS
 from .codec import Stats, compress_picture, decompress_picture
 from .errors import InputError
 from .imageio import MODE_CHANNELS, Picture, picture_to_png, read_picture, write_file_atomic
@@ -49,33 +52,35 @@ def read_input(source: str | os.PathLike | bytes) -> bytes:
 
 
 def compress_bytes(image_file: bytes, steps: int | None = None, *, model: str | None = None, seed: int = 0,
-                   device: str = "cpu", progress: bool = False, stats: Stats | None = None) -> tuple[bytes, Picture]:
+                   device: str = "cpu", progress: bool = False, stats: Stats | None = None,
+                   max_pixels: int = MAX_PIXELS) -> tuple[bytes, Picture]:
     """Image file bytes (PNG, BMP, ...) -> .ardm bytes and the picture they hold."""
-    picture = read_picture(image_file)
-    return compress_picture(picture, steps, model, seed, device, progress, stats), picture
+    picture = read_picture(image_file, max_pixels)
+    return compress_picture(picture, steps, model, seed, device, progress, stats, max_pixels=max_pixels), picture
 
 
-def decompress_bytes(ardm: bytes, *, device: str = "cpu", progress: bool = False) -> bytes:
+def decompress_bytes(ardm: bytes, *, device: str = "cpu", progress: bool = False,
+                     max_pixels: int = MAX_PIXELS) -> bytes:
     """.ardm bytes -> PNG bytes with the original mode, pixels and metadata."""
-    return picture_to_png(decompress_picture(ardm, device, progress))
+    return picture_to_png(decompress_picture(ardm, device, progress, max_pixels=max_pixels))
 
 
 def compress_file(source: str | os.PathLike, output: str | os.PathLike, steps: int | None = None, *,
                   force: bool = False, model: str | None = None, seed: int = 0, device: str = "cpu",
-                  progress: bool = False) -> Result:
+                  progress: bool = False, max_pixels: int = MAX_PIXELS) -> Result:
     """Compress an image file to an .ardm file."""
     data, picture = compress_bytes(read_input(source), steps, model=model, seed=seed, device=device,
-                                   progress=progress)
+                                   progress=progress, max_pixels=max_pixels)
     write_file_atomic(output, data, force)
     px = picture.pixels
     return Result(os.fsdecode(source), os.fsdecode(output), px.nbytes, len(data), px.size)
 
 
 def decompress_file(source: str | os.PathLike, output: str | os.PathLike, *, force: bool = False,
-                    device: str = "cpu", progress: bool = False) -> Result:
+                    device: str = "cpu", progress: bool = False, max_pixels: int = MAX_PIXELS) -> Result:
     """Decompress an .ardm file to a PNG file; nothing is written unless the pixels check out."""
     data = read_input(source)
-    png = decompress_bytes(data, device=device, progress=progress)
+    png = decompress_bytes(data, device=device, progress=progress, max_pixels=max_pixels)
     write_file_atomic(output, png, force)
     h = container.peek_header(data)
     n = h.width * h.height * MODE_CHANNELS[h.mode]
