@@ -100,6 +100,7 @@ class PlaneCoder:
         rows = max(MIN_STRIP_ROWS, strip_pixels // max(1, w) - 2 * halo)
         self.strips = [(r, min(h, r + rows)) for r in range(0, h, rows)]
         self.chunk = chunk
+        self._empty_trunk: tuple[torch.Tensor, torch.Tensor] | None = None    # head_outputs(empty=True)
 
     def mask(self, step: int) -> torch.Tensor:
         """(1, 3, H, W) int32: variables revealed before ``step``."""
@@ -121,20 +122,37 @@ class PlaneCoder:
     def chunks(self, variables: np.ndarray) -> list[np.ndarray]:
         return [variables[i:i + self.chunk] for i in range(0, len(variables), self.chunk)]
 
-    def frequencies(self, values: torch.Tensor, mask: torch.Tensor, strip: tuple[int, int],
-                    chunks: list[np.ndarray]):
-        """Yield integer frequencies (B, n, 256) for each chunk of variables, in the given order.
+    def head_outputs(self, values: torch.Tensor, mask: torch.Tensor, strip: tuple[int, int],
+                     chunks: list[np.ndarray], empty: bool = False):
+        """Yield the integer head outputs (B, n, 3, M) and anchors (B, n) of each chunk of
+        variables, in the given order.
 
         values: (B, 3, H, W), a batch of planes of this shape (they share the order, so
-        they share the mask). All variables of a step share one mask, so their frequencies
-        do not depend on the order they are computed in: the encoder walks the chunks
-        backwards, the decoder forwards, and both hold one chunk's frequencies at a time.
-        The integer network is exact per pixel, so batching changes no frequency."""
+        they share the mask). All variables of a step share one mask, so their outputs do
+        not depend on the order they are computed in: the encoder walks the chunks
+        backwards, the decoder forwards, and both hold one chunk's outputs at a time.
+        The integer network is exact per pixel, so batching changes no output.
+
+        ``empty``: the mask reveals nothing (the first step). Then every feature is the
+        same at every pixel (no counts, anchor 128), so the trunk's output depends only on
+        how far a pixel is from the border, and only within ``halo`` pixels of it: one
+        trunk call on a (2 halo + 1)^2 canvas, read back through clamped coordinates,
+        gives exactly the full picture's outputs (tests compare both)."""
         r0, r1 = strip
         halo = self.net.config.halo
-        top, bottom = max(0, r0 - halo), min(self.h, r1 + halo)
         b = values.shape[0]
-        x, anchor = self.net.trunk(values[:, :, top:bottom], mask[:, :, top:bottom].expand(b, -1, -1, -1))
+        side = 2 * halo + 1
+        dev = values.device
+        if empty and self.h >= side and self.w >= side:
+            if self._empty_trunk is None:
+                zeros = torch.zeros(1, 3, side, side, dtype=torch.long, device=dev)
+                self._empty_trunk = self.net.trunk(zeros, zeros)
+            x, anchor = (t.expand(b, -1, -1, -1) for t in self._empty_trunk)
+            canvas = True
+        else:
+            top, bottom = max(0, r0 - halo), min(self.h, r1 + halo)
+            x, anchor = self.net.trunk(values[:, :, top:bottom], mask[:, :, top:bottom].expand(b, -1, -1, -1))
+            canvas = False
         dev = x.device
         for chunk in chunks:
             n = len(chunk)
@@ -143,11 +161,23 @@ class PlaneCoder:
                 row, col, ch = v // self.w, v % self.w, torch.zeros_like(v)
             else:
                 row, col, ch = v // (3 * self.w), (v // 3) % self.w, v % 3
-            row = row - top
+            if canvas:      # border distance, capped at the halo, on the canvas's own border
+                row = torch.where(row < halo, row, side - 1 - (self.h - 1 - row).clamp(max=halo))
+                col = torch.where(col < halo, col, side - 1 - (self.w - 1 - col).clamp(max=halo))
+            else:
+                row = row - top
             feats = x[:, :, row, col].permute(0, 2, 1).reshape(b * n, -1)        # (B n, C)
             params = self.net.head(feats.contiguous()).view(b, n, 3, 3, -1)       # (B, n, 3, 3, M)
             params = params[:, torch.arange(n, device=dev), ch]                  # (B, n, 3, M)
-            freq = exact_frequencies(params.reshape(b * n, 3, -1), anchor[:, ch, row, col].reshape(-1))
+            yield params, anchor[:, ch, row, col]
+
+    def frequencies(self, values: torch.Tensor, mask: torch.Tensor, strip: tuple[int, int],
+                    chunks: list[np.ndarray], empty: bool = False):
+        """Yield integer frequencies (B, n, 256) for each chunk of variables, in the given
+        order (``head_outputs`` says why the order and the batch change nothing)."""
+        for params, anchor in self.head_outputs(values, mask, strip, chunks, empty):
+            b, n = anchor.shape
+            freq = exact_frequencies(params.reshape(b * n, 3, -1), anchor.reshape(-1))
             yield freq.view(b, n, -1)
 
 
@@ -167,7 +197,7 @@ def _chunk_frequencies(pc: PlaneCoder, values: torch.Tensor, device: torch.devic
         # ANS is a stack: push the step's chunks in the reverse of the decoder's order.
         for strip, variables in reversed(list(pc.work(step))):
             chunks = pc.chunks(variables)[::-1]
-            for var, freq in zip(chunks, pc.frequencies(values, mask, strip, chunks)):
+            for var, freq in zip(chunks, pc.frequencies(values, mask, strip, chunks, empty=step == 0)):
                 yield step, var, freq
 
 
@@ -358,7 +388,7 @@ def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps
         mask = pc.mask(step).to(device)
         for strip, variables in pc.work(step):
             chunks = pc.chunks(variables)
-            for var, freq in zip(chunks, pc.frequencies(values, mask, strip, chunks)):
+            for var, freq in zip(chunks, pc.frequencies(values, mask, strip, chunks, empty=step == 0)):
                 for b, ((job, rule, _), flat, dec) in enumerate(zip(members, flats, decoders)):
                     if dec is None:
                         continue

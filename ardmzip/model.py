@@ -135,8 +135,11 @@ class IntegerNet:
         if feats.device.type == "cpu":    # oneDNN's native layout: no reorders around each conv
             feats = feats.contiguous(memory_format=torch.channels_last)
         x = self.stem(feats)
+        # in place, one ReLU buffer: these passes are memory-bound (same values as the
+        # functional x = clamp(x + block(relu(x))), ~10% faster on a strip)
+        relu = torch.empty_like(x)
         for block in self.blocks:
-            x = (x + block(x.clamp(min=0))).clamp_(-127, 127)
+            x.add_(block(torch.clamp(x, min=0, out=relu))).clamp_(-127, 127)
         return x.clamp_(min=0), anchor
 
     @torch.no_grad()

@@ -284,3 +284,23 @@ def test_palette_random_order_follows_each_planes_constraint(monkeypatch):
     codec.decode_planes(rule, jobs, dev)
     for job, plane in zip(jobs, planes):
         assert job.error is None and np.array_equal(job.pixels, plane)
+
+
+@pytest.mark.parametrize("shape,gray", [((80, 75), False), ((71, 90), True), ((70, 200), False), ((40, 30), False)])
+def test_first_step_canvas_gives_the_full_pictures_outputs(shape, gray):
+    """With nothing revealed, one small canvas stands in for the whole picture (head_outputs'
+    ``empty``): its outputs must equal a real trunk call at every pixel, borders included,
+    also for pictures too small for the canvas (which take the real call)."""
+    h, w = shape
+    model = weights.load(None)
+    pc = codec.PlaneCoder(model.net, model.curve, h, w, gray, 8, 0)
+    rng = np.random.default_rng(h * w)
+    values = torch.from_numpy(rng.integers(0, 256, (2, 3, h, w))).long()
+    mask = pc.mask(0)
+    assert int(mask.sum()) == 0
+    variables = np.arange(h * pc.per_row)
+    chunks = [variables[i:i + 4099] for i in range(0, len(variables), 4099)]
+    full = list(pc.head_outputs(values, mask, (0, h), chunks, empty=False))
+    fast = list(pc.head_outputs(values, mask, (0, h), chunks, empty=True))
+    for (p0, a0), (p1, a1) in zip(full, fast):
+        assert torch.equal(p0, p1) and torch.equal(a0, a1)
