@@ -116,20 +116,22 @@ def _load_bytes(source: str | os.PathLike | bytes) -> tuple[bytes, str]:
     return data, name
 
 
-# Pillow's own decompression-bomb limit is a module global; it is lifted (under this lock,
-# which every read_picture takes) only while reading with a limit above it or none.
+# Pillow's own decompression-bomb limit is a module global. It is lifted only while reading
+# with a limit above it (or none), under this lock, so that two such reads cannot interleave
+# their saving and restoring of it.
 _PILLOW_LIMIT_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
 def _pillow_limit(max_pixels: int):
-    """Pillow's limit as it is when ``max_pixels`` is within it (so one of the two refuses a
+    """Pillow's limit as it is when ``max_pixels`` is within it (then one of the two refuses a
     bomb before its pixels are decoded); none while reading with a larger limit or none."""
     pillow = Image.MAX_IMAGE_PIXELS
-    if pillow is None or (max_pixels and max_pixels <= 2 * pillow):
+    if max_pixels and (pillow is None or max_pixels <= 2 * pillow):
         yield
         return
     with _PILLOW_LIMIT_LOCK:
+        pillow = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
         try:
             yield
@@ -462,7 +464,7 @@ def write_file_atomic(path: str | os.PathLike, data: bytes, force: bool = False,
     tmp = os.path.join(os.path.dirname(name), f".ardmzip-{secrets.token_hex(8)}.tmp")
     created = False
     try:
-        # 0o666 and the umask, as open() would; the temp file is ours alone until renamed.
+        # 0o666 less the umask: the mode open() would give the file.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666,
                      **_at(dir_fd))
         created = True

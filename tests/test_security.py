@@ -243,6 +243,27 @@ def test_a_symlink_in_place_of_a_file_is_replaced_not_followed(nested, tmp_path)
     assert not (out / "a.png").is_symlink() and read_picture(out / "a.png").mode == "RGB"
 
 
+@pytest.mark.parametrize("openat", [True, False])
+def test_write_file_under(tmp_path, monkeypatch, openat):
+    from ardmzip import imageio
+    monkeypatch.setattr(imageio, "_OPENAT", openat and imageio._OPENAT)      # False: the by-path fallback
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    outside.mkdir()
+    assert write_file_under(out, "a/b/c.png", b"1") == str(out / "a" / "b" / "c.png")
+    assert (out / "a" / "b" / "c.png").read_bytes() == b"1"
+    with pytest.raises(OutputError, match="exists"):
+        write_file_under(out, "a/b/c.png", b"2")
+    (out / "a" / "link").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(OutputError, match="symbolic link"):
+        write_file_under(out, "a/link/d.png", b"3")
+    assert list(outside.iterdir()) == []
+    write_file_under(out, "a/link/d.png", b"3", follow_symlinks=True)
+    assert (outside / "d.png").read_bytes() == b"3"
+    (out / "file").write_bytes(b"")
+    with pytest.raises(OutputError, match="cannot create folder"):
+        write_file_under(out, "file/e.png", b"4")
+
+
 def test_write_file_under_refuses_unsafe_parts_even_unchecked(tmp_path):
     for relative in ("../x.png", "a/../../x.png", "/abs.png", "a//x.png"):
         with pytest.raises(OutputError):
