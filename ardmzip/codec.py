@@ -370,6 +370,22 @@ def decode_planes(model: Model, jobs: list[PlaneJob], device: torch.device, prog
             _decode_batch(model, batch, h, w, gray, steps, seed, device, progress, strip_pixels, chunk, order)
 
 
+def stream_bit_budget(stream_bytes: int) -> float:
+    """The most information (in the decoder's float64 estimate, ``symbol_bits``) that a stream
+    of this many bytes can yield before it must be exhausted. A stream of W words codes at most
+    32 W + 64 bits (the ANS state); the float estimate can exceed the quantized cost constriction
+    really paid by at most 31/24 (a 2^-31 probability costs 24 bits after its 24-bit quantization),
+    so 1.5x plus slack never refuses a good stream."""
+    return 1.5 * (8 * stream_bytes + 64) + 256
+
+
+def symbol_bits(probs: np.ndarray, symbols: np.ndarray) -> float:
+    """Estimated information of decoded symbols: sum of -log2 p(symbol) of their rows."""
+    if not len(symbols):
+        return 0.0
+    return float(-np.log2(probs[np.arange(len(symbols)), symbols]).sum())
+
+
 def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps: int, seed: int,
                   device: torch.device, progress: bool, strip_pixels: int, chunk: int, order: str | None = None
                   ) -> None:
@@ -384,19 +400,35 @@ def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps
         except FormatError as e:
             job.error = e
             decoders.append(None)
+    remaining = h * pc.per_row
+    budgets = [stream_bit_budget(len(data)) for _, _, data in members]
     for step in tqdm(range(pc.steps), desc="decompress", unit="step", disable=not progress, leave=False):
+        if all(dec is None for dec in decoders):      # every stream failed: no more work to do
+            break
         mask = pc.mask(step).to(device)
         for strip, variables in pc.work(step):
             chunks = pc.chunks(variables)
             for var, freq in zip(chunks, pc.frequencies(values, mask, strip, chunks, empty=step == 0)):
+                remaining -= len(var)
                 for b, ((job, rule, _), flat, dec) in enumerate(zip(members, flats, decoders)):
                     if dec is None:
                         continue
                     try:
                         f = rule.restrict(freq[b], var, flat, pc.step_of, step, w)
-                        flat[var] = dec.pop(frequencies_to_probabilities(f))
+                        probs = frequencies_to_probabilities(f)
+                        symbols = dec.pop(probs)
+                        flat[var] = symbols
                     except (ValueError, RuntimeError, OverflowError) as e:
                         job.error = FormatError(f"corrupt .ardm file: bitstream does not decode ({e})")
+                        decoders[b] = None
+                        continue
+                    budgets[b] -= symbol_bits(probs, symbols)
+                    # Every coded symbol has probability < 1, so a stream is back in its empty
+                    # state only after its last symbol; and it cannot hold more information
+                    # than its words: either way a truncated stream is refused as soon as it
+                    # runs dry, so the work follows the bytes present, not the claimed size.
+                    if (remaining and dec.finished_cleanly()) or budgets[b] < 0:
+                        job.error = FormatError("corrupt .ardm file: bitstream ends early (truncated or damaged)")
                         decoders[b] = None
         # reveal this step's values to the next steps (the mask hides them until then)
         for b, flat in enumerate(flats):

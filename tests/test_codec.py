@@ -304,3 +304,19 @@ def test_first_step_canvas_gives_the_full_pictures_outputs(shape, gray):
     fast = list(pc.head_outputs(values, mask, (0, h), chunks, empty=True))
     for (p0, a0), (p1, a1) in zip(full, fast):
         assert torch.equal(p0, p1) and torch.equal(a0, a1)
+
+
+def test_truncated_stream_is_refused_as_soon_as_it_runs_dry(monkeypatch):
+    """Work follows the bytes present: a stream cut to two words stops the decoder within its
+    first step (``stream_bit_budget``), not after every step of the claimed picture."""
+    a = smooth_image(96, 96, 3)
+    header, streams = container.unpack(ardmzip.compress(a, steps=16))
+    calls = []
+    trunk = codec.IntegerNet.trunk
+    monkeypatch.setattr(codec.IntegerNet, "trunk", lambda self, *args: calls.append(1) or trunk(self, *args))
+    assert np.array_equal(ardmzip.decompress(container.pack(header, streams)).reshape(a.shape), a)
+    full = len(calls)
+    calls.clear()
+    with pytest.raises(FormatError, match="ends early"):
+        ardmzip.decompress(container.pack(header, [streams[0][:9]]))
+    assert full >= 16 and len(calls) <= 2
