@@ -102,29 +102,32 @@ def exact_frequencies(params: torch.Tensor, anchor: torch.Tensor, block: int | N
     integers 0..255. Returns (N, 256) int32, every entry >= 1, sum < 2^31.
 
     The mixture is summed over cdfs first (sum_k w_k cdf_k) and differenced once; integer
-    arithmetic makes that identical to summing the per-component masses. Rows are done in
-    blocks (256 on CPU) so the (block, M, 255) temporaries stay in cache: ~7x faster.
+    arithmetic makes that identical to summing the per-component masses. Everything runs
+    in int32, which holds every intermediate: |edge - mu| <= 8183 (mu16 = 16 anchor + offset,
+    offsets within the head's +-4095) times INV_SCALE <= 82,335 stays below 6.8e8 < 2^31, and
+    sum_k w_k cdf_k < M 2^12 2^15 = 2^29. Rows are done in blocks (1,024 on CPU) so the
+    (block, M, 255) temporaries stay in cache; int32 instead of int64 halves their traffic.
     """
     device = params.device
     inv_t, sig_t, exp_t, edges = _device_tables(device)
-    p = params.to(torch.int64)
+    p = params.to(torch.int32)
     logit, offset, log_scale = split_params(p)
-    mu16 = anchor.to(torch.int64).unsqueeze(-1) * GRID + offset                         # (N, M)
-    inv = inv_t[log_scale.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX) - LOG_SCALE_MIN]          # (N, M)
-    w = exp_t[(logit.amax(-1, keepdim=True) - logit).clamp(max=EXP_SPAN)]               # (N, M)
-    total = (w.sum(1) << SIG_BITS).to(torch.int32)                                      # (N,) < 2^31
+    mu16 = anchor.to(torch.int32).unsqueeze(-1) * GRID + offset                              # (N, M)
+    inv = inv_t[(log_scale.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX) - LOG_SCALE_MIN).long()].to(torch.int32)
+    w = exp_t[(logit.amax(-1, keepdim=True) - logit).clamp(max=EXP_SPAN).long()].to(torch.int32)
+    total = w.sum(1, dtype=torch.int32) << SIG_BITS                                          # (N,) < 2^31
     n = len(p)
     out = torch.empty(n, N_SYMBOLS, dtype=torch.int32, device=device)
-    block = block or (256 if device.type == "cpu" else 1 << 16)
+    edges32 = edges.to(torch.int32).view(1, 1, -1)
+    block = block or (1024 if device.type == "cpu" else 1 << 16)
     for i in range(0, n, block):
         j = min(n, i + block)
-        diff = edges.view(1, 1, -1) - mu16[i:j].unsqueeze(-1)                          # (b, M, 255), |.| < 2^14
-        idx = (diff * inv[i:j].unsqueeze(-1)).bitwise_right_shift_(10).clamp_(-IDX_MAX, IDX_MAX - 1)
-        cdf = sig_t[idx.add_(IDX_MAX)]                                                 # (b, M, 255) int32
-        c = (cdf * w[i:j].unsqueeze(-1).to(torch.int32)).sum(1, dtype=torch.int32)    # (b, 255) < 2^31
+        idx = (edges32 - mu16[i:j].unsqueeze(-1)).mul_(inv[i:j].unsqueeze(-1))               # (b, M, 255)
+        idx = idx.bitwise_right_shift_(10).clamp_(-IDX_MAX, IDX_MAX - 1).add_(IDX_MAX)
+        c = sig_t[idx].mul_(w[i:j].unsqueeze(-1)).sum(1, dtype=torch.int32)                  # (b, 255) < 2^29
         o = out[i:j]
         o[:, 0] = c[:, 0]
-        o[:, 1:N_SYMBOLS - 1] = c[:, 1:] - c[:, :-1]
+        torch.sub(c[:, 1:], c[:, :-1], out=o[:, 1:N_SYMBOLS - 1])
         o[:, N_SYMBOLS - 1] = total[i:j] - c[:, -1]
     return out.add_(1)
 
