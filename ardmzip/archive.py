@@ -978,7 +978,7 @@ def _expected_header(model: Any, picture: Picture, steps: int, seed: int, versio
     """The header compress_picture would write for ``picture`` (to recognise finished members);
     ``version`` is the found member's when this ardmzip writes it (it depends on the coding)."""
     px = picture.pixels
-    if version not in (container.COMMON_VERSION, container.FORMAT_VERSION):
+    if not container.COMMON_VERSION <= version <= container.FORMAT_VERSION:
         version = container.COMMON_VERSION
     return container.Header(model.name, model.hash8, picture.mode, px.shape[1], px.shape[0], steps, seed,
                             pixel_crc(px), tuple(picture.metadata), version)

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from . import constraint, container
 from .ardm import plane_order, plane_ranks
-from .coder import Decoder, Encoder
+from .coder import Decoder, Encoder, binary_bits, decode_binary, encode_binary
 from .dlm import bits_of, exact_frequencies, frequencies_to_probabilities
 from .errors import ArdmzipError, ChecksumError, FormatError, InputError
 from .imageio import Picture, picture_from_array
@@ -108,6 +108,10 @@ class PlaneCoder:
         if self.gray:
             return m.view(1, 1, self.h, self.w).expand(1, 3, -1, -1)
         return m.view(1, self.h, self.w, 3).permute(0, 3, 1, 2)
+
+    def step_size(self, step: int) -> int:
+        """How many variables ``step`` codes."""
+        return int(self.starts[step + 1] - self.starts[step])
 
     def work(self, step: int):
         """Yield (strip, variables of this step in the strip), strips top to bottom."""
@@ -189,16 +193,83 @@ def _plane_tensor(plane: np.ndarray, gray: bool) -> torch.Tensor:
     return t.permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
-def _chunk_frequencies(pc: PlaneCoder, values: torch.Tensor, device: torch.device, progress: bool):
-    """Yield (step, variables, raw frequencies (B, n, 256)) in the encoder's push order: the
-    reverse of decoding."""
+CODING_GROUP = 1 << 15   # variables of a step coded together (binary decisions go level-major within one)
+
+
+def _regroup(items, total: int, reverse: bool):
+    """Re-cut a step's (variables, outputs (B, n, 3, M), anchors (B, n)) into its coding groups:
+    runs of CODING_GROUP consecutive variables from the step's first, the last one shorter.
+
+    Binary decisions are pushed level by level within a group, so group boundaries are part
+    of the format (unlike strips and chunks, which are decoder settings). ``reverse``: items
+    come last to first (the encoder) and groups go out last to first too."""
+    sizes = [CODING_GROUP] * (total // CODING_GROUP) + ([total % CODING_GROUP] if total % CODING_GROUP else [])
+    if reverse:
+        sizes.reverse()
+    held: list[tuple] = []
+    count = 0
+    for item in items:
+        held = [item] + held if reverse else held + [item]
+        count += len(item[0])
+        while sizes and count >= sizes[0]:
+            var, params, anchor = (np.concatenate([h[0] for h in held]), torch.cat([h[1] for h in held], 1),
+                                   torch.cat([h[2] for h in held], 1))
+            size = sizes.pop(0)
+            cut = len(var) - size if reverse else size
+            out, rest = ((slice(cut, None), slice(None, cut)) if reverse else (slice(None, cut), slice(cut, None)))
+            yield var[out], params[:, out], anchor[:, out]
+            held = [(var[rest], params[:, rest], anchor[:, rest])] if len(var) > size else []
+            count -= size
+
+
+def _chunk_outputs(pc: PlaneCoder, values: torch.Tensor, device: torch.device, progress: bool):
+    """Yield (step, variables, head outputs (B, n, 3, M), anchors (B, n)) by coding groups, in
+    the encoder's push order: the reverse of decoding."""
     for step in tqdm(range(pc.steps - 1, -1, -1), desc="compress", unit="step", disable=not progress, leave=False):
         mask = pc.mask(step).to(device)
-        # ANS is a stack: push the step's chunks in the reverse of the decoder's order.
-        for strip, variables in reversed(list(pc.work(step))):
-            chunks = pc.chunks(variables)[::-1]
-            for var, freq in zip(chunks, pc.frequencies(values, mask, strip, chunks, empty=step == 0)):
-                yield step, var, freq
+
+        def outputs():        # ANS is a stack: the step's chunks in the reverse of the decoder's order
+            for strip, variables in reversed(list(pc.work(step))):
+                chunks = pc.chunks(variables)[::-1]
+                for var, (params, anchor) in zip(chunks, pc.head_outputs(values, mask, strip, chunks,
+                                                                          empty=step == 0)):
+                    yield var, params, anchor
+        for var, params, anchor in _regroup(outputs(), pc.step_size(step), reverse=True):
+            yield step, var, params, anchor
+
+
+BINARY_VERSION = 4       # files from this version on code PLAIN and VALUES planes as binary decisions
+BINARY_KINDS = (constraint.PLAIN, constraint.VALUES)
+
+
+def codes_binary(rule: constraint.Constraint, version: int) -> bool:
+    """Whether a plane with this (resolved) constraint is coded as 8 binary decisions per
+    subpixel (coder.encode_binary: 8 cdf points instead of a 256-wide row; format version 4),
+    or with 256-way rows (older files; palettes, chroma blocks and colour copies, whose masks
+    and mixtures need every value's frequency)."""
+    return version >= BINARY_VERSION and rule.kind in BINARY_KINDS
+
+
+def _value_sets(rule: constraint.Constraint, var: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The allowed-value table and each variable's row of it, for the binary coder."""
+    if rule.kind != constraint.VALUES:
+        return None, None
+    return rule.data, var % rule.channels
+
+
+def _frequencies(params: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    """(B, n, 3, M), (B, n) -> integer frequencies (B, n, 256)."""
+    b, n = anchor.shape
+    return exact_frequencies(params.reshape(b * n, 3, -1), anchor.reshape(-1)).view(b, n, -1)
+
+
+def _chunk_bits(rule: constraint.Constraint, binary: bool, params: torch.Tensor, anchor: torch.Tensor,
+                freq: "callable", var: np.ndarray, flat: np.ndarray, step_of: np.ndarray, step: int, w: int) -> float:
+    """Ideal bits of one plane's chunk under ``rule`` (``freq()``: its raw frequencies, made on demand)."""
+    sym = flat[var]
+    if binary:
+        return binary_bits(params, anchor, sym.astype(np.int32), *_value_sets(rule, var))
+    return bits_of(rule.restrict(freq(), var, flat, step_of, step, w).cpu(), torch.from_numpy(sym.astype(np.int64)))
 
 
 def _batches(members: list, subpixels: int) -> list[list]:
@@ -221,14 +292,15 @@ def _route(plane: np.ndarray) -> tuple[bytes, np.ndarray | None, list[constraint
 
 
 def encode_planes(model: Model, planes: list[np.ndarray], steps: int, seed: int, device: torch.device,
-                  stats: Stats, progress: bool = False) -> list[bytes]:
+                  stats: Stats, progress: bool = False, version: int = container.FORMAT_VERSION) -> list[bytes]:
     """The streams of several planes (any shapes): each its value constraint, then its ANS words.
 
     Planes of one shape (and order) share the order and the schedule, so they go through
     the network together, BATCH_SUBPIXELS at a time; each still gets its own stream,
     identical to the one it gets alone. Where the model's order depends on the constraint
     (``plane_order``), a small plane is coded in each order its candidates imply and keeps
-    its shortest stream."""
+    its shortest stream. ``version``: the newest format the streams may use (below
+    BINARY_VERSION every plane gets 256-way rows, as older ardmzip wrote them)."""
     out: list[bytes] = [b""] * len(planes)
     tried: list[list[tuple[bytes, Stats]]] = [[] for _ in planes]
     groups: dict[tuple, list[tuple[int, np.ndarray, list]]] = {}
@@ -243,7 +315,7 @@ def encode_planes(model: Model, planes: list[np.ndarray], steps: int, seed: int,
     for (_, order), members in groups.items():
         for batch in _batches(members, members[0][1].size):
             results = _encode_batch(model, [p for _, p, _ in batch], [c for _, _, c in batch], steps, seed,
-                                    device, stats.measure_ideal, progress, order)
+                                    device, stats.measure_ideal, progress, order, version)
             for (i, _, _), result in zip(batch, results):
                 tried[i].append(result)
     for i, results in enumerate(tried):
@@ -273,8 +345,8 @@ def _by_order(model: Model, plane: np.ndarray, cands: list[constraint.Constraint
 
 
 def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[constraint.Constraint]], steps: int,
-                  seed: int, device: torch.device, measure_ideal: bool, progress: bool, order: str | None = None
-                  ) -> list[tuple[bytes, Stats]]:
+                  seed: int, device: torch.device, measure_ideal: bool, progress: bool, order: str | None = None,
+                  version: int = container.FORMAT_VERSION) -> list[tuple[bytes, Stats]]:
     """Each plane's stream (constraint head + ANS words) and what it cost."""
     h, w = planes[0].shape[:2]
     gray = planes[0].ndim == 2
@@ -282,33 +354,40 @@ def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[const
     values = torch.cat([_plane_tensor(p, gray) for p in planes]).to(device)
     flats = [p.reshape(-1) for p in planes]
     costs_of = [Stats() for _ in planes]
-    work = _chunk_frequencies(pc, values, device, progress)
+    work = _chunk_outputs(pc, values, device, progress)
     if flats[0].size > TRY_ALL_CONSTRAINTS or all(len(c) == 1 for c in cands):
         choices = [constraint.by_rule(c, h * w) for c in cands]
         measure = measure_ideal
     else:
         # Small planes: side information matters, so measure every candidate on the same
-        # network outputs (cached: BATCH_SUBPIXELS x 1 kB at most) and keep the cheapest stream.
+        # network outputs (cached: BATCH_SUBPIXELS x 48 bytes at most) and keep the cheapest stream.
         work = list(work)
         costs = [[8 * len(c.to_bytes()) for c in cs] for cs in cands]
-        for step, var, freq in work:
+        for step, var, params, anchor in work:
+            freq = _lazy(lambda: _frequencies(params, anchor))
             for b, (flat, cs) in enumerate(zip(flats, cands)):
-                sym = torch.from_numpy(flat[var].astype(np.int64))
                 for i, c in enumerate(cs):
-                    costs[b][i] += bits_of(c.restrict(freq[b], var, flat, pc.step_of, step, w).cpu(), sym)
+                    costs[b][i] += _chunk_bits(c, codes_binary(c, version), params[b], anchor[b],
+                                               lambda: freq()[b], var, flat, pc.step_of, step, w)
         best = [int(np.argmin(cost)) for cost in costs]
         choices = [cs[i] for cs, i in zip(cands, best)]
         for st, cost, i, c in zip(costs_of, costs, best, choices):
             st.ideal_bits += cost[i] - 8 * len(c.to_bytes())
         measure = False                                       # the costs above already hold them
+    binary = [codes_binary(c, version) for c in choices]
     encoders = [Encoder() for _ in planes]
-    for step, var, freq in work:
+    for step, var, params, anchor in work:
+        freq = _lazy(lambda: _frequencies(params, anchor))
         for b, (flat, choice, enc) in enumerate(zip(flats, choices, encoders)):
-            f = choice.restrict(freq[b], var, flat, pc.step_of, step, w)
             sym = flat[var].astype(np.int32)
             if measure:
-                costs_of[b].ideal_bits += bits_of(f.cpu(), torch.from_numpy(sym))
-            enc.push(sym, frequencies_to_probabilities(f))
+                costs_of[b].ideal_bits += _chunk_bits(choice, binary[b], params[b], anchor[b], lambda: freq()[b],
+                                                      var, flat, pc.step_of, step, w)
+            if binary[b]:
+                encode_binary(enc, params[b], anchor[b], sym, *_value_sets(choice, var))
+            else:
+                f = choice.restrict(freq()[b], var, flat, pc.step_of, step, w)
+                enc.push(sym, frequencies_to_probabilities(f))
     results = []
     for choice, enc, st in zip(choices, encoders, costs_of):
         head, data = choice.to_bytes(), enc.finish()
@@ -316,6 +395,17 @@ def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[const
         st.file_bits += 8 * len(data)
         results.append((head + data, st))
     return results
+
+
+def _lazy(make):
+    """A function that computes ``make()`` on its first call and returns the same value after."""
+    cache = []
+
+    def get():
+        if not cache:
+            cache.append(make())
+        return cache[0]
+    return get
 
 
 @dataclass
@@ -406,30 +496,41 @@ def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps
         if all(dec is None for dec in decoders):      # every stream failed: no more work to do
             break
         mask = pc.mask(step).to(device)
-        for strip, variables in pc.work(step):
-            chunks = pc.chunks(variables)
-            for var, freq in zip(chunks, pc.frequencies(values, mask, strip, chunks, empty=step == 0)):
-                remaining -= len(var)
-                for b, ((job, rule, _), flat, dec) in enumerate(zip(members, flats, decoders)):
-                    if dec is None:
-                        continue
-                    try:
-                        f = rule.restrict(freq[b], var, flat, pc.step_of, step, w)
+
+        def outputs():
+            for strip, variables in pc.work(step):
+                chunks = pc.chunks(variables)
+                for var, (params, anchor) in zip(chunks, pc.head_outputs(values, mask, strip, chunks,
+                                                                          empty=step == 0)):
+                    yield var, params, anchor
+        for var, params, anchor in _regroup(outputs(), pc.step_size(step), reverse=False):
+            remaining -= len(var)
+            freq = _lazy(lambda: _frequencies(params, anchor))
+            for b, ((job, rule, _), flat, dec) in enumerate(zip(members, flats, decoders)):
+                if dec is None:
+                    continue
+                try:
+                    if codes_binary(rule, job.version):
+                        info = [0.0]
+                        flat[var] = decode_binary(dec, params[b], anchor[b], *_value_sets(rule, var), info=info)
+                        budgets[b] -= info[0]
+                    else:
+                        f = rule.restrict(freq()[b], var, flat, pc.step_of, step, w)
                         probs = frequencies_to_probabilities(f)
                         symbols = dec.pop(probs)
                         flat[var] = symbols
-                    except (ValueError, RuntimeError, OverflowError) as e:
-                        job.error = FormatError(f"corrupt .ardm file: bitstream does not decode ({e})")
-                        decoders[b] = None
-                        continue
-                    budgets[b] -= symbol_bits(probs, symbols)
-                    # Every coded symbol has probability < 1, so a stream is back in its empty
-                    # state only after its last symbol; and it cannot hold more information
-                    # than its words: either way a truncated stream is refused as soon as it
-                    # runs dry, so the work follows the bytes present, not the claimed size.
-                    if (remaining and dec.finished_cleanly()) or budgets[b] < 0:
-                        job.error = FormatError("corrupt .ardm file: bitstream ends early (truncated or damaged)")
-                        decoders[b] = None
+                        budgets[b] -= symbol_bits(probs, symbols)
+                except (ValueError, RuntimeError, OverflowError) as e:
+                    job.error = FormatError(f"corrupt .ardm file: bitstream does not decode ({e})")
+                    decoders[b] = None
+                    continue
+                # Every coded symbol has probability < 1, so a stream is back in its empty
+                # state only after its last symbol; and it cannot hold more information
+                # than its words: either way a truncated stream is refused as soon as it
+                # runs dry, so the work follows the bytes present, not the claimed size.
+                if (remaining and dec.finished_cleanly()) or budgets[b] < 0:
+                    job.error = FormatError("corrupt .ardm file: bitstream ends early (truncated or damaged)")
+                    decoders[b] = None
         # reveal this step's values to the next steps (the mask hides them until then)
         for b, flat in enumerate(flats):
             values[b].copy_(_plane_tensor(flat.reshape(shape), gray)[0].to(device))
@@ -443,12 +544,19 @@ def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps
         job.pixels = plane if job.gray else (np.repeat(plane[..., None], 3, axis=2) if gray else plane)
 
 
-def format_version(color_stream: bytes) -> int:
-    """The oldest format version that holds a picture's colour stream: 3 where it uses chroma
-    blocks or colour copies (so that older decoders refuse the file as newer instead of
-    misreading it), else 2."""
-    wrapped = bool(color_stream) and color_stream[0] in constraint.WRAPPERS
-    return container.FORMAT_VERSION if wrapped else container.COMMON_VERSION
+def format_version(streams: list[bytes], newest: int = container.FORMAT_VERSION) -> int:
+    """The version a picture's plane streams are written as, so that older decoders refuse
+    what they would misread as "made by a newer ardmzip": 4 where a plane is coded as binary
+    decisions (PLAIN or VALUES, ``codes_binary``; only when ``newest`` allows), else 3 where the
+    colour plane uses chroma blocks or colour copies, else 2."""
+    def kind(stream: bytes) -> int | None:         # the constraint that decides the coding (GRAY: its inner one)
+        if len(stream) >= 2 and stream[0] == constraint.GRAY:
+            return stream[1]
+        return stream[0] if stream else None
+    if newest >= BINARY_VERSION and any(kind(s) in BINARY_KINDS for s in streams):
+        return BINARY_VERSION
+    wrapped = bool(streams) and kind(streams[0]) in constraint.WRAPPERS
+    return 3 if wrapped else container.COMMON_VERSION
 
 
 def pixel_crc(pixels: np.ndarray) -> int:
@@ -465,35 +573,41 @@ def check_steps(steps: int | None) -> int:
 
 def compress_pictures(pictures: list[Picture], steps: int | None = None, model: str | None = None, seed: int = 0,
                       device: str = "cpu", progress: bool = False, stats: Stats | None = None, *,
-                      max_pixels: int = container.MAX_PIXELS) -> list[bytes]:
+                      max_pixels: int = container.MAX_PIXELS, version: int | None = None) -> list[bytes]:
     """One .ardm file per picture, each identical to ``compress_picture``'s; pictures of one
     size share network calls (the integer network is exact per pixel, so batching changes
     nothing in the files). A picture over ``max_pixels`` (0: no limit) raises LimitError
-    before any is coded."""
+    before any is coded. ``version``: the newest format version to write (default the
+    newest; 3 writes the files ardmzip wrote before binary coding, for older decoders)."""
     steps = check_steps(steps)
+    version = container.FORMAT_VERSION if version is None else int(version)
+    if not container.COMMON_VERSION + 1 <= version <= container.FORMAT_VERSION:
+        raise InputError(f"can write format versions 3 to {container.FORMAT_VERSION}, not {version}")
     for p in pictures:
         container.check_pixels(p.pixels.shape[1], p.pixels.shape[0], max_pixels)
     m = load(model)
     dev = resolve_device(device)
     stats = stats if stats is not None else Stats(measure_ideal=False)
     colors = [p.pixels[..., 0] if p.pixels.shape[2] <= 2 else p.pixels[..., :3] for p in pictures]
-    color_streams = encode_planes(m, colors, steps, seed, dev, stats, progress)
+    color_streams = encode_planes(m, colors, steps, seed, dev, stats, progress, version)
     with_alpha = [i for i, p in enumerate(pictures) if p.pixels.shape[2] in (2, 4)]
     alpha_streams = dict(zip(with_alpha, encode_planes(m, [pictures[i].pixels[..., -1] for i in with_alpha],
-                                                       steps, (seed + 1) % 2**64, dev, stats, progress)))
+                                                       steps, (seed + 1) % 2**64, dev, stats, progress, version)))
     out = []
     for i, (picture, color) in enumerate(zip(pictures, color_streams)):
         px = picture.pixels
+        streams = [color] + ([alpha_streams[i]] if i in alpha_streams else [])
         header = container.Header(m.name, m.hash8, picture.mode, px.shape[1], px.shape[0], steps, seed,
-                                  pixel_crc(px), tuple(picture.metadata), version=format_version(color))
-        out.append(container.pack(header, [color] + ([alpha_streams[i]] if i in alpha_streams else [])))
+                                  pixel_crc(px), tuple(picture.metadata), version=format_version(streams, version))
+        out.append(container.pack(header, streams))
     return out
 
 
 def compress_picture(picture: Picture, steps: int | None = None, model: str | None = None, seed: int = 0,
                      device: str = "cpu", progress: bool = False, stats: Stats | None = None, *,
-                     max_pixels: int = container.MAX_PIXELS) -> bytes:
-    return compress_pictures([picture], steps, model, seed, device, progress, stats, max_pixels=max_pixels)[0]
+                     max_pixels: int = container.MAX_PIXELS, version: int | None = None) -> bytes:
+    return compress_pictures([picture], steps, model, seed, device, progress, stats, max_pixels=max_pixels,
+                             version=version)[0]
 
 
 def decompress_pictures(files: list[bytes], device: str = "cpu", progress: bool = False,
@@ -558,10 +672,12 @@ def decompress_picture(data: bytes, device: str = "cpu", progress: bool = False,
 
 
 def compress(array: np.ndarray, steps: int | None = None, *, model: str | None = None, seed: int = 0,
-             device: str = "cpu", progress: bool = False, max_pixels: int = container.MAX_PIXELS) -> bytes:
+             device: str = "cpu", progress: bool = False, max_pixels: int = container.MAX_PIXELS,
+             version: int | None = None) -> bytes:
     """Compress a uint8 image array, (H, W) or (H, W, C) with C in 1..4, to .ardm bytes
-    (LimitError above ``max_pixels`` pixels, 0: no limit)."""
-    return compress_picture(picture_from_array(array), steps, model, seed, device, progress, max_pixels=max_pixels)
+    (LimitError above ``max_pixels`` pixels, 0: no limit; ``version``: see compress_pictures)."""
+    return compress_picture(picture_from_array(array), steps, model, seed, device, progress, max_pixels=max_pixels,
+                            version=version)
 
 
 def decompress(data: bytes, *, device: str = "cpu", progress: bool = False,

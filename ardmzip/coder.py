@@ -67,9 +67,11 @@ def _probabilities(masses: np.ndarray) -> np.ndarray:
     return f
 
 
-def _value_counts(allowed, channel, n: int, device: torch.device):
-    """count(a, b) -> how many allowed values lie in [a, b) for each variable, from a
-    (C, 257) prefix-count table of the (C, 256) bool ``allowed``; None without a set."""
+def _value_spans(allowed, channel, n: int, device: torch.device):
+    """span(a, b) -> (first, end): the allowed values of [a, b) lie in [first, end), the
+    tightest such range (first >= end: none), for each variable, from two (C, 257) tables of
+    the (C, 256) bool ``allowed`` (first allowed value >= x; one past the last allowed < x).
+    An empty set restricts nothing. None without a set."""
     if allowed is None:
         return None
     table = torch.as_tensor(allowed, device=device).bool()
@@ -82,19 +84,41 @@ def _value_counts(allowed, channel, n: int, device: torch.device):
     channel = torch.as_tensor(channel, device=device).long().view(-1)
     if len(channel) != n or (n and (channel.min() < 0 or channel.max() >= len(table))):
         raise ValueError("channel must name an allowed set for every variable")
-    prefix = torch.zeros(len(table), dlm.N_SYMBOLS + 1, dtype=torch.int64, device=device)
-    prefix[:, 1:] = table.cumsum(1)
-    prefix, base = prefix.view(-1), channel * (dlm.N_SYMBOLS + 1)
+    table = torch.where(table.any(1, keepdim=True), table, True)            # empty: everything allowed
+    x = torch.arange(dlm.N_SYMBOLS + 1, device=device)
+    at = torch.cat([table, torch.ones_like(table[:, :1])], 1)               # a sentinel at 256
+    first = torch.where(at, x, dlm.N_SYMBOLS + 1).flip(1).cummin(1).values.flip(1).clamp(max=dlm.N_SYMBOLS)
+    last = torch.where(table, x[1:], 0).cummax(1).values                    # one past the last allowed <= x
+    end = torch.cat([torch.zeros_like(last[:, :1]), last], 1)               # ... < x
+    first, end, base = first.reshape(-1), end.reshape(-1), channel * (dlm.N_SYMBOLS + 1)
 
-    def count(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:      # a, b: (N,) or (levels, N)
-        return prefix[base + b] - prefix[base + a]
-    return count
+    def span(a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:          # a, b: (N,) or (levels, N), or (len(rows),)
+        at = base if rows is None else base[rows]
+        return first[at + a], end[at + b]
+    return span
+
+
+def _cdf(terms: tuple[torch.Tensor, ...], x: torch.Tensor) -> torch.Tensor:
+    """F at points x (k, N) in 0..256, int32."""
+    inner = dlm.cdf_from_terms(terms, x.clamp(1, dlm.N_SYMBOLS - 1))
+    return torch.where(x <= 0, 0, torch.where(x >= dlm.N_SYMBOLS, dlm.row_totals(terms), inner))
+
+
+def _span_masses(terms, span, lo: torch.Tensor, mid: torch.Tensor, rows: torch.Tensor | None = None):
+    """For nodes [lo, 2 mid - lo) under a value set: each half's tightest allowed span and its
+    mass (``rows``: the variables these nodes belong to, all by default). Returns (masses
+    (..., 2), left empty, right empty)."""
+    (a0, e0), (a1, e1) = span(lo, mid, rows), span(mid, 2 * mid - lo, rows)
+    points = torch.stack([a0, e0, a1, e1])                               # (4, ..., N)
+    f = _cdf(terms, points.reshape(-1, points.shape[-1])).view(points.shape)
+    return torch.stack([f[1] - f[0], f[3] - f[2]], -1), a0 >= e0, a1 >= e1
 
 
 def _decisions(params: torch.Tensor, anchor: torch.Tensor, symbols, allowed, channel):
     """The encoder's coded decisions in the decoder's pop order (level-major: level 0 of
     every variable, then level 1, ...): masses int32 (n, 2) and bits int32 (n,), numpy.
-    One cdf pass at the 8 mids."""
+    One cdf pass at the 8 mids (4 points a level under a value set)."""
     device = params.device
     v = torch.as_tensor(symbols, device=device).to(torch.int32).view(-1)
     n = len(v)
@@ -107,23 +131,22 @@ def _decisions(params: torch.Tensor, anchor: torch.Tensor, symbols, allowed, cha
     lo = (v >> (shift + 1)) << (shift + 1)
     mid = lo + (1 << shift)
     terms = dlm.mixture_terms(params, anchor)
-    f_mid = dlm.cdf_from_terms(terms, mid)                              # (8, N)
-    f_lo, f_hi = torch.empty_like(f_mid), torch.empty_like(f_mid)
-    below, above = torch.zeros_like(v), dlm.row_totals(terms)           # F(0), F(256) at the root
-    for level in range(8):                                              # down the symbol's path
-        f_lo[level], f_hi[level] = below, above
-        one = bit[level].bool()
-        below, above = torch.where(one, f_mid[level], below), torch.where(one, above, f_mid[level])
-    masses = torch.stack([f_mid - f_lo, f_hi - f_mid], -1)              # (8, N, 2), all >= 1
-    count = _value_counts(allowed, channel, n, device)
-    if count is None:                        # (8, N) row-major is already the pop order
+    span = _value_spans(allowed, channel, n, device)
+    if span is None:                         # (8, N) row-major is already the pop order
+        f_mid = dlm.cdf_from_terms(terms, mid)                          # (8, N)
+        f_lo, f_hi = torch.empty_like(f_mid), torch.empty_like(f_mid)
+        below, above = torch.zeros_like(v), dlm.row_totals(terms)       # F(0), F(256) at the root
+        for level in range(8):                                          # down the symbol's path
+            f_lo[level], f_hi[level] = below, above
+            one = bit[level].bool()
+            below, above = torch.where(one, f_mid[level], below), torch.where(one, above, f_mid[level])
+        masses = torch.stack([f_mid - f_lo, f_hi - f_mid], -1)          # (8, N, 2), all >= 1
         return masses.view(-1, 2).cpu().numpy(), bit.view(-1).cpu().numpy()
-    in_set = count(v, v + 1) == 1
-    empty = count(torch.zeros_like(v), torch.full_like(v, dlm.N_SYMBOLS)) == 0    # restricts nothing
-    if not bool((in_set | empty).all()):
+    first, end = span(v.long(), v.long() + 1)
+    if not bool((first < end).all()):
         raise ValueError("a symbol is not in its allowed set")
-    c0, c1 = count(lo, mid), count(mid, 2 * mid - lo)
-    coded = (c0 > 0) == (c1 > 0)             # skipped where exactly one half is empty
+    masses, left_empty, right_empty = _span_masses(terms, span, lo.long(), mid.long())
+    coded = ~(left_empty | right_empty)      # skipped where one half holds no allowed value
     return masses[coded].cpu().numpy(), bit[coded].cpu().numpy()
 
 
@@ -146,14 +169,19 @@ def binary_bits(params: torch.Tensor, anchor: torch.Tensor, symbols, allowed=Non
     return float(np.sum(np.log2(m[:, 0] + m[:, 1]) - np.log2(m[np.arange(len(bit)), bit])))
 
 
-def _pop_bits(decoder: Decoder, m0: torch.Tensor, m1: torch.Tensor) -> torch.Tensor:
-    """Pop one decision per row of masses (m0, m1): bool, on their device."""
+def _pop_bits(decoder: Decoder, m0: torch.Tensor, m1: torch.Tensor, info: list[float] | None = None
+              ) -> torch.Tensor:
+    """Pop one decision per row of masses (m0, m1): bool, on their device. ``info``, when
+    given, gets the decisions' information (-log2 p, float) added to its one entry."""
     probs = _probabilities(torch.stack([m0, m1], 1).cpu().numpy())
-    return torch.from_numpy(decoder.pop(probs)).to(m0.device).bool()
+    bits = decoder.pop(probs)
+    if info is not None and len(bits):
+        info[0] -= float(np.log2(probs[np.arange(len(bits)), bits]).sum())
+    return torch.from_numpy(bits).to(m0.device).bool()
 
 
 def decode_binary(decoder: Decoder, params: torch.Tensor, anchor: torch.Tensor,
-                  allowed=None, channel=None) -> np.ndarray:
+                  allowed=None, channel=None, info: list[float] | None = None) -> np.ndarray:
     """Pop N symbols pushed by ``encode_binary`` with the same arguments: int32 (N,).
 
     8 rounds, one per level; each evaluates F(mid) once per variable that is still open
@@ -162,25 +190,30 @@ def decode_binary(decoder: Decoder, params: torch.Tensor, anchor: torch.Tensor,
     """
     device, n = params.device, len(params)
     terms = dlm.mixture_terms(params, anchor)
-    count = _value_counts(allowed, channel, n, device)
-    lo = torch.zeros(n, dtype=torch.int32, device=device)
-    f_lo, f_hi = torch.zeros_like(lo), dlm.row_totals(terms)           # F(0), F(256)
+    span = _value_spans(allowed, channel, n, device)
+    lo = torch.zeros(n, dtype=torch.int64 if span is not None else torch.int32, device=device)
+    f_lo, f_hi = torch.zeros(n, dtype=torch.int32, device=device), dlm.row_totals(terms)   # F(0), F(256)
     for level in range(8):
         mid = lo + (128 >> level)
-        if count is None:                     # every decision coded
+        if span is None:                      # every decision coded
             fm = dlm.cdf_from_terms(terms, mid.unsqueeze(0))[0]
-            bit = _pop_bits(decoder, fm - f_lo, f_hi - fm)
+            bit = _pop_bits(decoder, fm - f_lo, f_hi - fm, info)
             f_lo, f_hi = torch.where(bit, fm, f_lo), torch.where(bit, f_hi, fm)
         else:
-            c0, c1 = count(lo, mid), count(mid, 2 * mid - lo)
-            bit = c0 == 0                     # the implied bit where one half is empty
-            # Open rows: the node still holds 2+ allowed values (or the set is empty), so this
-            # or a later decision is coded and needs F(mid). Single-value nodes are done.
-            rows = torch.nonzero(c0 + c1 != 1)[:, 0]
-            fm = dlm.cdf_from_terms(tuple(t[:, rows] for t in terms), mid[rows].unsqueeze(0))[0]
-            fl, fh, b = f_lo[rows], f_hi[rows], bit[rows]
-            coded = ((c0 > 0) == (c1 > 0))[rows]
-            b[coded] = _pop_bits(decoder, (fm - fl)[coded], (fh - fm)[coded])
-            bit[rows], f_lo[rows], f_hi[rows] = b, torch.where(b, fm, fl), torch.where(b, fh, fm)
+            # Only nodes holding two or more allowed values decide anything; in a node holding
+            # one, its half with that value is implied (and a damaged stream stays in the set).
+            first, end = span(lo, lo + (256 >> level))
+            rows = torch.nonzero(end - first > 1)[:, 0]
+            left_first, left_end = span(lo, mid)
+            bit = left_first >= left_end                                     # left half empty: bit 1
+            if not len(rows):
+                lo = torch.where(bit, mid, lo)
+                continue
+            masses, left_empty, right_empty = _span_masses(tuple(t[:, rows] for t in terms), span,
+                                                           lo[rows], mid[rows], rows)
+            coded = ~(left_empty | right_empty)
+            b = bit[rows]
+            b[coded] = _pop_bits(decoder, masses[coded][:, 0], masses[coded][:, 1], info)
+            bit[rows] = b
         lo = torch.where(bit, mid, lo)
-    return lo.cpu().numpy()
+    return lo.to(torch.int32).cpu().numpy()

@@ -5,14 +5,15 @@ integers are unsigned LEB128 varints ("varint" below: 7 bits per byte, low
 group first, high bit set on every byte but the last, at most 10 bytes,
 shortest form only).  Multi-byte fixed fields are little-endian.
 
-Layout, format versions 1-3 (the same bytes; only the plane streams differ, see
-``constraint.py``; files of every version decode). The codec writes version 2, or 3 for
-pictures coded with chroma blocks or colour copies, so an older ardmzip refuses those as
-newer instead of misreading them::
+Layout, format versions 1-4 (the same bytes; only the plane streams differ, see
+``constraint.py`` and ``codec.codes_binary``; files of every version decode). The codec
+writes version 4 where a plane is coded as binary decisions (every plain or value-set
+plane), else 3 for pictures coded with chroma blocks or colour copies, else 2, so an older
+ardmzip refuses what it would misread as newer::
 
     header
       magic          4 bytes   b"ARDM"
-      version        1 byte    2 or FORMAT_VERSION (3); 1 for older files
+      version        1 byte    2, 3 or FORMAT_VERSION (4); 1 for older files
       mode           1 byte    index into MODES ("L"=0, "LA", "RGB", "RGBA", "P", "PA", "1"=6)
       width          varint    1 <= width  < 2**31
       height         varint    1 <= height < 2**31
@@ -68,7 +69,7 @@ __all__ = [
 ]
 
 MAGIC = b"ARDM"
-FORMAT_VERSION = 3            # the newest version this ardmzip reads
+FORMAT_VERSION = 4            # the newest version this ardmzip reads and writes
 COMMON_VERSION = 2            # what pictures without chroma blocks or colour copies are written as
 OLDEST_VERSION = 1
 MODES: tuple[str, ...] = ("L", "LA", "RGB", "RGBA", "P", "PA", "1")

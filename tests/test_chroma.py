@@ -134,7 +134,7 @@ def test_video_frames_round_trip_as_version_3_and_get_smaller(monkeypatch):
     assert np.array_equal(ardmzip.decompress(data), a)
     monkeypatch.setattr(chroma, "detect", lambda plane: None)
     plain = ardmzip.compress(a, steps=6)
-    assert kind_and_version(plain)[1] == container.COMMON_VERSION
+    assert kind_and_version(plain)[1] == codec.BINARY_VERSION          # a plain plane: binary decisions
     assert len(data) < 0.9 * len(plain)
 
 
@@ -149,9 +149,11 @@ def test_large_video_frames_take_chroma_by_rule_and_decode_with_any_strips(monke
         assert np.array_equal(codec.decompress_picture(data, strip_pixels=strip, chunk=chunk).pixels, a)
 
 
-def test_ordinary_pictures_keep_format_version_2():
+def test_ordinary_pictures_are_version_4_or_2_when_asked_for_3():
     data = ardmzip.compress(smooth_image(16, 16, 3, 5), steps=4)
-    assert data[4] == container.COMMON_VERSION and kind_and_version(data)[0] != CHROMA
+    assert data[4] == codec.BINARY_VERSION and kind_and_version(data)[0] != CHROMA
+    old = ardmzip.compress(smooth_image(16, 16, 3, 5), steps=4, version=3)
+    assert old[4] == container.COMMON_VERSION and kind_and_version(old)[0] != CHROMA
 
 
 def test_chroma_in_a_version_2_file_is_refused():
@@ -167,7 +169,7 @@ def test_batched_video_frames_get_the_streams_they_get_alone():
     pictures = [ardmzip.imageio.picture_from_array(a) for a in frames]
     together = codec.compress_pictures(pictures, steps=4)
     assert together == [codec.compress_picture(p, steps=4) for p in pictures]
-    assert [kind_and_version(d)[1] for d in together] == [3, 3, 3, 2]
+    assert [kind_and_version(d)[1] for d in together] == [3, 3, 3, 4]
 
 
 def test_archive_resume_recognises_version_3_members():

@@ -204,12 +204,38 @@ def legacy_image() -> np.ndarray:
 # constant, so it is detected as a video frame), one file per default model since.
 SHIPPED_FILES = sorted((Path(__file__).parent / "data").glob("*.ardm"))
 V3_FILES = sorted((Path(__file__).parent / "data" / "v3").glob("*.ardm"))
+# Format version 4 (binary decisions for plain and value-set planes): v4/MODEL.ardm holds
+# legacy_image without chroma blocks (palette or not, its alpha plane is a value set),
+# v4/MODEL-rgb.ardm v4_image (a plain RGB plane), both steps=5.
+V4_FILES = sorted((Path(__file__).parent / "data" / "v4").glob("*.ardm"))
+
+
+def v4_image() -> np.ndarray:
+    """A small photo-like RGB picture in integer arithmetic: every value can occur."""
+    y, x = np.mgrid[0:21, 0:26]
+    return np.stack([(x * 11 + y * 7 + 83 * c + (x * x * y + 5 * c) % 29) % 256 for c in range(3)],
+                    -1).astype(np.uint8)
 
 
 def test_every_model_that_was_default_has_a_file():
     assert {"oa-s48", "xa-s48", "xa2-s48", "xa3-s48", "xa4-s48", "xi-s48",
             weights.DEFAULT_MODEL} <= {f.stem for f in SHIPPED_FILES}
     assert {"xic-s48", weights.DEFAULT_MODEL} <= {f.stem for f in V3_FILES}
+    assert {"xic-s48", "xic-s48-rgb", weights.DEFAULT_MODEL} <= {f.stem for f in V4_FILES}
+
+
+@pytest.mark.parametrize("path", V4_FILES, ids=lambda p: p.stem)
+def test_version_4_files_still_decode_and_encode_the_same(path, monkeypatch):
+    from ardmzip import chroma
+    data = path.read_bytes()
+    header, streams = container.unpack(data)
+    model, rgb = path.stem.removesuffix("-rgb"), path.stem.endswith("-rgb")
+    image = v4_image() if rgb else legacy_image()
+    assert header.model_name == model and header.version == 4
+    assert any(s[0] in (0, 1) for s in streams)          # a PLAIN or VALUES plane: binary decisions
+    assert np.array_equal(ardmzip.decompress(data).reshape(image.shape), image)
+    monkeypatch.setattr(chroma, "detect", lambda plane: None)
+    assert ardmzip.compress(image, steps=5, model=model) == data
 
 
 @pytest.mark.parametrize("path", SHIPPED_FILES, ids=lambda p: p.stem)
@@ -221,7 +247,7 @@ def test_files_of_shipped_models_still_decode(path, monkeypatch):
     # writes exactly these bytes.
     from ardmzip import chroma
     monkeypatch.setattr(chroma, "detect", lambda plane: None)
-    assert ardmzip.compress(legacy_image(), steps=5, model=path.stem) == data
+    assert ardmzip.compress(legacy_image(), steps=5, model=path.stem, version=3) == data
 
 
 @pytest.mark.parametrize("path", V3_FILES, ids=lambda p: p.stem)
@@ -230,7 +256,7 @@ def test_version_3_files_still_decode_and_encode_the_same(path):
     header, streams = container.unpack(data)
     assert header.model_name == path.stem and header.version == 3 and streams[0][0] == 5     # chroma blocks
     assert np.array_equal(ardmzip.decompress(data), legacy_image())
-    assert ardmzip.compress(legacy_image(), steps=5, model=path.stem) == data
+    assert ardmzip.compress(legacy_image(), steps=5, model=path.stem, version=3) == data
 
 
 def _with_order(model: weights.Model, order: str) -> weights.Model:

@@ -153,7 +153,7 @@ class TestMalformed:
             (b"", "not an .ardm file"),
             (b"\x89PNG\r\n\x1a\n" + bytes(40), "not an .ardm file"),
             (b"ARD", "truncated .ardm file"),
-            (MAGIC + b"\x04" + SAMPLE[5:], r"made by a newer ardmzip \(format version 4\)"),
+            (MAGIC + b"\x05" + SAMPLE[5:], r"made by a newer ardmzip \(format version 5\)"),
             (MAGIC + b"\x00" + SAMPLE[5:], "unknown format version 0"),
             (SAMPLE + b"\x00", "trailing"),
             (SAMPLE[:-1] + bytes([SAMPLE[-1] ^ 1]), "streams checksum mismatch"),
