@@ -124,7 +124,8 @@ def exact_frequencies(params: torch.Tensor, anchor: torch.Tensor, block: int | N
         j = min(n, i + block)
         idx = (edges32 - mu16[i:j].unsqueeze(-1)).mul_(inv[i:j].unsqueeze(-1))               # (b, M, 255)
         idx = idx.bitwise_right_shift_(10).clamp_(-IDX_MAX, IDX_MAX - 1).add_(IDX_MAX)
-        c = sig_t[idx].mul_(w[i:j].unsqueeze(-1)).sum(1, dtype=torch.int32)                  # (b, 255) < 2^29
+        cdf = sig_t.index_select(0, idx.view(-1)).view(idx.shape)          # ~5x faster than sig_t[idx] on CPU
+        c = cdf.mul_(w[i:j].unsqueeze(-1)).sum(1, dtype=torch.int32)                            # (b, 255) < 2^29
         o = out[i:j]
         o[:, 0] = c[:, 0]
         torch.sub(c[:, 1:], c[:, :-1], out=o[:, 1:N_SYMBOLS - 1])
