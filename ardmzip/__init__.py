@@ -11,9 +11,9 @@ Start reading at codec.py (the coding loop), then model.py (the network), schedu
 """
 from .codec import DEFAULT_STEPS, compress, compress_picture, decompress, decompress_picture
 from .files import compress_file, decompress_file
-from .errors import ArdmzipError, ChecksumError, FormatError, InputError, ModelMismatch, OutputError
+from .errors import ArdmzipError, ChecksumError, FormatError, InputError, LimitError, ModelMismatch, OutputError
 
 __version__ = "0.1.0"
 __all__ = ["compress", "decompress", "compress_file", "decompress_file", "compress_picture", "decompress_picture", "DEFAULT_STEPS",
-           "ArdmzipError", "FormatError", "ChecksumError", "InputError", "ModelMismatch", "OutputError",
+           "ArdmzipError", "FormatError", "ChecksumError", "InputError", "LimitError", "ModelMismatch", "OutputError",
            "__version__"]

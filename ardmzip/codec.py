@@ -8,7 +8,8 @@ the state after steps 0..s-1. The decoder walks the steps forward; the encoder, 
 knows the whole image, pushes them in reverse because ANS is a stack.
 
 Memory stays bounded for any image size: the trunk runs on horizontal strips with a halo
-of ``config.halo`` rows, and the head and the coder work on chunks of variables. Because
+of ``config.halo`` rows (on CPU band by band inside a strip, each row once: cache-sized
+tensors), and the head and the coder work on chunks of variables. Because
 the integer network is exact, a strip computes exactly what the full image would, so
 strip and chunk sizes are not part of the format: any decoder settings decode any file.
 For the same reason planes of one size (which share the order and the schedule) go
@@ -43,7 +44,7 @@ DEFAULT_STEPS = 16
 # gzip-style levels for the CLI: -1 fastest .. -9 smallest, -6 the default budget. The
 # steps follow the measured K sweep (README): size flattens beyond 32, time grows with K.
 LEVEL_STEPS = {1: 4, 2: 6, 3: 8, 4: 10, 5: 12, 6: DEFAULT_STEPS, 7: 24, 8: 32, 9: 64}
-STRIP_PIXELS = 1 << 17        # pixels per trunk call, halo included: small enough to stay in cache
+STRIP_PIXELS = 1 << 19        # pixels per trunk call, halo included (the trunk runs band by band inside: cache)
 MIN_STRIP_ROWS = 140          # four halos of the shipped model
 CHUNK = 1 << 15               # variables per head / coder call
 TRY_ALL_CONSTRAINTS = 1 << 16  # planes up to this many subpixels try every value constraint
@@ -103,8 +104,8 @@ class PlaneCoder:
         self._empty_trunk: tuple[torch.Tensor, torch.Tensor] | None = None    # head_outputs(empty=True)
 
     def mask(self, step: int) -> torch.Tensor:
-        """(1, 3, H, W) int32: variables revealed before ``step``."""
-        m = torch.from_numpy((self.step_of < step).astype(np.int32))
+        """(1, 3, H, W) uint8: variables revealed before ``step``."""
+        m = torch.from_numpy((self.step_of < step).view(np.uint8))
         if self.gray:
             return m.view(1, 1, self.h, self.w).expand(1, 3, -1, -1)
         return m.view(1, self.h, self.w, 3).permute(0, 3, 1, 2)
@@ -155,7 +156,11 @@ class PlaneCoder:
             canvas = True
         else:
             top, bottom = max(0, r0 - halo), min(self.h, r1 + halo)
-            x, anchor = self.net.trunk(values[:, :, top:bottom], mask[:, :, top:bottom].expand(b, -1, -1, -1))
+            strip_values, strip_mask = values[:, :, top:bottom], mask[:, :, top:bottom].expand(b, -1, -1, -1)
+            if dev.type == "cpu":       # bands that stay in cache, each row once (same values as trunk)
+                x, anchor = self.net.trunk_banded(strip_values, strip_mask)
+            else:                       # a GPU wants few large calls
+                x, anchor = self.net.trunk(strip_values, strip_mask)
             canvas = False
         dev = x.device
         for chunk in chunks:
@@ -186,8 +191,9 @@ class PlaneCoder:
 
 
 def _plane_tensor(plane: np.ndarray, gray: bool) -> torch.Tensor:
-    """(H, W) gray or (H, W, 3) RGB uint8 -> (1, 3, H, W) long."""
-    t = torch.from_numpy(np.ascontiguousarray(plane)).long()
+    """(H, W) gray or (H, W, 3) RGB uint8 -> (1, 3, H, W) uint8 (the features widen each strip
+    to int32 when they need it: a whole picture in int64 took 24 bytes a gray pixel)."""
+    t = torch.from_numpy(np.ascontiguousarray(plane, dtype=np.uint8))
     if gray:
         return t.view(1, 1, *t.shape).expand(1, 3, -1, -1).contiguous()
     return t.permute(2, 0, 1).unsqueeze(0).contiguous()
@@ -482,7 +488,7 @@ def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps
     pc = PlaneCoder(model.net.to(device), model.curve, h, w, gray, steps, seed, strip_pixels, chunk, order=order)
     shape = (h, w) if gray else (h, w, 3)
     flats = [np.zeros(h * pc.per_row, dtype=np.uint8) for _ in members]
-    values = torch.zeros(len(members), 3, h, w, dtype=torch.long, device=device)
+    values = torch.zeros(len(members), 3, h, w, dtype=torch.uint8, device=device)
     decoders: list[Decoder | None] = []
     for job, _, data in members:
         try:

@@ -61,6 +61,63 @@ def _round_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 CHANNEL_PAIRS = ((0, 1), (0, 2), (1, 2))
 
 
+class FeatureState:
+    """What the features of one (strip of a) picture need, computed once: the per-pixel
+    statistics and their integral image. ``rows(r0, r1)`` then gives the features of any
+    band of rows from four lookups per window, with no halo to recompute, so the network
+    can run band by band (model.IntegerNet.trunk_banded) on the same values.
+
+    values: (B, 3, H, W) integer tensor 0..255 (hidden entries may hold anything).
+    mask:   (B, 3, H, W) integer tensor, 1 where revealed.
+    cross_anchor: use the cross-channel anchor (see the module docstring).
+    """
+
+    def __init__(self, values: torch.Tensor, mask: torch.Tensor, cross_anchor: bool = False):
+        m = mask.to(torch.int32)
+        vm = values.to(torch.int32) * m
+        both = [vm, m]
+        if cross_anchor:    # per channel pair (a, b), where both are revealed: n, sums, squares, products
+            pair_m = torch.stack([m[:, a] * m[:, b] for a, b in CHANNEL_PAIRS], 1)
+            va = torch.stack([vm[:, a] for a, _ in CHANNEL_PAIRS], 1) * pair_m
+            vb = torch.stack([vm[:, b] for _, b in CHANNEL_PAIRS], 1) * pair_m
+            both += [pair_m, va, vb, va * va, vb * vb, va * vb]
+        self.both = torch.cat(both, dim=1)
+        self.cross_anchor = cross_anchor
+        self.height, self.width = values.shape[2], values.shape[3]
+        big = HALO
+        # original row y sits at y + big + 1 of the integral (box_sums' convention)
+        self.integral = F.pad(self.both.to(torch.int64), (big + 1, big, big + 1, big)).cumsum_(2).cumsum_(3)
+
+    def rows(self, r0: int, r1: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, N_FEATURES, r1 - r0, W) float32 and anchors (B, 3, r1 - r0, W) int32 of
+        rows r0..r1-1, equal to those rows of the whole picture's ``context_features``."""
+        big, w = HALO, self.width
+        both = self.both[:, :, r0:r1]
+        integral = self.integral
+        boxes = []
+        for r in RADII:
+            lo, hi = big - r, big + 1 + r
+            box = (integral[:, :, r0 + hi:r1 + hi, hi:hi + w] - integral[:, :, r0 + lo:r1 + lo, hi:hi + w]
+                   - integral[:, :, r0 + hi:r1 + hi, lo:lo + w] + integral[:, :, r0 + lo:r1 + lo, lo:lo + w])
+            # leave-one-out: the pixel itself never counts as its own neighbour. A window sum is at
+            # most 961 x 255^2 < 2^31, so int32 holds it (and int32 arithmetic is ~5x faster here)
+            boxes.append(box.to(torch.int32) - both)
+        vm, m = both[:, 0:3], both[:, 3:6]
+        sums, counts = [b[:, 0:3] for b in boxes], [b[:, 3:6] for b in boxes]
+        anchor = _smallest_window_mean(sums, counts, torch.full_like(vm, 128))
+        if self.cross_anchor:
+            anchor = _cross_anchor(vm, m, [b[:, 6:] for b in boxes], anchor)
+        feats = [m * MASK_SCALE, (vm - anchor) * m, anchor - 128]
+        for r, s, c in zip(RADII, sums, counts):
+            has = (c > 0).to(torch.int32)
+            feats.append(has * MASK_SCALE)
+            feats.append((_round_div(s, c.clamp(min=1)) - anchor) * has)
+            area = (2 * r + 1) ** 2 - 1
+            feats.append(torch.div(c * MASK_SCALE, area, rounding_mode="floor"))
+        out = torch.cat(feats, dim=1).clamp_(-CLAMP, CLAMP)
+        return out.to(torch.float32), anchor
+
+
 def context_features(values: torch.Tensor, mask: torch.Tensor, cross_anchor: bool = False
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Integer features and anchors for a batch of partly revealed RGB images.
@@ -71,31 +128,7 @@ def context_features(values: torch.Tensor, mask: torch.Tensor, cross_anchor: boo
     Returns features (B, N_FEATURES, H, W) float32 holding integers in [-255, 255],
     and anchors (B, 3, H, W) int32 in 0..255.
     """
-    m = mask.to(torch.int32)
-    vm = values.to(torch.int32) * m
-    both = [vm, m]
-    if cross_anchor:    # per channel pair (a, b), over pixels where both are revealed: n, sums, squares, products
-        pair_m = torch.stack([m[:, a] * m[:, b] for a, b in CHANNEL_PAIRS], 1)
-        va = torch.stack([vm[:, a] for a, _ in CHANNEL_PAIRS], 1) * pair_m
-        vb = torch.stack([vm[:, b] for _, b in CHANNEL_PAIRS], 1) * pair_m
-        both += [pair_m, va, vb, va * va, vb * vb, va * vb]
-    both = torch.cat(both, dim=1)
-    # leave-one-out: the pixel itself never counts as its own neighbour. A window sum is at
-    # most 961 x 255^2 < 2^31, so int32 holds it (and int32 arithmetic is ~5x faster here)
-    boxes = [box.to(torch.int32) - both for box in box_sums(both)]
-    sums, counts = [b[:, 0:3] for b in boxes], [b[:, 3:6] for b in boxes]
-    anchor = _smallest_window_mean(sums, counts, torch.full_like(vm, 128))
-    if cross_anchor:
-        anchor = _cross_anchor(vm, m, [b[:, 6:] for b in boxes], anchor)
-    feats = [m * MASK_SCALE, (vm - anchor) * m, anchor - 128]
-    for r, s, n in zip(RADII, sums, counts):
-        has = (n > 0).to(torch.int32)
-        feats.append(has * MASK_SCALE)
-        feats.append((_round_div(s, n.clamp(min=1)) - anchor) * has)
-        area = (2 * r + 1) ** 2 - 1
-        feats.append(torch.div(n * MASK_SCALE, area, rounding_mode="floor"))
-    out = torch.cat(feats, dim=1).clamp_(-CLAMP, CLAMP)
-    return out.to(torch.float32), anchor
+    return FeatureState(values, mask, cross_anchor).rows(0, values.shape[2])
 
 
 def _smallest_window_mean(sums: list[torch.Tensor], counts: list[torch.Tensor], empty: torch.Tensor

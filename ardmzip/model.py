@@ -24,9 +24,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from .features import HALO, N_FEATURES, context_features
-from .qlayers import IntConv, QConv
+from .features import HALO, N_FEATURES, FeatureState, context_features
+from .qlayers import IntConv, QConv, exact_conv2d
 
 ACT_BITS = 4            # trunk activations: real = int / 16, ints in [-127, 127]
 HEAD_LIMIT = 4095       # head outputs: ints in [-4095, 4095], units of 1/16
@@ -141,6 +142,66 @@ class IntegerNet:
         for block in self.blocks:
             x.add_(block(torch.clamp(x, min=0, out=relu))).clamp_(-127, 127)
         return x.clamp_(min=0), anchor
+
+    @torch.no_grad()
+    def trunk_banded(self, values: torch.Tensor, mask: torch.Tensor, band_pixels: int = 1 << 14
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``trunk`` computed band by band, every layer's rows exactly once (the same values).
+
+        ``trunk`` on a strip recomputes a halo of rows around it and streams whole-strip
+        tensors through memory at every layer. Here the features come from one integral image
+        (features.FeatureState) and each layer advances over bands of about ``band_pixels``
+        pixels as soon as the layer below has the rows its dilated convolution needs (a
+        wavefront), keeping only the rows still to be read: small tensors that stay in cache.
+        Rows above and below the input are zeros, as ``trunk``'s padding makes them."""
+        values, mask = values.to(self.device), mask.to(self.device)
+        b, _, h, w = values.shape
+        state = FeatureState(values, mask, self.config.cross_anchor)
+        layers = [None, *self.blocks]                       # layer 0: features and stem
+        reach = [0] + [blk.dilation for blk in self.blocks]
+        # rows layer l must have produced before the layer above can reach row t of the last one
+        ahead = [sum(reach[l + 1:]) for l in range(len(layers))]
+        done = [0] * len(layers)                           # rows produced per layer
+        kept: list[tuple[int, torch.Tensor | None]] = [(0, None)] * len(layers)   # (first row, rows kept)
+        c = self.blocks[0].weight.shape[0] if self.blocks else self.stem.weight.shape[0]
+        out = torch.empty(b, c, h, w, device=self.device).contiguous(memory_format=torch.channels_last)
+        anchors = torch.empty(b, 3, h, w, dtype=torch.int32, device=self.device)
+        band = max(1, band_pixels // max(1, w))
+        cpu = self.device.type == "cpu"
+        for target in range(band, h + band, band):
+            for l, layer in enumerate(layers):
+                s, e = done[l], min(h, target + ahead[l])
+                if e <= s:
+                    continue
+                if layer is None:
+                    feats, anchor = state.rows(s, e)
+                    anchors[:, :, s:e] = anchor
+                    if cpu:
+                        feats = feats.contiguous(memory_format=torch.channels_last)
+                    x = self.stem(feats)
+                else:
+                    d = layer.dilation
+                    first, below = kept[l - 1]
+                    lo, hi = max(0, s - d), min(h, e + d)
+                    src = below[:, :, lo - first:hi - first]
+                    relu = src.clamp(min=0)
+                    if lo > s - d or hi < e + d:          # the picture's edge: zero rows, as trunk pads
+                        relu = F.pad(relu, (0, 0, lo - (s - d), (e + d) - hi))
+                        if cpu:
+                            relu = relu.contiguous(memory_format=torch.channels_last)
+                    acc = exact_conv2d(relu, layer.weight, (0, d), d, layer.bias)
+                    acc.mul_(layer.scale.view(1, -1, 1, 1)).floor_().clamp_(layer.lo, layer.hi)
+                    x = acc.add_(below[:, :, s - first:e - first]).clamp_(-127, 127)
+                    # rows of the layer below that no later band will read
+                    keep_from = max(first, e - d)
+                    kept[l - 1] = (keep_from, below[:, :, keep_from - first:])
+                if l == len(layers) - 1:
+                    out[:, :, s:e] = x.clamp_(min=0)
+                else:
+                    first, mine = kept[l]
+                    kept[l] = (s, x) if mine is None else (first, torch.cat([mine, x], 2))
+                done[l] = e
+        return out, anchors
 
     @torch.no_grad()
     def head(self, x: torch.Tensor) -> torch.Tensor:

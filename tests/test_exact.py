@@ -222,3 +222,16 @@ def test_export_refuses_layers_that_could_round():
         net.blocks[0].conv.bias.fill_(1.0)       # ...which makes the integer bias exceed 2^24
     with pytest.raises(ValueError, match="not exact"):
         net.export()
+
+
+@pytest.mark.parametrize("shape,band", [((1, 1, 1), 1), ((1, 6, 11), 7), ((2, 41, 29), 64), ((1, 90, 33), 5000),
+                                        ((3, 57, 64), 1 << 14)])
+def test_banded_trunk_equals_the_whole_strip(shipped, shape, band):
+    """trunk_banded (every layer advancing over bands of rows, edges padded with zero rows)
+    gives trunk's values exactly: pictures shorter than a dilation, bands of one row or of
+    the whole picture, batches."""
+    b, h, w = shape
+    values, mask = random_inputs(b, h, w, seed=h * w + band)
+    x, anchor = shipped.trunk(values, mask)
+    y, anchor_y = shipped.trunk_banded(values, mask, band)
+    assert torch.equal(x, y) and torch.equal(anchor, anchor_y)
