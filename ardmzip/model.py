@@ -144,7 +144,7 @@ class IntegerNet:
         return x.clamp_(min=0), anchor
 
     @torch.no_grad()
-    def trunk_banded(self, values: torch.Tensor, mask: torch.Tensor, band_pixels: int = 1 << 14
+    def trunk_banded(self, values: torch.Tensor, mask: torch.Tensor, band_pixels: int = 1 << 15
                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """``trunk`` computed band by band, every layer's rows exactly once (the same values).
 
