@@ -310,11 +310,12 @@ def encode_planes(model: Model, planes: list[np.ndarray], steps: int, seed: int,
     out: list[bytes] = [b""] * len(planes)
     tried: list[list[tuple[bytes, Stats]]] = [[] for _ in planes]
     groups: dict[tuple, list[tuple[int, np.ndarray, list]]] = {}
+    prefix_bytes = [0] * len(planes)
     for i, plane in enumerate(planes):
         prefix, coded, cands = _route(plane)
         stats.subpixels += plane.size
         stats.side_bits += 8 * len(prefix)
-        out[i] = prefix
+        out[i], prefix_bytes[i] = prefix, len(prefix)
         if coded is not None:
             for order, subset in _by_order(model, coded, cands):
                 groups.setdefault((coded.shape, order), []).append((i, coded, subset))
@@ -325,9 +326,17 @@ def encode_planes(model: Model, planes: list[np.ndarray], steps: int, seed: int,
             for (i, _, _), result in zip(batch, results):
                 tried[i].append(result)
     for i, results in enumerate(tried):
+        cost = None
         if results:
             stream, cost = min(results, key=lambda r: len(r[0]))
             out[i] += stream
+        stored = bytes([constraint.STORED]) + np.ascontiguousarray(planes[i]).tobytes()
+        if version >= BINARY_VERSION and len(stored) < len(out[i]):      # coding would only add bytes
+            stats.side_bits += 8 - 8 * prefix_bytes[i]                     # its kind byte replaces the prefix
+            stats.file_bits += 8 * (len(stored) - 1)
+            stats.ideal_bits += 8 * (len(stored) - 1)
+            out[i] = stored
+        elif cost is not None:
             stats.add(cost)
     return out
 
@@ -442,6 +451,13 @@ def decode_planes(model: Model, jobs: list[PlaneJob], device: torch.device, prog
             else:
                 rule, data = constraint.Constraint(constraint.PLAIN, channels), job.stream
             shape = (job.h, job.w) if job.gray else (job.h, job.w, 3)
+            if rule.kind == constraint.STORED:
+                if job.version < BINARY_VERSION:
+                    raise FormatError(f"corrupt .ardm file: stored plane in a format version {job.version} file")
+                if len(data) != int(np.prod(shape)):
+                    raise FormatError("corrupt .ardm file: stored plane of the wrong size")
+                job.pixels = np.frombuffer(data, np.uint8).reshape(shape).copy()
+                continue
             if rule.kind == constraint.CONSTANT:
                 if data:
                     raise FormatError("corrupt .ardm file: data after a constant plane")
@@ -553,13 +569,13 @@ def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps
 def format_version(streams: list[bytes], newest: int = container.FORMAT_VERSION) -> int:
     """The version a picture's plane streams are written as, so that older decoders refuse
     what they would misread as "made by a newer ardmzip": 4 where a plane is coded as binary
-    decisions (PLAIN or VALUES, ``codes_binary``; only when ``newest`` allows), else 3 where the
+    decisions (PLAIN or VALUES, ``codes_binary``) or stored (only when ``newest`` allows), else 3 where the
     colour plane uses chroma blocks or colour copies, else 2."""
     def kind(stream: bytes) -> int | None:         # the constraint that decides the coding (GRAY: its inner one)
         if len(stream) >= 2 and stream[0] == constraint.GRAY:
             return stream[1]
         return stream[0] if stream else None
-    if newest >= BINARY_VERSION and any(kind(s) in BINARY_KINDS for s in streams):
+    if newest >= BINARY_VERSION and any(kind(s) in (*BINARY_KINDS, constraint.STORED) for s in streams):
         return BINARY_VERSION
     wrapped = bool(streams) and kind(streams[0]) in constraint.WRAPPERS
     return 3 if wrapped else container.COMMON_VERSION

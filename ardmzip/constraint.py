@@ -32,8 +32,11 @@ A plane stream (format versions 2 and 3) starts with one kind byte:
                 (copies.py): radius (1..15), votes a_0, a_1, a_2, the network's weight
                 (at least 1), then the inner constraint (PLAIN, VALUES or PALETTE); the
                 inner masking applies, then the mixture with the neighbours' votes
+    7 STORED    (format version 4) the plane's bytes as they are, H x W x C, row-major:
+                written where coding would cost more (tiny or noise-like pictures), so
+                no file is larger than a stored copy plus its header
 
-followed by the ANS words (none for CONSTANT). Everything here is integer table lookups,
+followed by the ANS words (none for CONSTANT and STORED). Everything here is integer table lookups,
 so encoder and decoder mask identically on every machine.
 """
 from __future__ import annotations
@@ -44,9 +47,9 @@ import torch
 from . import chroma, copies
 from .errors import FormatError
 
-PLAIN, VALUES, PALETTE, CONSTANT, GRAY, CHROMA, COPY = 0, 1, 2, 3, 4, 5, 6
+PLAIN, VALUES, PALETTE, CONSTANT, GRAY, CHROMA, COPY, STORED = 0, 1, 2, 3, 4, 5, 6, 7
 KIND_NAMES = {PLAIN: "plain", VALUES: "value sets", PALETTE: "palette", CONSTANT: "constant", GRAY: "gray as RGB",
-              CHROMA: "chroma blocks", COPY: "colour copies"}
+              CHROMA: "chroma blocks", COPY: "colour copies", STORED: "stored"}
 WRAPPERS = (CHROMA, COPY)         # kinds that wrap an inner constraint (format version 3)
 MAX_PALETTE = 4096
 # Where only a rule decides (large planes): a palette must cost under 1/4 bit per pixel.
@@ -117,6 +120,8 @@ class Constraint:
             return bytes([CHROMA, (by - 1) | (bx - 1) << 1 | oy << 2 | ox << 3]) + tables + self.inner.to_bytes()
         if self.kind == COPY:
             return bytes([COPY]) + self.data.tobytes() + self.inner.to_bytes()
+        if self.kind == STORED:
+            return bytes([STORED])
         return bytes([CONSTANT]) + self.data.tobytes()
 
     @staticmethod
@@ -164,6 +169,8 @@ class Constraint:
             c = Constraint(CONSTANT, channels, np.frombuffer(take(channels), np.uint8).copy())
         elif kind == GRAY and channels == 3:
             c = Constraint(GRAY, 3)
+        elif kind == STORED:
+            c = Constraint(STORED, channels)
         elif kind == CHROMA and channels == 3:
             shape = take(1)[0]
             by, bx, oy, ox = 1 + (shape & 1), 1 + (shape >> 1 & 1), shape >> 2 & 1, shape >> 3 & 1

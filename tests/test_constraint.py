@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import ardmzip
 from ardmzip import codec, constraint, container
-from ardmzip.constraint import CONSTANT, COPY, GRAY, PALETTE, PLAIN, VALUES, Constraint
+from ardmzip.constraint import CONSTANT, COPY, GRAY, PALETTE, PLAIN, STORED, VALUES, Constraint
 from ardmzip.errors import FormatError
 from ardmzip.imageio import picture_from_array
 
@@ -30,8 +30,8 @@ def palette_image(h: int, w: int, colors: int, seed: int = 0) -> np.ndarray:
     return pal[index]
 
 
-def roundtrip_kinds(a: np.ndarray, steps: int = 6) -> tuple[list[int], int]:
-    data = ardmzip.compress(a, steps=steps)
+def roundtrip_kinds(a: np.ndarray, steps: int = 6, version: int | None = None) -> tuple[list[int], int]:
+    data = ardmzip.compress(a, steps=steps, version=version)
     assert np.array_equal(ardmzip.decompress(data).reshape(a.shape), a)
     return plane_kinds(data), len(data)
 
@@ -85,9 +85,11 @@ def test_binary_alpha_round_trips_with_its_value_set():
 
 
 def test_small_planes_keep_plain_when_side_information_does_not_pay():
-    # uniform noise: every candidate costs more bytes than it saves
+    # uniform noise: every candidate costs more bytes than it saves (and from version 4 on
+    # coding itself does: the plane is stored)
     a = np.random.default_rng(7).integers(0, 256, (12, 12, 3), dtype=np.uint8)
-    assert roundtrip_kinds(a)[0] == [PLAIN]
+    assert roundtrip_kinds(a, version=3)[0] == [PLAIN]
+    assert roundtrip_kinds(a)[0] == [STORED]
 
 
 def _compress_with(a: np.ndarray, kind: int) -> bytes:
@@ -227,3 +229,37 @@ def test_info_names_each_planes_constraint():
     assert i["planes"] == ["palette (2 colours)", "constant"] and i["format_version"] == 2
     gray_rgb = np.repeat((smooth_image(20, 20, 1) // 64) * 64, 3, axis=2)
     assert info(ardmzip.compress(gray_rgb, steps=3))["planes"][0].startswith("gray as RGB, ")
+
+
+# ---------------------------------------------------------------- stored planes (format version 4)
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (48, 48, 4), (32, 32, 3), (9, 7, 2)])
+def test_noise_is_stored_and_never_costs_more_than_its_bytes_plus_a_header(shape):
+    a = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    data = ardmzip.compress(a, steps=4)
+    header, streams = container.unpack(data)
+    assert header.version == 4 and all(s[0] == STORED for s in streams)
+    assert len(data) <= a.size + 64
+    assert np.array_equal(ardmzip.decompress(data).reshape(a.shape), a)
+    from ardmzip.files import info
+    assert "stored" in info(data)["planes"]
+    # files for older decoders (version 3) never store
+    old = container.unpack(ardmzip.compress(a, steps=4, version=3))
+    assert old[0].version < 4 and all(s[0] != STORED for s in old[1])
+
+
+def test_stored_planes_are_checked():
+    a = np.random.default_rng(5).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    header, streams = container.unpack(ardmzip.compress(a, steps=3))
+    assert streams[0][0] == STORED
+    fields = {k: getattr(header, k) for k in header.__dataclass_fields__}
+    with pytest.raises(FormatError, match="stored plane in a format version 3"):
+        ardmzip.decompress(container.pack(container.Header(**{**fields, "version": 3}), list(streams)))
+    with pytest.raises(FormatError, match="stored plane of the wrong size"):
+        ardmzip.decompress(container.pack(header, [streams[0][:-1]]))
+
+
+def test_a_smooth_picture_is_coded_not_stored():
+    data = ardmzip.compress(smooth_image(40, 40, 3), steps=4)
+    assert container.unpack(data)[1][0][0] != STORED and len(data) < 0.8 * 40 * 40 * 3
