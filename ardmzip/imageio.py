@@ -44,7 +44,7 @@ from PIL import Image, PngImagePlugin, UnidentifiedImageError
 from .container import MAX_PIXELS, check_pixels
 from .errors import InputError, LimitError, OutputError
 
-__all__ = ["MODE_CHANNELS", "Picture", "read_picture", "picture_to_png",
+__all__ = ["MODE_CHANNELS", "PNG_LEVEL", "Picture", "read_picture", "picture_to_png",
            "picture_from_array", "write_file_atomic", "write_file_under", "commit_file"]
 
 MODE_CHANNELS: dict[str, int] = {"L": 1, "1": 1, "LA": 2, "RGB": 3, "P": 3, "RGBA": 4, "PA": 4}
@@ -374,8 +374,16 @@ def _colour_keys(colours: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- writing
 
 
-def picture_to_png(picture: Picture) -> bytes:
-    """PNG bytes that ``read_picture`` reads back to the same mode, pixels and metadata."""
+# zlib level of written PNGs. Against Pillow's default 6, measured on 41 McMaster, Set14 and
+# imagecompression.info pictures: 0.5% smaller (1.2% below the original files; 6: 0.7%),
+# 1.8x the time, 0.1-0.7 s more a megapixel where decoding the .ardm takes ~70 s.
+PNG_LEVEL = 9
+
+
+def picture_to_png(picture: Picture, level: int = PNG_LEVEL) -> bytes:
+    """PNG bytes that ``read_picture`` reads back to the same mode, pixels and metadata;
+    ``level``: zlib's 0 (stored, fastest) .. 9 (smallest)."""
+    check_png_level(level)
     meta = dict(picture.metadata)
     h, w, _ = picture.pixels.shape
     im = _palette_image(picture, meta) if picture.mode in ("P", "PA") else None
@@ -386,7 +394,7 @@ def picture_to_png(picture: Picture) -> bytes:
         # A P/PA picture whose colours are not all in its palette lands here too.
         mode = {"P": "RGB", "PA": "RGBA"}.get(picture.mode, picture.mode)
         im = Image.frombytes(mode, (w, h), picture.pixels.tobytes())
-    params: dict[str, object] = {"pnginfo": _png_info(picture.metadata)}
+    params: dict[str, object] = {"pnginfo": _png_info(picture.metadata), "compress_level": level}
     trns = meta.get("transparency", b"")
     if im.mode == "P" and picture.mode == "PA" and trns:
         params["transparency"] = trns
@@ -403,6 +411,12 @@ def picture_to_png(picture: Picture) -> bytes:
     buffer = io.BytesIO()
     im.save(buffer, "PNG", **params)
     return buffer.getvalue()
+
+
+def check_png_level(level: int) -> None:
+    """InputError unless ``level`` is a zlib level, 0 .. 9 (callers check before decoding)."""
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
+        raise InputError(f"PNG compression level must be 0 .. 9, not {level!r}")
 
 
 def _palette_image(picture: Picture, meta: dict[str, bytes]) -> Image.Image | None:

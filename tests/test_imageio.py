@@ -18,6 +18,7 @@ from PIL import Image, ImageCms, PngImagePlugin
 from ardmzip.errors import InputError, OutputError
 from ardmzip.imageio import (
     MODE_CHANNELS,
+    PNG_LEVEL,
     Picture,
     picture_from_array,
     picture_to_png,
@@ -317,6 +318,35 @@ EXPECTED_MESSAGE = {
     "ycbcr": "unsupported image mode YCbCr", "lab": "unsupported image mode LAB",
     "random bytes": "cannot read", "truncated png": "cannot read", "text": "cannot read",
 }
+
+
+def zlib_level_class(png: bytes) -> int:
+    """FLEVEL of a PNG's zlib stream (RFC 1950): 0 for zlib levels 0-1, 1 for 2-5, 2 for 6, 3 for 7-9."""
+    at = png.index(b"IDAT") + 4
+    return png[at + 1] >> 6
+
+
+class TestPngLevel:
+    @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "1"])
+    def test_default_is_9_and_any_level_keeps_the_picture(self, mode: str) -> None:
+        picture = read_picture(encode(random_image("RGB").convert(mode) if mode in "P1" else random_image(mode)))
+        assert PNG_LEVEL == 9 and zlib_level_class(picture_to_png(picture)) == 3
+        for level, flevel in [(0, 0), (1, 0), (5, 1), (6, 2), (9, 3)]:
+            png = picture_to_png(picture, level)
+            assert zlib_level_class(png) == flevel
+            back = read_picture(png)
+            assert back.mode == picture.mode and np.array_equal(back.pixels, picture.pixels)
+
+    def test_level_9_is_smaller_than_pillows_default_on_a_photo_like_picture(self) -> None:
+        y, x = np.mgrid[0:96, 0:128]
+        px = (128 + 60 * np.sin(x / 9) * np.cos(y / 13) + RNG.normal(0, 2, x.shape)).clip(0, 255).astype(np.uint8)
+        picture = picture_from_array(np.dstack([px, px // 2, 255 - px]))
+        assert len(picture_to_png(picture)) < len(picture_to_png(picture, 6)) < len(picture_to_png(picture, 0))
+
+    @pytest.mark.parametrize("level", [-1, 10, 6.0, True])
+    def test_bad_levels_are_refused(self, level: object) -> None:
+        with pytest.raises(InputError, match="0 .. 9"):
+            picture_to_png(picture_from_array(np.zeros((2, 2, 3), np.uint8)), level)  # type: ignore[arg-type]
 
 
 class TestRefusals:
