@@ -58,7 +58,6 @@ import contextlib
 import itertools
 import math
 import os
-import sys
 import tempfile
 import re
 import time
@@ -74,7 +73,8 @@ import numpy as np
 from . import codec, container
 from .codec import DEFAULT_STEPS, check_steps, compress_pictures, decompress_picture, decompress_pictures, pixel_crc
 from .errors import FormatError, InputError, OutputError
-from .imageio import MODE_CHANNELS, Picture, commit_file, picture_from_array, read_picture
+from .imageio import MODE_CHANNELS, PNG_LEVEL, Picture, check_png_level, commit_file, picture_from_array, read_picture
+from .progress import PictureBar, bar as progress_bar, decoded_planes, for_picture
 
 __all__ = [
     "MAGIC", "VERSION", "IMAGE_SUFFIXES", "ARRAY_SUFFIXES", "PARTIAL_SUFFIX", "FOOTER_SIZE",
@@ -477,9 +477,12 @@ def _check_member(m: MemberInfo, picture: Picture) -> Picture:
     return picture
 
 
-def _decode(f: BinaryIO, m: MemberInfo, device: str, max_pixels: int) -> Picture:
+def _decode(f: BinaryIO, m: MemberInfo, device: str, max_pixels: int,
+            progress: bool | PictureBar = False) -> Picture:
     container.check_pixels(m.width, m.height, max_pixels, f"member {m.name!r}")     # before reading it
-    return _check_member(m, decompress_picture(_read_blob(f, m), device, max_pixels=max_pixels))
+    blob = _read_blob(f, m)
+    with for_picture(progress, m.name, lambda: decoded_planes(blob)) as bar:
+        return _check_member(m, decompress_picture(blob, device, bar, max_pixels=max_pixels))
 
 
 def _batches(items: Iterable[Any], size: Callable[[Any], int]) -> Iterator[list[Any]]:
@@ -582,17 +585,16 @@ def _decoded(f: BinaryIO, members: Sequence[MemberInfo], device: str, jobs: int 
 
 
 def extract_member(path: str | os.PathLike, name: str, device: str = "cpu", *,
-                   max_pixels: int = container.MAX_PIXELS) -> Picture:
+                   max_pixels: int = container.MAX_PIXELS, progress: bool | PictureBar = False) -> Picture:
     """Decode one member (only its bytes are read); its pixels are CRC-checked. LimitError if
-    it is over ``max_pixels`` pixels (0: no limit)."""
+    it is over ``max_pixels`` pixels (0: no limit). ``progress``: a bar over its steps."""
     with _open_archive(path) as (f, size):
-        return _decode(f, _read_index(f, size).member(name), device, max_pixels)
+        return _decode(f, _read_index(f, size).member(name), device, max_pixels, progress)
 
 
 def _progress_bar(total: int, progress: bool, desc: str):
-    from tqdm import tqdm
-    return tqdm(total=total, unit="img", desc=desc, disable=not progress, file=sys.stderr,
-                dynamic_ncols=True, leave=False)
+    """Images done of ``total``, on stderr when ``progress``."""
+    return progress_bar(total, desc, "img", progress)
 
 
 def _report(results: list, on_member: OnRead | None, name: str, error: BaseException | None) -> None:
@@ -645,7 +647,7 @@ def png_names(names: Sequence[str]) -> dict[str, str]:
 def extract_all(path: str | os.PathLike, output: str | os.PathLike, force: bool = False, device: str = "cpu",
                 progress: bool = False, on_member: OnRead | None = None,
                 jobs: int = 1, *, max_pixels: int = container.MAX_PIXELS,
-                follow_symlinks: bool = False) -> list[tuple[str, BaseException | None]]:
+                follow_symlinks: bool = False, png_level: int = PNG_LEVEL) -> list[tuple[str, BaseException | None]]:
     """Extract every member: to a folder of PNGs mirroring the names, or, for an array
     archive and an ``output`` ending in .npz/.npy, to that array file, bit-exact.
 
@@ -655,8 +657,10 @@ def extract_all(path: str | os.PathLike, output: str | os.PathLike, force: bool 
     ``jobs`` worker processes decode in parallel (same pixels). Files land inside
     ``output`` only, and not through a symbolic link to a folder unless ``follow_symlinks``;
     a member over ``max_pixels`` pixels (0: no limit) fails with LimitError (an array file
-    with images that large is refused before anything is written).
+    with images that large is refused before anything is written). PNGs are written at zlib
+    level ``png_level`` (0 .. 9).
     """
+    check_png_level(png_level)
     out = os.fsdecode(output)
     with _open_archive(path) as (f, size):
         index = _read_index(f, size)
@@ -670,12 +674,13 @@ def extract_all(path: str | os.PathLike, output: str | os.PathLike, force: bool 
                 if a.count:
                     container.check_pixels(a.shape[2], a.shape[1], max_pixels, f"array {a.key or 'data'!r}: each image")
             return _extract_arrays(f, index, out, force, device, progress, on_member, jobs, max_pixels)
-        return _extract_folder(f, index, out, force, device, progress, on_member, jobs, max_pixels, follow_symlinks)
+        return _extract_folder(f, index, out, force, device, progress, on_member, jobs, max_pixels, follow_symlinks,
+                               png_level)
 
 
 def _extract_folder(f: BinaryIO, index: ArchiveIndex, out: str, force: bool, device: str, progress: bool,
                     on_member: OnRead | None, jobs: int, max_pixels: int,
-                    follow_symlinks: bool) -> list[tuple[str, BaseException | None]]:
+                    follow_symlinks: bool, png_level: int) -> list[tuple[str, BaseException | None]]:
     from .imageio import picture_to_png, write_file_under
     if os.path.lexists(out) and not os.path.isdir(out):
         raise OutputError(f"{out} exists and is not a folder")
@@ -693,7 +698,7 @@ def _extract_folder(f: BinaryIO, index: ArchiveIndex, out: str, force: bool, dev
             try:
                 if isinstance(result, BaseException):
                     raise result
-                write_file_under(out, names[m.name], picture_to_png(result), force, follow_symlinks)
+                write_file_under(out, names[m.name], picture_to_png(result, png_level), force, follow_symlinks)
             except Exception as e:  # noqa: BLE001 - reported per member, the others go on
                 error = e
             _report(results, on_member, m.name, error)

@@ -16,6 +16,11 @@ Dataset archives (archive.py: many images in one file, random access):
 A folder (or .npz/.npy) source with -o NAME.ardm and no -r makes one archive; with -r
 each image becomes its own .ardm as before.
 
+Messages, as zstd: on a terminal a progress bar per image (every step of every plane, with
+an ETA; archives: per image), then one summary line per input (``_summary``); -q: errors
+only; no bar when stderr is not a terminal; the summary needs -v when the output goes to
+standard output.
+
 Conventions follow gzip/zstd: -o names the output (one input), -f overwrites, -c writes
 to stdout, '-' reads stdin, -r walks folders, sources are kept unless --rm. Each failure
 prints one line on stderr; the exit code is that of the last failure (see errors.py):
@@ -42,8 +47,9 @@ from .archive import ARRAY_SUFFIXES, CONTROL_CHARACTERS, IMAGE_SUFFIXES
 from .codec import LEVEL_STEPS
 from .container import MAX_PIXELS
 from .errors import ArdmzipError, InputError, OutputError
-from .files import SUFFIX, Result, compress_bytes, decompress_bytes, info, read_input
-from .imageio import write_file_atomic, write_file_under
+from .files import SUFFIX, Result, compress_bytes, decode_bytes, decompress_bytes, header_bytes, info, read_input
+from .imageio import PNG_LEVEL, write_file_atomic, write_file_under
+from .progress import PictureBar
 
 EXIT_BROKEN_PIPE = 141          # 128 + SIGPIPE: what a shell reports for gzip killed by the signal
 
@@ -106,6 +112,54 @@ def _printable(text: str) -> str:
     """``text`` with control characters (terminal escape codes, from file names or metadata
     keys) written as \\xNN, so that printing it cannot drive the terminal."""
     return CONTROL_CHARACTERS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _terminal(stream) -> bool:
+    """Whether ``stream`` (sys.stdin, sys.stderr; None where closed) is a terminal."""
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _picture_bar(progress: bool, name: str):
+    """A progress bar over one picture's steps (PictureBar), or a context giving False."""
+    if not progress:
+        return contextlib.nullcontext(False)
+    label = os.path.basename(name) or name
+    return PictureBar(label if len(label) <= 30 else "..." + label[-27:])
+
+
+def _summary(src: str, dst: str, raw: int, ardm: int, subpixels: int, seconds: float, *, decoding: bool = False,
+             what: str = "", without: tuple[int, str] | None = None) -> str:
+    """The one line every command prints for each input it turns into an output:
+
+        SRC -> DST: [WHAT, ]RAW -> ARDM bytes, BPSP bpsp[ (B without ...)], SECONDS s
+
+    RAW: pixel bytes, ARDM: .ardm bytes (the other way round when ``decoding``), BPSP: bits
+    per subpixel of the .ardm bytes. ``without`` = (bytes, what they are): also give the bpsp
+    without those bytes (a single image's header when it is a tenth of the file or more: a
+    1x1 picture's 45 bytes are 41 of header; an archive's overhead)."""
+    sizes = f"{ardm} -> {raw}" if decoding else f"{raw} -> {ardm}"
+    bpsp = f"{8 * ardm / max(1, subpixels):.3f} bpsp"
+    if without is not None:
+        bpsp += f" ({8 * (ardm - without[0]) / max(1, subpixels):.3f} without {without[1]})"
+    return f"{src} -> {dst}: {what}{sizes} bytes, {bpsp}, {seconds:.1f} s"
+
+
+def _header_note(header: int, ardm: int) -> tuple[int, str] | None:
+    """``_summary``'s ``without`` for a single image: its header, where that is 10% or more."""
+    return (header, f"the {header}-byte header") if header and 10 * header >= ardm else None
+
+
+def _stdin_refused(ctx: click.Context, dash: bool) -> NoReturn:
+    """Reading image data from a terminal is never meant (zstd: "stdin is a console"): refuse
+    at once, after the usage when no file was named at all (``dash``: '-' was)."""
+    if not dash:
+        click.echo(ctx.get_usage(), err=True)
+        click.echo(f"Try '{ctx.command_path} -h' for help.", err=True)
+    click.echo("ardmzip: stdin is a terminal: name the files to read, or pipe data in", err=True)
+    sys.exit(InputError.exit_code)
 
 
 def _stdout() -> BinaryIO:
@@ -193,11 +247,14 @@ def _expand(paths: Iterable[str], recursive: bool, suffixes: set[str] | None) ->
 
 
 def _run(sources: tuple[str, ...], output: str | None, to_stdout: bool, force: bool, remove: bool,
-         recursive: bool, verbosity: int, suffixes: set[str] | None,
-         out_name: Callable[[str], str], work: Callable[[bytes, bool], tuple[bytes, Result]]) -> None:
+         recursive: bool, verbosity: int, suffixes: set[str] | None, out_name: Callable[[str], str],
+         work: Callable[[bytes, "bool | PictureBar"], tuple[bytes, Result]], decoding: bool = False) -> None:
     """Shared driver of compress and decompress: expand inputs, name outputs, report."""
     rep = Reporter(verbosity)
-    progress = verbosity >= 1 and sys.stderr.isatty()
+    progress = verbosity >= 1 and _terminal(sys.stderr)
+    if not sources or "-" in sources:
+        if _terminal(sys.stdin):
+            _stdin_refused(click.get_current_context(), bool(sources))
     try:
         files = _expand(sources or ("-",), recursive, suffixes)
         if not files:
@@ -233,19 +290,24 @@ def _run(sources: tuple[str, ...], output: str | None, to_stdout: bool, force: b
             if dst is not None and not force and os.path.lexists(dst):
                 raise OutputError(f"{dst} exists; use -f to overwrite")   # before the slow part
             t0 = time.perf_counter()
-            result_bytes, result = work(data, progress)
+            with _picture_bar(progress, name) as bar:
+                result_bytes, result = work(data, bar)
             if dst is None:
                 _write_stdout(result_bytes)
             else:
                 write_file_atomic(dst, result_bytes, force)
             seconds = time.perf_counter() - t0
             result.source, result.output = name, dst or "stdout"
-            rep.say(f"{name} -> {result.output}: {result.raw_bytes} -> {result.ardm_bytes} bytes, "
-                    f"{result.bpsp:.3f} bpsp, {seconds:.1f} s", level=1 if many or verbosity >= 2 else 2)
+            rep.say(_summary(name, result.output, result.raw_bytes, result.ardm_bytes, result.subpixels, seconds,
+                             decoding=decoding, without=_header_note(result.header_bytes, result.ardm_bytes)),
+                    level=2 if dst is None else 1)
             if remove and src != "-" and dst is not None:
                 os.unlink(src)
     sys.exit(rep.exit_code)
 
+
+DEVICE_HELP = ("where the network runs (auto: cuda when there is one); the exact integer network is meant to "
+               "give the same files everywhere, but only the CPU path is verified so far")
 
 common = [
     click.option("-o", "--output", type=click.Path(dir_okay=True), help="output file (or folder with -r)"),
@@ -257,7 +319,7 @@ common = [
     click.option("-q", "--quiet", "quiet", count=True, help="no messages except errors"),
     click.option("-v", "--verbose", "verbose", count=True, help="more messages (-vv: tracebacks)"),
     click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True,
-                 help="where the network runs; the output is identical on every device"),
+                 help=DEVICE_HELP),
     click.option("--max-pixels", type=click.IntRange(min=0), default=MAX_PIXELS, show_default=True, metavar="N",
                  help="refuse pictures over N pixels (width x height) before coding or decoding them; 0: no limit"),
 ]
@@ -326,11 +388,11 @@ def compress(sources, output, to_stdout, force, keep, remove, recursive, quiet, 
         Reporter(verbosity).fail("", InputError("--resume and -j apply to archives: DIR, .npz or .npy -o NAME.ardm"))
         sys.exit(InputError.exit_code)
 
-    def work(data: bytes, progress: bool):
+    def work(data: bytes, progress: bool | PictureBar):
         ardm, picture = compress_bytes(data, steps, model=model, seed=seed, device=device, progress=progress,
                                        max_pixels=max_pixels)
         px = picture.pixels
-        return ardm, Result("", None, px.nbytes, len(ardm), px.size)
+        return ardm, Result("", None, px.nbytes, len(ardm), px.size, header_bytes(ardm))
 
     _run(sources, output, to_stdout, force, remove, recursive, verbosity, IMAGE_SUFFIXES,
          lambda p: str(Path(p).with_suffix(SUFFIX)), work)
@@ -359,13 +421,12 @@ def _compress_archive(src: str, out: str, to_stdout: bool, force: bool, remove: 
         if remove:
             raise InputError("--rm is not supported when making an archive")
         r = archive.write_archive(src, out, steps, resume=resume, force=force, model=model, seed=seed,
-                                  device=device, jobs=jobs, progress=verbosity >= 1 and sys.stderr.isatty(),
+                                  device=device, jobs=jobs, progress=verbosity >= 1 and _terminal(sys.stderr),
                                   max_pixels=max_pixels)
         ix = r.index
         resumed = f" ({r.resumed} resumed)" if r.resumed else ""
-        rep.say(f"{src} -> {out}: {len(ix.members)} images{resumed}, {ix.subpixels} -> {ix.size} bytes, "
-                f"{ix.bpsp:.3f} bpsp ({ix.member_bpsp:.3f} without overhead), overhead {ix.overhead_bytes} bytes ({ix.overhead_per_image:.1f} per image), "
-                f"{r.seconds:.1f} s")
+        rep.say(_summary(src, out, ix.subpixels, ix.size, ix.subpixels, r.seconds,
+                         what=f"{len(ix.members)} images{resumed}, ", without=_overhead_note(ix)))
     except KeyboardInterrupt:
         kept = f"; finished images are kept in {partial} (continue with --resume)" if os.path.exists(partial) else ""
         click.echo(f"ardmzip: interrupted{kept}", err=True)
@@ -387,8 +448,10 @@ def _compress_archive(src: str, out: str, to_stdout: bool, force: bool, remove: 
               help="archives: worker processes decoding in parallel (same pixels)")
 @click.option("--follow-symlinks", is_flag=True,
               help="archives: extract through symbolic links to folders inside the output folder (refused by default)")
+@click.option("--png-level", type=click.IntRange(0, 9), default=PNG_LEVEL, show_default=True, metavar="N",
+              help="zlib level of the PNGs written: 0 (fastest) .. 9 (smallest)")
 def decompress(sources, output, to_stdout, force, keep, remove, recursive, quiet, verbose, device, max_pixels, members,
-               jobs, follow_symlinks):
+               jobs, follow_symlinks, png_level):
     """Decompress .ardm files to PNG (same mode, pixels and metadata).
 
     An archive extracts to a folder of PNGs (-o DIR; default: its name without .ardm),
@@ -396,7 +459,7 @@ def decompress(sources, output, to_stdout, force, keep, remove, recursive, quiet
     verbosity = 1 + verbose - quiet
     if members or any(s != "-" and os.path.isfile(s) and archive.is_archive(s) for s in sources):
         _decompress_archive(sources, output, to_stdout, force, remove, verbosity, device, members, jobs, max_pixels,
-                            follow_symlinks)
+                            follow_symlinks, png_level)
         return
     if jobs > 1:
         Reporter(verbosity).fail("", InputError("-j applies to archives: decompress ARCHIVE.ardm -j N"))
@@ -407,13 +470,13 @@ def decompress(sources, output, to_stdout, force, keep, remove, recursive, quiet
             raise InputError(f"{p}: unknown suffix (expected {SUFFIX}); use -o")
         return p[: -len(SUFFIX)] + ".png"
 
-    def work(data: bytes, progress: bool):
+    def work(data: bytes, progress: bool | PictureBar):
         _not_an_archive(data)
-        png = decompress_bytes(data, device=device, progress=progress, max_pixels=max_pixels)
+        png = decompress_bytes(data, device=device, progress=progress, max_pixels=max_pixels, png_level=png_level)
         i = info(data)
-        return png, Result("", None, i["subpixels"], len(data), i["subpixels"])
+        return png, Result("", None, i["subpixels"], len(data), i["subpixels"], i["header_bytes"])
 
-    _run(sources, output, to_stdout, force, remove, recursive, verbosity, {SUFFIX}, out_name, work)
+    _run(sources, output, to_stdout, force, remove, recursive, verbosity, {SUFFIX}, out_name, work, decoding=True)
 
 
 def _not_an_archive(data: bytes) -> None:
@@ -421,11 +484,16 @@ def _not_an_archive(data: bytes) -> None:
         raise InputError("is a dataset archive: give it on its own (ardmzip decompress ARCHIVE -o DIR)")
 
 
+def _overhead_note(ix: archive.ArchiveIndex) -> tuple[int, str]:
+    """``_summary``'s ``without`` for an archive: everything but its members' .ardm bytes."""
+    return ix.overhead_bytes, f"the overhead of {ix.overhead_bytes} bytes, {ix.overhead_per_image:.1f} per image"
+
+
 def _decompress_archive(sources: tuple[str, ...], output: str | None, to_stdout: bool, force: bool, remove: bool,
                         verbosity: int, device: str, members: tuple[str, ...], jobs: int, max_pixels: int,
-                        follow_symlinks: bool) -> None:
+                        follow_symlinks: bool, png_level: int) -> None:
     rep = Reporter(verbosity)
-    progress = verbosity >= 1 and sys.stderr.isatty()
+    progress = verbosity >= 1 and _terminal(sys.stderr)
     src = sources[0] if len(sources) == 1 else ""
     with rep.each(src):
         if len(sources) != 1 or src == "-" or not archive.is_archive(src):
@@ -435,7 +503,8 @@ def _decompress_archive(sources: tuple[str, ...], output: str | None, to_stdout:
             raise OutputError("refusing to write binary data to a terminal (use -o, or -f to force)")
         t0 = time.perf_counter()
         if members:
-            _extract_members(rep, src, output, to_stdout, force, device, members, max_pixels, follow_symlinks)
+            _extract_members(rep, src, output, to_stdout, force, device, members, max_pixels, follow_symlinks,
+                             png_level, progress)
             sys.exit(rep.exit_code)
         if to_stdout:
             raise InputError("-c writes one image: add --member NAME")
@@ -451,17 +520,20 @@ def _decompress_archive(sources: tuple[str, ...], output: str | None, to_stdout:
                 rep.fail(f"{src}: {name}", error, zeros)
 
         results = archive.extract_all(src, output, force, device, progress, report, jobs, max_pixels=max_pixels,
-                                      follow_symlinks=follow_symlinks)
+                                      follow_symlinks=follow_symlinks, png_level=png_level)
         failed = sum(e is not None for _, e in results)
-        rep.say(f"{src} -> {output}: {len(results) - failed} of {len(results)} images, "
-                f"{time.perf_counter() - t0:.1f} s", level=2)
+        count = f"{len(results) - failed} of {len(results)}" if failed else f"{len(results)}"
+        rep.say(_summary(src, output, index.subpixels, index.size, index.subpixels, time.perf_counter() - t0,
+                         decoding=True, what=f"{count} images, ", without=_overhead_note(index)),
+                level=2 if failed else 1)                 # a failed input: its error lines only, unless -v
         if remove and not failed:
             os.unlink(src)
     sys.exit(rep.exit_code)
 
 
 def _extract_members(rep: Reporter, src: str, output: str | None, to_stdout: bool, force: bool, device: str,
-                     members: tuple[str, ...], max_pixels: int, follow_symlinks: bool) -> None:
+                     members: tuple[str, ...], max_pixels: int, follow_symlinks: bool, png_level: int,
+                     progress: bool) -> None:
     """--member: one member to -o FILE (or stdout), several into -o DIR mirroring names (never
     outside DIR, nor through a symbolic link in it unless ``follow_symlinks``)."""
     from .imageio import picture_to_png
@@ -486,27 +558,41 @@ def _extract_members(rep: Reporter, src: str, output: str | None, to_stdout: boo
         for dst in targets.values():
             if dst is not None and os.path.lexists(dst):
                 raise OutputError(f"{dst} exists; use -f to overwrite")     # before the slow part
+    by_name = {m.name: m for m in index.members}
+    start, failed = time.perf_counter(), False
     for name, dst in targets.items():
         try:
-            png = picture_to_png(archive.extract_member(src, name, device, max_pixels=max_pixels))
+            t0 = time.perf_counter()
+            with _picture_bar(progress, name) as bar:
+                picture = archive.extract_member(src, name, device, max_pixels=max_pixels, progress=bar)
+            png = picture_to_png(picture, png_level)
             if dst is None:
                 _write_stdout(png)
             elif single:
                 write_file_atomic(dst, png, force)
             else:
                 write_file_under(output or os.curdir, names[name], png, force, follow_symlinks)
-            rep.say(f"{src}: {name} -> {dst or 'stdout'}", level=2)
+            m = by_name[name]
+            rep.say(_summary(f"{src}: {name}", dst or "stdout", m.subpixels, m.size, m.subpixels,
+                             time.perf_counter() - t0, decoding=True), level=1 if single and dst else 2)
         except KeyboardInterrupt:
             raise
         except Exception as e:  # noqa: BLE001 - one line per member, the others go on
             rep.fail(f"{src}: {name}", e)
+            failed = True
+    if not single and not failed:          # several members: one line for them all (each with -v)
+        chosen = [by_name[name] for name in targets]
+        raw, size = sum(m.subpixels for m in chosen), sum(m.size for m in chosen)
+        rep.say(_summary(src, output or os.curdir, raw, size, raw, time.perf_counter() - start, decoding=True,
+                         what=f"{len(chosen)} images, "))
 
 
 @main.command("test")
 @click.argument("sources", nargs=-1, required=True, type=str)
 @click.option("-r", "--recursive", is_flag=True)
-@click.option("-q", "--quiet", count=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu")
+@click.option("-q", "--quiet", count=True, help="no messages except errors")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True,
+              help=DEVICE_HELP)
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="archives: worker processes decoding in parallel")
 @click.option("--max-pixels", type=click.IntRange(min=0), default=MAX_PIXELS, show_default=True, metavar="N",
@@ -514,6 +600,7 @@ def _extract_members(rep: Reporter, src: str, output: str | None, to_stdout: boo
 def test_cmd(sources, recursive, quiet, device, jobs, max_pixels):
     """Decode .ardm files (and every member of archives) and check their pixels, writing nothing."""
     rep = Reporter(1 - quiet)
+    progress = quiet == 0 and _terminal(sys.stderr)
     try:
         files = _expand(sources, recursive, {SUFFIX})
     except ArdmzipError as e:
@@ -526,19 +613,21 @@ def test_cmd(sources, recursive, quiet, device, jobs, max_pixels):
                     if error is not None:
                         rep.fail(f"{src}: {name}", error)
 
-                results = archive.test_archive(src, device, quiet == 0 and sys.stderr.isatty(), report, jobs,
-                                               max_pixels=max_pixels)
+                results = archive.test_archive(src, device, progress, report, jobs, max_pixels=max_pixels)
                 if all(e is None for _, e in results):
                     rep.say(f"{src}: OK ({len(results)} images)")
                 continue
             data = _read_single(src)
-            decompress_bytes(data, device=device, max_pixels=max_pixels)
+            with _picture_bar(progress, src) as bar:
+                decode_bytes(data, device=device, progress=bar, max_pixels=max_pixels)
             rep.say(f"{src}: OK")
     sys.exit(rep.exit_code)
 
 
 def _read_single(src: str) -> bytes:
-    """The bytes of a single-image .ardm (from stdin for '-'); archives are refused."""
+    """The bytes of a single-image .ardm (from stdin for '-', not a terminal); archives are refused."""
+    if src == "-" and _terminal(sys.stdin):
+        _stdin_refused(click.get_current_context(), True)
     data = sys.stdin.buffer.read() if src == "-" else read_input(src)
     _not_an_archive(data)
     return data
@@ -570,8 +659,10 @@ def info_cmd(sources, as_json):
                 _echo(json.dumps(dict(i, file=src)))
             else:
                 meta = ", ".join(i["metadata"]) or "none"
+                note = _header_note(i["header_bytes"], i["bytes"])
+                without = f" ({8 * (i['bytes'] - note[0]) / i['subpixels']:.3f} without {note[1]})" if note else ""
                 _echo(f"{src}: {i['width']}x{i['height']} {i['mode']}, {i['bytes']} bytes, "
-                           f"{i['bpsp']:.3f} bpsp; model {i['model']} ({i['model_hash']}), {i['steps']} steps, "
+                           f"{i['bpsp']:.3f} bpsp{without}; model {i['model']} ({i['model_hash']}), {i['steps']} steps, "
                            f"seed {i['seed']}, pixel crc32 {i['pixel_crc32']}, metadata: {meta}; "
                            f"planes: {'; '.join(i['planes'])} (format {i['format_version']})")
     sys.exit(rep.exit_code)

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import constraint, container
 from .ardm import plane_order, plane_ranks
@@ -37,6 +36,7 @@ from .dlm import bits_of, exact_frequencies, frequencies_to_probabilities
 from .errors import ArdmzipError, ChecksumError, FormatError, InputError
 from .imageio import Picture, picture_from_array
 from .model import IntegerNet
+from .progress import PictureBar, step_bar
 from .schedule import schedule
 from .weights import Model, find_by_hash, load
 
@@ -231,7 +231,7 @@ def _regroup(items, total: int, reverse: bool):
 def _chunk_outputs(pc: PlaneCoder, values: torch.Tensor, device: torch.device, progress: bool):
     """Yield (step, variables, head outputs (B, n, 3, M), anchors (B, n)) by coding groups, in
     the encoder's push order: the reverse of decoding."""
-    for step in tqdm(range(pc.steps - 1, -1, -1), desc="compress", unit="step", disable=not progress, leave=False):
+    for step in step_bar(range(pc.steps - 1, -1, -1), progress, "compress"):
         mask = pc.mask(step).to(device)
 
         def outputs():        # ANS is a stack: the step's chunks in the reverse of the decoder's order
@@ -514,7 +514,7 @@ def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps
             decoders.append(None)
     remaining = h * pc.per_row
     budgets = [stream_bit_budget(len(data)) for _, _, data in members]
-    for step in tqdm(range(pc.steps), desc="decompress", unit="step", disable=not progress, leave=False):
+    for step in step_bar(range(pc.steps), progress, "decompress"):
         if all(dec is None for dec in decoders):      # every stream failed: no more work to do
             break
         mask = pc.mask(step).to(device)
@@ -594,13 +594,14 @@ def check_steps(steps: int | None) -> int:
 
 
 def compress_pictures(pictures: list[Picture], steps: int | None = None, model: str | None = None, seed: int = 0,
-                      device: str = "cpu", progress: bool = False, stats: Stats | None = None, *,
+                      device: str = "cpu", progress: bool | PictureBar = False, stats: Stats | None = None, *,
                       max_pixels: int = container.MAX_PIXELS, version: int | None = None) -> list[bytes]:
     """One .ardm file per picture, each identical to ``compress_picture``'s; pictures of one
     size share network calls (the integer network is exact per pixel, so batching changes
     nothing in the files). A picture over ``max_pixels`` (0: no limit) raises LimitError
     before any is coded. ``version``: the newest format version to write (default the
-    newest; 3 writes the files ardmzip wrote before binary coding, for older decoders)."""
+    newest; 3 writes the files ardmzip wrote before binary coding, for older decoders).
+    The other arguments are those of ``compress``."""
     steps = check_steps(steps)
     version = container.FORMAT_VERSION if version is None else int(version)
     if not container.COMMON_VERSION + 1 <= version <= container.FORMAT_VERSION:
@@ -626,19 +627,23 @@ def compress_pictures(pictures: list[Picture], steps: int | None = None, model: 
 
 
 def compress_picture(picture: Picture, steps: int | None = None, model: str | None = None, seed: int = 0,
-                     device: str = "cpu", progress: bool = False, stats: Stats | None = None, *,
+                     device: str = "cpu", progress: bool | PictureBar = False, stats: Stats | None = None, *,
                      max_pixels: int = container.MAX_PIXELS, version: int | None = None) -> bytes:
+    """A Picture (pixels, mode, metadata: imageio.read_picture) -> .ardm bytes; ``stats``, if
+    given, receives what the coding cost. The other arguments are those of ``compress``."""
     return compress_pictures([picture], steps, model, seed, device, progress, stats, max_pixels=max_pixels,
                              version=version)[0]
 
 
-def decompress_pictures(files: list[bytes], device: str = "cpu", progress: bool = False,
+def decompress_pictures(files: list[bytes], device: str = "cpu", progress: bool | PictureBar = False,
                         strip_pixels: int = STRIP_PIXELS, chunk: int = CHUNK, *,
                         max_pixels: int = container.MAX_PIXELS) -> list[Picture | Exception]:
     """Decode several .ardm files, batching planes of one size into one network call.
 
     Returns a Picture, or the error (FormatError, ChecksumError, ModelMismatch, LimitError for a
-    picture over ``max_pixels``, 0: no limit) for each file: one damaged file does not stop the others."""
+    picture over ``max_pixels``, 0: no limit) for each file: one damaged file does not stop the others.
+    ``strip_pixels`` and ``chunk`` bound the memory (any values decode any file); ``device``
+    and ``progress`` as for ``compress``."""
     dev = resolve_device(device)
     results: list[Picture | Exception | None] = [None] * len(files)
     parsed = []                                    # (index, header, [PlaneJob or array per plane])
@@ -684,9 +689,11 @@ def decompress_pictures(files: list[bytes], device: str = "cpu", progress: bool 
     return results
 
 
-def decompress_picture(data: bytes, device: str = "cpu", progress: bool = False,
+def decompress_picture(data: bytes, device: str = "cpu", progress: bool | PictureBar = False,
                        strip_pixels: int = STRIP_PIXELS, chunk: int = CHUNK, *,
                        max_pixels: int = container.MAX_PIXELS) -> Picture:
+    """.ardm bytes -> the Picture (pixels (H, W, C), mode, metadata); raises what
+    ``decompress_pictures`` reports."""
     (result,) = decompress_pictures([data], device, progress, strip_pixels, chunk, max_pixels=max_pixels)
     if isinstance(result, Exception):
         raise result
@@ -694,16 +701,31 @@ def decompress_picture(data: bytes, device: str = "cpu", progress: bool = False,
 
 
 def compress(array: np.ndarray, steps: int | None = None, *, model: str | None = None, seed: int = 0,
-             device: str = "cpu", progress: bool = False, max_pixels: int = container.MAX_PIXELS,
+             device: str = "cpu", progress: bool | PictureBar = False, max_pixels: int = container.MAX_PIXELS,
              version: int | None = None) -> bytes:
-    """Compress a uint8 image array, (H, W) or (H, W, C) with C in 1..4, to .ardm bytes
-    (LimitError above ``max_pixels`` pixels, 0: no limit; ``version``: see compress_pictures)."""
+    """Compress a uint8 image array, (H, W) or (H, W, C) with C in 1..4 (gray, gray + alpha,
+    RGB, RGBA), to .ardm bytes. The same arguments always give the same bytes.
+
+    ``steps``: network calls per plane (default DEFAULT_STEPS = 16; more is smaller and
+    slower, LEVEL_STEPS lists the CLI's levels). ``model``: a registered model name (default
+    weights.DEFAULT_MODEL); the file records it, and decoding needs the same model.
+    ``seed``: picks the coding order (any value decodes; 0 to 2^64 - 1). ``device``: "cpu",
+    "cuda" or "auto" (cuda when available): where the network runs; the integer network is
+    meant to give the same bytes everywhere, but only the CPU path is verified so far.
+    ``progress``: a tqdm bar per step loop on stderr (True), or a ``progress.PictureBar`` one
+    picture's loops share. ``max_pixels``: LimitError above that many pixels (0: no limit).
+    ``version``: the newest format to write (see compress_pictures)."""
     return compress_picture(picture_from_array(array), steps, model, seed, device, progress, max_pixels=max_pixels,
                             version=version)
 
 
-def decompress(data: bytes, *, device: str = "cpu", progress: bool = False,
+def decompress(data: bytes, *, device: str = "cpu", progress: bool | PictureBar = False,
                max_pixels: int = container.MAX_PIXELS) -> np.ndarray:
-    """Decompress .ardm bytes to a uint8 array of shape (H, W, C); a file whose picture is over
-    ``max_pixels`` pixels (0: no limit) raises LimitError before anything is decoded."""
-    return decompress_picture(data, device, progress, max_pixels=max_pixels).pixels
+    """Decompress .ardm bytes to a uint8 array: (H, W) for a one-channel picture (gray or
+    1-bit, as numpy gives for a gray Pillow image; an (H, W, 1) array given to ``compress``
+    comes back (H, W) too: ``out[..., None]`` restores it), else (H, W, C), C in 2..4.
+
+    A file whose picture is over ``max_pixels`` pixels (0: no limit) raises LimitError
+    before anything is decoded; ``device`` and ``progress`` as for ``compress``."""
+    pixels = decompress_picture(data, device, progress, max_pixels=max_pixels).pixels
+    return pixels[..., 0] if pixels.shape[2] == 1 else pixels

@@ -258,7 +258,7 @@ def _roundtrip_ardmzip(image: np.ndarray, steps: int) -> tuple[int | None, float
         return None, time.perf_counter() - t0, 0.0, f"compress raised {type(exc).__name__}: {exc}"
     t1 = time.perf_counter()
     try:
-        decoded = np.asarray(decompress(data))
+        decoded = to_hwc(np.asarray(decompress(data)))          # gray comes back (H, W)
     except Exception as exc:
         return len(data), t1 - t0, time.perf_counter() - t1, f"decompress raised {type(exc).__name__}: {exc}"
     t2 = time.perf_counter()

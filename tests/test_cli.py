@@ -257,6 +257,62 @@ def test_empty_stdin_is_an_input_error(invoke):
     assert_failed(invoke("decompress", "-", input=b""), 2, "stdin")
 
 
+@pytest.fixture
+def stdin_terminal(monkeypatch):
+    """The CLI sees a terminal on stdin (someone typed the command and no pipe)."""
+    import ardmzip.cli as cli
+    monkeypatch.setattr(cli, "_terminal", lambda stream: stream is not None and stream is sys.stdin)
+
+
+@pytest.mark.parametrize("command", ["compress", "decompress"])
+def test_no_file_at_a_terminal_shows_usage_without_reading(invoke, stdin_terminal, command):
+    """As zstd ("stdin is a console"): the usage and one error line at once, exit 2, instead of
+    waiting for the terminal and then saying "stdin is empty"."""
+    r = invoke(command, input=b"never read")
+    assert r.exit_code == 2 and "Traceback" not in r.stderr
+    lines = stderr_lines(r)
+    assert lines[0].startswith("Usage: ") and f" {command} " in lines[0] and "-h" in lines[1]
+    assert lines[-1] == "ardmzip: stdin is a terminal: name the files to read, or pipe data in"
+    assert r.stdout_bytes == b""
+
+
+@pytest.mark.parametrize("args", [["compress", "-", "-c"], ["decompress", "-", "-o", "x.png"], ["test", "-"],
+                                  ["info", "-"]])
+def test_dash_at_a_terminal_is_refused_in_one_line(invoke, stdin_terminal, args):
+    assert_failed(invoke(*args, input=b"never read"), 2, "stdin is a terminal")
+
+
+def test_device_help_does_not_promise_what_is_unverified(invoke):
+    for command in ("compress", "decompress", "test"):
+        text = " ".join(invoke(command, "--help").stdout.split())
+        assert "--device" in text and "identical on every device" not in text, command
+        assert "only the CPU path is verified" in text, command
+
+
+def zlib_level_class(png: bytes) -> int:
+    """FLEVEL of a PNG's zlib stream (RFC 1950): 0 for zlib levels 0-1, 1 for 2-5, 2 for 6, 3 for 7-9."""
+    return png[png.index(b"IDAT") + 5] >> 6
+
+
+def test_png_level(invoke, ardm, tmp_path, rgb_png_bytes):
+    """Decompressed PNGs use zlib level 9 unless --png-level says otherwise; same pixels."""
+    for args, flevel in [((), 3), (("--png-level", "9"), 3), (("--png-level", "6"), 2), (("--png-level", "0"), 0)]:
+        r = invoke("decompress", ardm, "-c", *args)
+        assert r.exit_code == 0, r.stderr
+        assert zlib_level_class(r.stdout_bytes) == flevel, args
+        assert_same_image(r.stdout_bytes, rgb_png_bytes)
+    (tmp_path / "d").mkdir()
+    save_png(tmp_path / "d" / "y.png")                                   # an archive: extracted at that level too
+    assert invoke("compress", "-s", STEPS, tmp_path / "d", "-o", tmp_path / "d.ardm").exit_code == 0
+    r = invoke("decompress", tmp_path / "d.ardm", "-o", tmp_path / "out", "--png-level", "1")
+    assert r.exit_code == 0, r.stderr
+    assert zlib_level_class((tmp_path / "out" / "y.png").read_bytes()) == 0
+    r = invoke("decompress", tmp_path / "d.ardm", "-m", "y.png", "-o", tmp_path / "y.png", "--png-level", "6")
+    assert r.exit_code == 0 and zlib_level_class((tmp_path / "y.png").read_bytes()) == 2
+    r = invoke("decompress", ardm, "-c", "--png-level", "10")
+    assert r.exit_code == 2 and r.stdout_bytes == b""
+
+
 def test_same_input_gives_same_archive_as_api(invoke, png, tmp_path):
     assert invoke("compress", "-s", STEPS, "--seed", "3", png).exit_code == 0
     assert (tmp_path / "x.ardm").read_bytes() == compress_bytes(png.read_bytes(), 2, seed=3)[0]
@@ -280,11 +336,13 @@ def test_info_json_fields(invoke, ardm, good_ardm, rgb_png_bytes):
     assert r.exit_code == 0, r.stderr
     d = json.loads(r.stdout)
     assert set(d) == {"mode", "width", "height", "model", "model_hash", "steps", "seed", "pixel_crc32",
-                      "metadata", "bytes", "subpixels", "bpsp", "file", "format_version", "planes"}
+                      "metadata", "bytes", "header_bytes", "subpixels", "bpsp", "file", "format_version", "planes"}
     assert (d["mode"], d["width"], d["height"]) == ("RGB", 6, 5)
     assert (d["model"], d["steps"], d["seed"], d["file"]) == (weights.DEFAULT_MODEL, 2, 0, str(ardm))
     assert len(d["model_hash"]) == 16 and int(d["model_hash"], 16) >= 0
     assert d["bytes"] == len(good_ardm)
+    _, streams = container.unpack(good_ardm)
+    assert d["header_bytes"] == len(good_ardm) - sum(map(len, streams)) > 30
     assert d["subpixels"] == 6 * 5 * 3
     assert d["bpsp"] == pytest.approx(8 * len(good_ardm) / 90)
     assert d["metadata"] == []
@@ -793,9 +851,12 @@ def test_subprocess_round_trip(tmp_path):
     src = save_png(tmp_path / "s.png", "RGBA", (5, 4))
     proc = run_cli("compress", "-s", STEPS, str(src))
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == b"" and proc.stdout == b""           # quiet by default for one file
+    err = proc.stderr.decode()
+    assert proc.stdout == b"" and "\r" not in err                # no bar: stderr is not a terminal
+    assert err.count("\n") == 1 and err.startswith(f"{src} -> {tmp_path / 's.ardm'}: ")     # the summary
     proc = run_cli("decompress", "-c", str(tmp_path / "s.ardm"))
     assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == b""                                     # to stdout: the summary needs -v
     assert_same_image(src, proc.stdout)
 
 

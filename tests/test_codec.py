@@ -32,8 +32,22 @@ def roundtrip(a: np.ndarray, **kw) -> np.ndarray:
 def test_roundtrip_shapes_and_modes(shape):
     a = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
     out = roundtrip(a, steps=4)
-    assert out.shape == (a.shape if a.ndim == 3 else (*a.shape, 1))
+    assert out.shape == (a.shape[:2] if a.ndim == 2 or a.shape[2] == 1 else a.shape)    # gray comes back (H, W)
     assert np.array_equal(out.reshape(a.shape), a)
+
+
+def test_gray_comes_back_two_dimensional_as_numpy_reads_a_gray_png():
+    """(H, W) in, (H, W) out; an (H, W, 1) array is the same picture (mode L) and comes back
+    (H, W) too, as np.asarray gives for Pillow's L and 1 images. Other modes keep (H, W, C)."""
+    a = smooth_image(9, 7, 1)[..., 0]
+    for given in (a, a[..., None]):
+        out = roundtrip(given, steps=2)
+        assert out.shape == (9, 7) and out.dtype == np.uint8 and np.array_equal(out, a)
+    assert roundtrip(smooth_image(9, 7, 2), steps=2).shape == (9, 7, 2)
+    bits = np.where(smooth_image(9, 7, 1) > 128, 255, 0).astype(np.uint8)           # a 1-bit picture
+    data = codec.compress_picture(codec.Picture(bits, "1"), 2)
+    assert np.array_equal(ardmzip.decompress(data), bits[..., 0])
+    assert codec.decompress_picture(data).pixels.shape == (9, 7, 1)                  # the Picture keeps C
 
 
 @pytest.mark.parametrize("steps", [1, 2, 3, 16, 5000])
