@@ -36,23 +36,6 @@ FEATURES_PER_CHANNEL = 3 + 3 * len(RADII)
 N_FEATURES = 3 * FEATURES_PER_CHANNEL
 
 
-def box_sums(x: torch.Tensor, radii: tuple[int, ...] = RADII) -> list[torch.Tensor]:
-    """Sums over the (2r+1)^2 window around each pixel for each r, zero outside the image.
-
-    x: (B, C, H, W) integer tensor. Returns int64 tensors of the same shape. In the padded
-    integral image, original row y sits at y + R + 1, so rows y-r..y+r sum to
-    I[y + R + 1 + r] - I[y + R - r] (and likewise for columns)."""
-    _, _, h, w = x.shape
-    big = max(radii)
-    integral = F.pad(x.to(torch.int64), (big + 1, big, big + 1, big)).cumsum_(2).cumsum_(3)
-    out = []
-    for r in radii:
-        lo, hi = big - r, big + 1 + r
-        out.append(integral[:, :, hi:hi + h, hi:hi + w] - integral[:, :, lo:lo + h, hi:hi + w]
-                   - integral[:, :, hi:hi + h, lo:lo + w] + integral[:, :, lo:lo + h, lo:lo + w])
-    return out
-
-
 def _round_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     """round(num / den) for integer tensors, den > 0, halves up; exact."""
     return torch.div(2 * num + den, 2 * den, rounding_mode="floor")
@@ -85,23 +68,28 @@ class FeatureState:
         self.cross_anchor = cross_anchor
         self.height, self.width = values.shape[2], values.shape[3]
         big = HALO
-        # original row y sits at y + big + 1 of the integral (box_sums' convention)
+        # original row y sits at y + big + 1 of the integral (see window_sums)
         self.integral = F.pad(self.both.to(torch.int64), (big + 1, big, big + 1, big)).cumsum_(2).cumsum_(3)
+
+    def window_sums(self, r0: int, r1: int) -> list[torch.Tensor]:
+        """Sums of the statistics over the (2r+1)^2 window around each pixel of rows r0..r1-1,
+        zero outside the picture, for each r in RADII: int64 (B, C, r1 - r0, W). In the padded
+        integral, rows y-r..y+r sum to I[y + R + 1 + r] - I[y + R - r] (likewise for columns)."""
+        big, w, integral = HALO, self.width, self.integral
+        out = []
+        for r in RADII:
+            lo, hi = big - r, big + 1 + r
+            out.append(integral[:, :, r0 + hi:r1 + hi, hi:hi + w] - integral[:, :, r0 + lo:r1 + lo, hi:hi + w]
+                       - integral[:, :, r0 + hi:r1 + hi, lo:lo + w] + integral[:, :, r0 + lo:r1 + lo, lo:lo + w])
+        return out
 
     def rows(self, r0: int, r1: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Features (B, N_FEATURES, r1 - r0, W) float32 and anchors (B, 3, r1 - r0, W) int32 of
         rows r0..r1-1, equal to those rows of the whole picture's ``context_features``."""
-        big, w = HALO, self.width
         both = self.both[:, :, r0:r1]
-        integral = self.integral
-        boxes = []
-        for r in RADII:
-            lo, hi = big - r, big + 1 + r
-            box = (integral[:, :, r0 + hi:r1 + hi, hi:hi + w] - integral[:, :, r0 + lo:r1 + lo, hi:hi + w]
-                   - integral[:, :, r0 + hi:r1 + hi, lo:lo + w] + integral[:, :, r0 + lo:r1 + lo, lo:lo + w])
-            # leave-one-out: the pixel itself never counts as its own neighbour. A window sum is at
-            # most 961 x 255^2 < 2^31, so int32 holds it (and int32 arithmetic is ~5x faster here)
-            boxes.append(box.to(torch.int32) - both)
+        # leave-one-out: the pixel itself never counts as its own neighbour. A window sum is at
+        # most 961 x 255^2 < 2^31, so int32 holds it (and int32 arithmetic is ~5x faster here)
+        boxes = [box.to(torch.int32) - both for box in self.window_sums(r0, r1)]
         vm, m = both[:, 0:3], both[:, 3:6]
         sums, counts = [b[:, 0:3] for b in boxes], [b[:, 3:6] for b in boxes]
         anchor = _smallest_window_mean(sums, counts, torch.full_like(vm, 128))
