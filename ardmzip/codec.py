@@ -24,6 +24,7 @@ its kind byte and its colour, and no network call.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -270,7 +271,8 @@ def _frequencies(params: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
 
 
 def _chunk_bits(rule: constraint.Constraint, binary: bool, params: torch.Tensor, anchor: torch.Tensor,
-                freq: "callable", var: np.ndarray, flat: np.ndarray, step_of: np.ndarray, step: int, w: int) -> float:
+                freq: Callable[[], torch.Tensor], var: np.ndarray, flat: np.ndarray, step_of: np.ndarray,
+                step: int, w: int) -> float:
     """Ideal bits of one plane's chunk under ``rule`` (``freq()``: its raw frequencies, made on demand)."""
     sym = flat[var]
     if binary:
