@@ -156,6 +156,8 @@ class IntegerNet:
         Rows above and below the input are zeros, as ``trunk``'s padding makes them."""
         values, mask = values.to(self.device), mask.to(self.device)
         b, _, h, w = values.shape
+        if h * w <= band_pixels:          # one band: the plain call (its conv padding is free)
+            return self.trunk(values, mask)
         state = FeatureState(values, mask, self.config.cross_anchor)
         layers = [None, *self.blocks]                       # layer 0: features and stem
         reach = [0] + [blk.dilation for blk in self.blocks]

@@ -225,12 +225,12 @@ def test_export_refuses_layers_that_could_round():
         net.export()
 
 
-@pytest.mark.parametrize("shape,band", [((1, 1, 1), 1), ((1, 6, 11), 7), ((2, 41, 29), 64), ((1, 90, 33), 5000),
-                                        ((3, 57, 64), 1 << 14)])
+@pytest.mark.parametrize("shape,band", [((1, 1, 1), 1), ((1, 2, 3), 1), ((1, 6, 11), 7), ((2, 41, 29), 64),
+                                        ((1, 90, 33), 2000), ((1, 90, 33), 5000), ((3, 57, 64), 1 << 14)])
 def test_banded_trunk_equals_the_whole_strip(shipped, shape, band):
     """trunk_banded (every layer advancing over bands of rows, edges padded with zero rows)
-    gives trunk's values exactly: pictures shorter than a dilation, bands of one row or of
-    the whole picture, batches."""
+    gives trunk's values exactly: pictures shorter than a dilation, bands of one row, of a
+    few rows and of the whole picture (which takes the plain call), batches."""
     b, h, w = shape
     values, mask = random_inputs(b, h, w, seed=h * w + band)
     x, anchor = shipped.trunk(values, mask)
