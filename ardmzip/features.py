@@ -25,6 +25,8 @@ and products reach ~6e10, so that part runs in int64; it is all integer arithmet
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -71,13 +73,14 @@ class FeatureState:
         # original row y sits at y + big + 1 of the integral (see window_sums)
         self.integral = F.pad(self.both.to(torch.int64), (big + 1, big, big + 1, big)).cumsum_(2).cumsum_(3)
 
-    def window_sums(self, r0: int, r1: int) -> list[torch.Tensor]:
+    def window_sums(self, r0: int, r1: int, channels: slice = slice(None), radii: tuple[int, ...] = RADII
+                    ) -> list[torch.Tensor]:
         """Sums of the statistics over the (2r+1)^2 window around each pixel of rows r0..r1-1,
-        zero outside the picture, for each r in RADII: int64 (B, C, r1 - r0, W). In the padded
+        zero outside the picture, for each r in ``radii``: int64 (B, C, r1 - r0, W). In the padded
         integral, rows y-r..y+r sum to I[y + R + 1 + r] - I[y + R - r] (likewise for columns)."""
-        big, w, integral = HALO, self.width, self.integral
+        big, w, integral = HALO, self.width, self.integral[:, channels]
         out = []
-        for r in RADII:
+        for r in radii:
             lo, hi = big - r, big + 1 + r
             # rows first, over whole padded rows (contiguous), then columns: 2-4x faster than
             # four strided corner lookups, same integers
@@ -91,12 +94,16 @@ class FeatureState:
         both = self.both[:, :, r0:r1]
         # leave-one-out: the pixel itself never counts as its own neighbour. A window sum is at
         # most 961 x 255^2 < 2^31, so int32 holds it (and int32 arithmetic is ~5x faster here)
-        boxes = [box.to(torch.int32) - both for box in self.window_sums(r0, r1)]
+        boxes = [box.to(torch.int32) - both[:, :6] for box in self.window_sums(r0, r1, slice(0, 6))]
         vm, m = both[:, 0:3], both[:, 3:6]
         sums, counts = [b[:, 0:3] for b in boxes], [b[:, 3:6] for b in boxes]
         anchor = _smallest_window_mean(sums, counts, torch.full_like(vm, 128))
         if self.cross_anchor:
-            anchor = _cross_anchor(vm, m, [b[:, 6:] for b in boxes], anchor)
+            pairs = both[:, 6:]
+
+            def pair_window(r: int) -> torch.Tensor:      # the pair statistics of one window, leave-one-out
+                return self.window_sums(r0, r1, slice(6, None), (r,))[0].to(torch.int32) - pairs
+            anchor = _cross_anchor(vm, m, pair_window, anchor)
         feats = [m * MASK_SCALE, (vm - anchor) * m, anchor - 128]
         for r, s, c in zip(RADII, sums, counts):
             has = (c > 0).to(torch.int32)
@@ -130,16 +137,24 @@ def _smallest_window_mean(sums: list[torch.Tensor], counts: list[torch.Tensor], 
     return out
 
 
-def _cross_anchor(vm: torch.Tensor, m: torch.Tensor, pair_stats: list[torch.Tensor], spatial: torch.Tensor
-                  ) -> torch.Tensor:
+def _cross_anchor(vm: torch.Tensor, m: torch.Tensor, pair_window: Callable[[int], torch.Tensor],
+                  spatial: torch.Tensor) -> torch.Tensor:
     """Each channel predicted from its revealed siblings by a local linear fit (module
     docstring); the rounded average of those predictions, else ``spatial``.
 
-    pair_stats: per window, (B, 18, H, W) int32: n, sum a, sum b, sum a^2, sum b^2, sum ab
-    for each of CHANNEL_PAIRS (three channels each). Products of sums reach ~6e10: int64."""
-    stats = torch.zeros_like(pair_stats[0])
-    for window in reversed(pair_stats):                       # smallest window with any pair wins
-        stats = torch.where((window[:, 0:3] > 0).repeat(1, 6, 1, 1), window, stats)
+    pair_window(r): (B, 18, H, W) int32 for the window of radius r: n, sum a, sum b, sum a^2,
+    sum b^2, sum ab for each of CHANNEL_PAIRS (three channels each). The smallest window with
+    any pair wins, so larger windows are only summed while some pixel still has none (late in
+    the order, never). A window without pairs has all six sums 0, so it stands for "none".
+    Products of sums reach ~6e10: int64."""
+    stats = pair_window(RADII[0])
+    missing = stats[:, 0:3] == 0
+    for r in RADII[1:]:
+        if not bool(missing.any()):
+            break
+        window = pair_window(r)
+        stats = torch.where(missing.repeat(1, 6, 1, 1), window, stats)
+        missing &= window[:, 0:3] == 0
     n, sum_a, sum_b, sum_aa, sum_bb, sum_ab = stats.to(torch.int64).split(3, dim=1)
     cov = n * sum_ab - sum_a * sum_b
     v, shown = vm.to(torch.int64), m.to(torch.int64)
