@@ -88,9 +88,11 @@ class FeatureState:
             out.append(rows[..., hi:hi + w] - rows[..., lo:lo + w])
         return out
 
-    def rows(self, r0: int, r1: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def rows(self, r0: int, r1: int, memory_format: torch.memory_format = torch.contiguous_format
+             ) -> tuple[torch.Tensor, torch.Tensor]:
         """Features (B, N_FEATURES, r1 - r0, W) float32 and anchors (B, 3, r1 - r0, W) int32 of
-        rows r0..r1-1, equal to those rows of the whole picture's ``context_features``."""
+        rows r0..r1-1, equal to those rows of the whole picture's ``context_features``;
+        ``memory_format``: the features' layout (channels_last for oneDNN, in the same copy)."""
         both = self.both[:, :, r0:r1]
         # leave-one-out: the pixel itself never counts as its own neighbour. A window sum is at
         # most 961 x 255^2 < 2^31, so int32 holds it (and int32 arithmetic is ~5x faster here)
@@ -112,10 +114,11 @@ class FeatureState:
             area = (2 * r + 1) ** 2 - 1
             feats.append(torch.div(c * MASK_SCALE, area, rounding_mode="floor"))
         out = torch.cat(feats, dim=1).clamp_(-CLAMP, CLAMP)
-        return out.to(torch.float32), anchor
+        return out.to(torch.float32, memory_format=memory_format), anchor
 
 
-def context_features(values: torch.Tensor, mask: torch.Tensor, cross_anchor: bool = False
+def context_features(values: torch.Tensor, mask: torch.Tensor, cross_anchor: bool = False,
+                     memory_format: torch.memory_format = torch.contiguous_format
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Integer features and anchors for a batch of partly revealed RGB images.
 
@@ -125,7 +128,7 @@ def context_features(values: torch.Tensor, mask: torch.Tensor, cross_anchor: boo
     Returns features (B, N_FEATURES, H, W) float32 holding integers in [-255, 255],
     and anchors (B, 3, H, W) int32 in 0..255.
     """
-    return FeatureState(values, mask, cross_anchor).rows(0, values.shape[2])
+    return FeatureState(values, mask, cross_anchor).rows(0, values.shape[2], memory_format)
 
 
 def _smallest_window_mean(sums: list[torch.Tensor], counts: list[torch.Tensor], empty: torch.Tensor

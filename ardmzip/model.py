@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .features import HALO, N_FEATURES, FeatureState, context_features
 from .qlayers import IntConv, QConv, exact_conv2d
@@ -132,9 +131,9 @@ class IntegerNet:
     def trunk(self, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) ints -> trunk activations (B, C, H, W) float32 ints in [0, 127]
         (after the final ReLU) and anchors (B, 3, H, W) int32."""
-        feats, anchor = context_features(values.to(self.device), mask.to(self.device), self.config.cross_anchor)
-        if feats.device.type == "cpu":    # oneDNN's native layout: no reorders around each conv
-            feats = feats.contiguous(memory_format=torch.channels_last)
+        # on CPU oneDNN's native layout (channels last): no reorders around each conv
+        layout = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        feats, anchor = context_features(values.to(self.device), mask.to(self.device), self.config.cross_anchor, layout)
         x = self.stem(feats)
         # in place, one ReLU buffer: these passes are memory-bound (same values as the
         # functional x = clamp(x + block(relu(x))), ~10% faster on a strip)
@@ -176,21 +175,20 @@ class IntegerNet:
                 if e <= s:
                     continue
                 if layer is None:
-                    feats, anchor = state.rows(s, e)
+                    feats, anchor = state.rows(s, e, torch.channels_last if cpu else torch.contiguous_format)
                     anchors[:, :, s:e] = anchor
-                    if cpu:
-                        feats = feats.contiguous(memory_format=torch.channels_last)
                     x = self.stem(feats)
                 else:
                     d = layer.dilation
                     first, below = kept[l - 1]
                     lo, hi = max(0, s - d), min(h, e + d)
                     src = below[:, :, lo - first:hi - first]
-                    relu = src.clamp(min=0)
                     if lo > s - d or hi < e + d:          # the picture's edge: zero rows, as trunk pads
-                        relu = F.pad(relu, (0, 0, lo - (s - d), (e + d) - hi))
-                        if cpu:
-                            relu = relu.contiguous(memory_format=torch.channels_last)
+                        relu = torch.empty(b, src.shape[1], e - s + 2 * d, w, device=self.device, memory_format=(
+                            torch.channels_last if cpu else torch.contiguous_format)).zero_()
+                        torch.clamp(src, min=0, out=relu[:, :, lo - (s - d):lo - (s - d) + (hi - lo)])
+                    else:
+                        relu = src.clamp(min=0)
                     acc = exact_conv2d(relu, layer.weight, (0, d), d, layer.bias)
                     acc.mul_(layer.scale.view(1, -1, 1, 1)).floor_().clamp_(layer.lo, layer.hi)
                     x = acc.add_(below[:, :, s - first:e - first]).clamp_(-127, 127)
