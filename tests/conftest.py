@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from click.testing import CliRunner
+
+from ardmzip.cli import main
 
 
 @pytest.fixture
@@ -15,3 +18,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    """click's test runner with stderr apart from stdout (the CLI tests read both)."""
+    try:
+        return CliRunner(mix_stderr=False)          # click 8.1
+    except TypeError:
+        return CliRunner()                          # click >= 8.2: stderr kept apart always
+
+
+@pytest.fixture
+def invoke(runner):
+    """invoke(*args, input=bytes) runs the ardmzip CLI in-process and returns click's Result."""
+    def _invoke(*args, input: bytes | None = None):
+        return runner.invoke(main, [str(a) for a in args], input=input)
+    return _invoke

@@ -17,13 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image, PngImagePlugin
 
 from ardmzip import archive
 from ardmzip.archive import (FOOTER_SIZE, PARTIAL_SUFFIX, extract_all, extract_member, list_archive, read_index,
                              test_archive, write_archive)
-from ardmzip.cli import main
 from ardmzip.codec import compress_picture
 from ardmzip.errors import FormatError, InputError, OutputError
 from ardmzip.imageio import Picture, read_picture
@@ -156,21 +154,6 @@ def npz_arrays() -> dict[str, np.ndarray]:
     return {"arr_0": RNG.integers(0, 256, (12, 8, 8, 3), np.uint8),
             "gray": RNG.integers(0, 256, (3, 5, 4), np.uint8),
             "empty": np.zeros((0, 4, 4, 2), np.uint8)}
-
-
-@pytest.fixture
-def runner() -> CliRunner:
-    try:
-        return CliRunner(mix_stderr=False)          # click 8.1
-    except TypeError:
-        return CliRunner()                          # click >= 8.2
-
-
-@pytest.fixture
-def invoke(runner):
-    def _invoke(*args, input: bytes | None = None):
-        return runner.invoke(main, [str(a) for a in args], input=input)
-    return _invoke
 
 
 def assert_failed(result, code: int, *mentions: str) -> list[str]:

@@ -20,12 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image, PngImagePlugin
 
 import ardmzip
 from ardmzip import container, weights
-from ardmzip.cli import main
 from ardmzip.files import compress_bytes, decompress_bytes
 
 STEPS = "2"
@@ -116,21 +114,6 @@ def run_cli(*args: str):
 
 
 # ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def runner() -> CliRunner:
-    try:
-        return CliRunner(mix_stderr=False)          # click 8.1
-    except TypeError:
-        return CliRunner()                          # click >= 8.2: stderr kept apart always
-
-
-@pytest.fixture
-def invoke(runner):
-    def _invoke(*args: str, input: bytes | None = None):
-        return runner.invoke(main, [str(a) for a in args], input=input)
-    return _invoke
 
 
 @pytest.fixture(scope="module")

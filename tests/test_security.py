@@ -20,14 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from ardmzip import archive, constraint, container, weights
 from ardmzip.archive import ArraySpec, MemberInfo, extract_all, name_problem, read_index, write_archive
-from ardmzip.cli import main
 from ardmzip.codec import compress, compress_picture, decompress, pixel_crc
 from ardmzip.errors import FormatError, InputError, LimitError, OutputError
 from ardmzip.imageio import Picture, read_picture, write_file_atomic, write_file_under
@@ -71,21 +69,6 @@ def constant_ardm(width: int, height: int, colour: tuple[int, int, int] = (1, 2,
     pixels_crc = pixel_crc(np.full((height, width, 3), colour, np.uint8)) if width * height < 10**6 else 0
     header = container.Header(model.name, model.hash8, "RGB", width, height, 16, 0, pixels_crc)
     return container.pack(header, [bytes([constraint.CONSTANT, *colour])])
-
-
-@pytest.fixture
-def runner() -> CliRunner:
-    try:
-        return CliRunner(mix_stderr=False)          # click 8.1
-    except TypeError:
-        return CliRunner()                          # click >= 8.2
-
-
-@pytest.fixture
-def invoke(runner):
-    def _invoke(*args, input: bytes | None = None):
-        return runner.invoke(main, [str(a) for a in args], input=input)
-    return _invoke
 
 
 def assert_failed(result, code: int, *mentions: str) -> list[str]:
