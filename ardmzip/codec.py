@@ -181,14 +181,18 @@ class PlaneCoder:
             params = params[:, torch.arange(n, device=dev), ch]                  # (B, n, 3, M)
             yield params, anchor[:, ch, row, col]
 
-    def frequencies(self, values: torch.Tensor, mask: torch.Tensor, strip: tuple[int, int],
-                    chunks: list[np.ndarray], empty: bool = False):
-        """Yield integer frequencies (B, n, 256) for each chunk of variables, in the given
-        order (``head_outputs`` says why the order and the batch change nothing)."""
-        for params, anchor in self.head_outputs(values, mask, strip, chunks, empty):
-            b, n = anchor.shape
-            freq = exact_frequencies(params.reshape(b * n, 3, -1), anchor.reshape(-1))
-            yield freq.view(b, n, -1)
+    def step_outputs(self, values: torch.Tensor, mask: torch.Tensor, step: int, reverse: bool = False):
+        """Yield (variables, head outputs (B, n, 3, M), anchors (B, n)) of ``step`` by coding
+        groups (``_regroup``), first to last, or last to first with ``reverse`` (the encoder:
+        ANS is a stack, so it pushes in the reverse of the decoder's order)."""
+        def chunk_outputs():
+            work = list(self.work(step))
+            for strip, variables in (reversed(work) if reverse else work):
+                chunks = self.chunks(variables)[::-1] if reverse else self.chunks(variables)
+                for var, (params, anchor) in zip(chunks, self.head_outputs(values, mask, strip, chunks,
+                                                                            empty=step == 0)):
+                    yield var, params, anchor
+        yield from _regroup(chunk_outputs(), self.step_size(step), reverse)
 
 
 def _plane_tensor(plane: np.ndarray, gray: bool) -> torch.Tensor:
@@ -233,15 +237,7 @@ def _chunk_outputs(pc: PlaneCoder, values: torch.Tensor, device: torch.device, p
     """Yield (step, variables, head outputs (B, n, 3, M), anchors (B, n)) by coding groups, in
     the encoder's push order: the reverse of decoding."""
     for step in step_bar(range(pc.steps - 1, -1, -1), progress, "compress"):
-        mask = pc.mask(step).to(device)
-
-        def outputs():        # ANS is a stack: the step's chunks in the reverse of the decoder's order
-            for strip, variables in reversed(list(pc.work(step))):
-                chunks = pc.chunks(variables)[::-1]
-                for var, (params, anchor) in zip(chunks, pc.head_outputs(values, mask, strip, chunks,
-                                                                          empty=step == 0)):
-                    yield var, params, anchor
-        for var, params, anchor in _regroup(outputs(), pc.step_size(step), reverse=True):
+        for var, params, anchor in pc.step_outputs(values, pc.mask(step).to(device), step, reverse=True):
             yield step, var, params, anchor
 
 
@@ -519,15 +515,7 @@ def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps
     for step in step_bar(range(pc.steps), progress, "decompress"):
         if all(dec is None for dec in decoders):      # every stream failed: no more work to do
             break
-        mask = pc.mask(step).to(device)
-
-        def outputs():
-            for strip, variables in pc.work(step):
-                chunks = pc.chunks(variables)
-                for var, (params, anchor) in zip(chunks, pc.head_outputs(values, mask, strip, chunks,
-                                                                          empty=step == 0)):
-                    yield var, params, anchor
-        for var, params, anchor in _regroup(outputs(), pc.step_size(step), reverse=False):
+        for var, params, anchor in pc.step_outputs(values, pc.mask(step).to(device), step):
             remaining -= len(var)
             freq = _lazy(lambda: _frequencies(params, anchor))
             for b, ((job, rule, _), flat, dec) in enumerate(zip(members, flats, decoders)):
