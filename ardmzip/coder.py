@@ -99,19 +99,13 @@ def _value_spans(allowed, channel, n: int, device: torch.device):
     return span
 
 
-def _cdf(terms: tuple[torch.Tensor, ...], x: torch.Tensor) -> torch.Tensor:
-    """F at points x (k, N) in 0..256, int32."""
-    inner = dlm.cdf_from_terms(terms, x.clamp(1, dlm.N_SYMBOLS - 1))
-    return torch.where(x <= 0, 0, torch.where(x >= dlm.N_SYMBOLS, dlm.row_totals(terms), inner))
-
-
 def _span_masses(terms, span, lo: torch.Tensor, mid: torch.Tensor, rows: torch.Tensor | None = None):
     """For nodes [lo, 2 mid - lo) under a value set: each half's tightest allowed span and its
     mass (``rows``: the variables these nodes belong to, all by default). Returns (masses
     (..., 2), left empty, right empty)."""
     (a0, e0), (a1, e1) = span(lo, mid, rows), span(mid, 2 * mid - lo, rows)
     points = torch.stack([a0, e0, a1, e1])                               # (4, ..., N)
-    f = _cdf(terms, points.reshape(-1, points.shape[-1])).view(points.shape)
+    f = dlm.cdf_at(terms, points.reshape(-1, points.shape[-1])).view(points.shape)
     return torch.stack([f[1] - f[0], f[3] - f[2]], -1), a0 >= e0, a1 >= e1
 
 

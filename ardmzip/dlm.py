@@ -195,10 +195,14 @@ def mixture_cdf(params: torch.Tensor, anchor: torch.Tensor, points: torch.Tensor
     points: (N, k) int64 in 0..256, on the same device. Returns int64 (N, k): F(0) = 0,
     F(256) = the row sum, O(N k M) work and no host synchronisation.
     """
-    terms = mixture_terms(params, anchor)
-    x = points.T
-    inner = cdf_from_terms(terms, x.clamp(1, N_SYMBOLS - 1))
-    return torch.where(x <= 0, 0, torch.where(x >= N_SYMBOLS, row_totals(terms), inner)).T.contiguous().long()
+    return cdf_at(mixture_terms(params, anchor), points.T).T.contiguous().long()
+
+
+def cdf_at(terms: tuple[torch.Tensor, ...], points: torch.Tensor) -> torch.Tensor:
+    """F at any points (k, N) in 0..256 from ``mixture_terms``: int32 (k, N), F(0) = 0 and
+    F(256) = ``row_totals`` at the ends, ``cdf_from_terms`` between."""
+    inner = cdf_from_terms(terms, points.clamp(1, N_SYMBOLS - 1))
+    return torch.where(points <= 0, 0, torch.where(points >= N_SYMBOLS, row_totals(terms), inner))
 
 
 assert math.isclose(float(EXP[0]), 2 ** EXP_BITS)
