@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from .features import HALO, N_FEATURES, FeatureState, context_features
-from .qlayers import IntConv, QConv, exact_conv2d
+from .qlayers import IntConv, QConv
 
 ACT_BITS = 4            # trunk activations: real = int / 16, ints in [-127, 127]
 HEAD_LIMIT = 4095       # head outputs: ints in [-4095, 4095], units of 1/16
@@ -189,9 +189,7 @@ class IntegerNet:
                         torch.clamp(src, min=0, out=relu[:, :, lo - (s - d):lo - (s - d) + (hi - lo)])
                     else:
                         relu = src.clamp(min=0)
-                    acc = exact_conv2d(relu, layer.weight, (0, d), d, layer.bias)
-                    acc.mul_(layer.scale.view(1, -1, 1, 1)).floor_().clamp_(layer.lo, layer.hi)
-                    x = acc.add_(below[:, :, s - first:e - first]).clamp_(-127, 127)
+                    x = layer(relu, (0, d)).add_(below[:, :, s - first:e - first]).clamp_(-127, 127)
                     # rows of the layer below that no later band will read
                     keep_from = max(first, e - d)
                     kept[l - 1] = (keep_from, below[:, :, keep_from - first:])

@@ -99,9 +99,11 @@ class IntConv:
         return IntConv(weight, self.bias.to(device), self.scale.to(device),
                        self.padding, self.dilation, self.lo, self.hi)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, Cin, H, W) float32 integers. Returns (B, Cout, H, W) float32 integers."""
-        acc = exact_conv2d(x, self.weight, self.padding, self.dilation, self.bias)
+    def __call__(self, x: torch.Tensor, padding: int | tuple[int, int] | None = None) -> torch.Tensor:
+        """x: (B, Cin, H, W) float32 integers. Returns (B, Cout, H, W) float32 integers.
+        ``padding``: (rows, columns) instead of the layer's own (a band whose rows above and
+        below are already in ``x``)."""
+        acc = exact_conv2d(x, self.weight, self.padding if padding is None else padding, self.dilation, self.bias)
         # in place: a power-of-two scale and floor are exact, and fresh tensors cost time
         return acc.mul_(self.scale.view(1, -1, 1, 1)).floor_().clamp_(self.lo, self.hi)
 
@@ -133,7 +135,7 @@ def exact_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return x @ w.t()
 
 
-def exact_conv2d(x: torch.Tensor, w: torch.Tensor, padding: int, dilation: int,
+def exact_conv2d(x: torch.Tensor, w: torch.Tensor, padding: int | tuple[int, int], dilation: int,
                  bias: torch.Tensor | None = None) -> torch.Tensor:
     """conv2d (+ integer bias) of integer-valued float32 tensors whose partial sums, bias
     included, stay below 2^24.
