@@ -49,7 +49,7 @@ CHANNEL_PAIRS = ((0, 1), (0, 2), (1, 2))
 class FeatureState:
     """What the features of one (strip of a) picture need, computed once: the per-pixel
     statistics and their integral image. ``rows(r0, r1)`` then gives the features of any
-    band of rows from four lookups per window, with no halo to recompute, so the network
+    band of rows from differences of the integral, with no halo to recompute, so the network
     can run band by band (model.IntegerNet.trunk_banded) on the same values.
 
     values: (B, 3, H, W) integer tensor 0..255 (hidden entries may hold anything).
@@ -68,7 +68,7 @@ class FeatureState:
             both += [pair_m, va, vb, va * va, vb * vb, va * vb]
         self.both = torch.cat(both, dim=1)
         self.cross_anchor = cross_anchor
-        self.height, self.width = values.shape[2], values.shape[3]
+        self.width = values.shape[3]
         big = HALO
         # original row y sits at y + big + 1 of the integral (see window_sums)
         self.integral = F.pad(self.both.to(torch.int64), (big + 1, big, big + 1, big)).cumsum_(2).cumsum_(3)
