@@ -167,11 +167,11 @@ def measure_curve(inet: IntegerNet, crops: np.ndarray, points: int = CURVE_POINT
     return np.array(out, dtype=np.int64)
 
 
-def export(run: str, name: str, data: list[str], out_dir: Path = MODEL_DIR, curve_crops: int = 32,
-           checkpoint: str = "ckpt.pt", order: str | None = None) -> Path:
-    """Write models/NAME.npz from a run's EMA weights; ``order`` overrides the coding order the
-    run's config declares (e.g. "interlace2/palette-random" for a run trained interlaced)."""
-    from .data import CropSampler, pyramid, scan
+def run_to_bytes(run: str | Path, name: str, crops: np.ndarray, checkpoint: str = "ckpt.pt",
+                 order: str | None = None, meta: dict | None = None) -> bytes:
+    """A model file's bytes from a run's EMA weights, its loss curve measured on ``crops``
+    (B, H, W, 3) uint8; ``order`` overrides the coding order the run's config declares (e.g.
+    "interlace2/palette-random" for a run trained interlaced)."""
     state = torch.load(Path(run) / checkpoint, map_location="cpu", weights_only=False)
     net = ARDMNet(ModelConfig.from_dict(state["config"]))
     net.load_state_dict(state["ema"])
@@ -180,17 +180,25 @@ def export(run: str, name: str, data: list[str], out_dir: Path = MODEL_DIR, curv
         if order not in ORDERS:
             raise ValueError(f"unknown coding order {order!r} (one of {', '.join(ORDERS)})")
         inet.config = replace(inet.config, order=order)
+    meta = dict(meta or {}, name=name, step=state["step"], train_args=state.get("args", {}))
+    return to_bytes(inet, measure_curve(inet, crops), meta)
+
+
+def export(run: str, name: str, data: list[str], out_dir: Path = MODEL_DIR, curve_crops: int = 32,
+           checkpoint: str = "ckpt.pt", order: str | None = None) -> Path:
+    """Write models/NAME.npz from a run's EMA weights (``run_to_bytes``), the loss curve
+    measured on 64x64 crops of the photos in ``data``."""
+    from .data import CropSampler, pyramid, scan
     photos, arrays = [], []
     for d in data:
         p, a = scan(d)
         photos += p
         arrays += a
     crops, _ = CropSampler(pyramid(photos), [], 64, gray_fraction=0.0, seed=99).sample(curve_crops)
-    curve = measure_curve(inet, crops)
-    meta = {"name": name, "step": state["step"], "train_args": state.get("args", {})}
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.npz"
-    path.write_bytes(to_bytes(inet, curve, meta))
+    path.write_bytes(run_to_bytes(run, name, crops, checkpoint, order))
+    curve = from_bytes(path.read_bytes(), name).curve
     print(f"{path}: sha256 {hashlib.sha256(path.read_bytes()).hexdigest()}; curve (bits) {(curve / 1000).round(2).tolist()}")
     return path
 
