@@ -700,6 +700,37 @@ def models_cmd():
         click.echo(f"{name}{' (default)' if name == DEFAULT_MODEL else ''}: {fname} sha256 {sha}")
 
 
+@main.command("fit")
+@click.argument("data", nargs=-1, required=True, type=str)
+@click.option("-o", "--output", required=True, metavar="MODEL.npz", help="the model file to write")
+@click.option("--from", "base", default=None, metavar="MODEL",
+              help="model to start from: a name (see `ardmzip models`) or a model file [default: the default model]")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="training time budget, summed over resumes [default: 30]")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="train this many steps instead of --minutes")
+@click.option("--run", "run_dir", default=None, metavar="DIR",
+              help="checkpoint folder; the same command continues it [default: MODEL.npz.run]")
+@click.option("--val", multiple=True, metavar="PATH", help="held-out pictures whose bpsp the run logs")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(min=0), default=0, help="CPU threads (0: torch's default)")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("-f", "--force", is_flag=True, help="overwrite MODEL.npz")
+@click.option("-q", "--quiet", is_flag=True, help="no progress bar")
+def fit_cmd(data, output, base, minutes, steps, run_dir, val, lr, device, threads, seed, force, quiet):
+    """Fit a model to DATA (folders, .npz/.npy arrays of one kind of picture): fine-tune a
+    shipped model and write MODEL.npz, for `compress --model MODEL.npz`. Resumable."""
+    from .fit import fit
+    rep = Reporter(0 if quiet else 1)
+    with rep.each(output):
+        r = fit(list(data), output, base=base, minutes=minutes, steps=steps,
+                run_dir=run_dir, lr=lr, device=device, threads=threads, seed=seed, val=list(val),
+                force=force, progress=False if quiet else None)
+        rep.say(f"{r.path}: model {r.path.stem} sha256 {r.sha256[:16]}, {r.steps} steps, "
+                f"{r.seconds / 60:.1f} min of training; use: ardmzip compress ... --model {r.path}")
+    sys.exit(rep.exit_code)
+
+
 @main.command("train", context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
                                          "help_option_names": []})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)

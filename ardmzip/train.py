@@ -106,7 +106,8 @@ def group_loss(net: ARDMNet, x: torch.Tensor, gray: torch.Tensor, args: argparse
     return oa_loss(net, x, gray, None, args.interlace_fraction, phase)
 
 
-def train(args: argparse.Namespace) -> None:
+def train(args: argparse.Namespace) -> int:
+    """Run (or continue) the training ``args`` describe; returns the step it ended at."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -161,7 +162,15 @@ def train(args: argparse.Namespace) -> None:
     def progress() -> float | None:
         return (spent + time.time() - t0) / args.time_limit if args.time_limit else None
 
-    bar = tqdm(total=args.steps, initial=step, unit="step", disable=not sys.stderr.isatty())
+    # a time-limited run (the usual case) shows its budget in seconds, else its steps
+    show_bar = getattr(args, "progress", None)
+    show_bar = sys.stderr.isatty() if show_bar is None else show_bar
+    if args.time_limit:
+        bar = tqdm(total=round(args.time_limit), initial=min(round(spent), round(args.time_limit)), unit="s",
+                   desc="training", disable=not show_bar, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} s "
+                   "[{elapsed}<{remaining}{postfix}]")
+    else:
+        bar = tqdm(total=args.steps, initial=step, unit="step", desc="training", disable=not show_bar)
     while step < args.steps and (progress() or 0.0) < 1.0:
         mode = "qat" if step >= args.qat_from else "float"
         net.set_mode(mode)
@@ -191,20 +200,21 @@ def train(args: argparse.Namespace) -> None:
         step += 1
         seen += args.batch
         run_loss.append(loss.detach())
-        bar.update(1)
+        bar.update(min(round(spent + time.time() - t0), round(args.time_limit)) - bar.n if args.time_limit else 1)
         done = step >= args.steps or (progress() or 0.0) >= 1.0
         if step % args.log_every == 0 or done:
             dt = time.time() - t0
             rec = {"step": step, "mode": mode, "loss_bpsp": float(torch.stack(run_loss).mean()),
                    "lr": lr_at(step, args.steps, args.lr, args.warmup, progress()),
                    "crops_per_s": seen / dt, "elapsed_s": spent + dt}
-            bar.set_postfix(bpsp=f"{rec['loss_bpsp']:.3f}", mode=mode, refresh=False)
+            bar.set_postfix(step=step, bpsp=f"{rec['loss_bpsp']:.3f}", refresh=False)
             run_loss = []
             if step % args.eval_every == 0 or done:
                 ema.eval()
                 rec["val_bpsp"] = evaluate(ema, val, device) if val else {}
                 rec["curve_bits"] = (curve_sum / curve_n.clamp(min=1)).cpu().numpy().round(3).tolist()
-            print(json.dumps(rec), flush=True)
+            if not getattr(args, "quiet", False):
+                print(json.dumps(rec), flush=True)
             log.write(json.dumps(rec) + "\n")
             log.flush()
         if step % args.ckpt_every == 0 or done or (args.time_limit and time.time() - last_ckpt > 60):
@@ -213,6 +223,9 @@ def train(args: argparse.Namespace) -> None:
             torch.save(state, out / "ckpt.tmp")
             (out / "ckpt.tmp").replace(ckpt)
             last_ckpt = time.time()
+    bar.close()
+    log.close()
+    return step
 
 
 def parser() -> argparse.ArgumentParser:
@@ -251,6 +264,7 @@ def parser() -> argparse.ArgumentParser:
                         "blocks aligned with the interlaced order's coarse pixels")
     p.add_argument("--sampler", choices=("auto", "numpy", "torch"), default="auto",
                    help="crop sampler: numpy (CPU, per crop) or torch (on the device); auto: torch on CUDA")
+    p.add_argument("--quiet", action="store_true", help="log records to log.jsonl only, not to stdout")
     p.add_argument("--time-limit", type=float, default=0.0, metavar="SECONDS",
                    help="stop after this much training time (summed over resumes); the cosine follows it")
     return p
