@@ -5,7 +5,9 @@ per-channel shifts), its config, the loss curve L(f) in millibits and a JSON met
 record. Shipping integers rather than float weights means no float rounding ever happens
 between the file and the coder. Files are registered by name with their full sha256,
 which is checked on load; an .ardm file names its model and the first 8 bytes of that
-hash, so a file is never decoded by the wrong model.
+hash, so a file is never decoded by the wrong model. A model file that is not registered
+(from ``export`` or ``ardmzip fit``) is used by path (``load("thumbs.npz")``) or from its
+bytes (``remember``: an archive that carries its model); it is then known by its hash.
 
     python -m ardmzip.weights export runs/oa-s48 --name oa-s48 --data ../shared/data/train
 """
@@ -15,6 +17,8 @@ import argparse
 import hashlib
 import io
 import json
+import os
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -51,6 +55,7 @@ class Model:
     net: IntegerNet
     curve: np.ndarray          # (CURVE_POINTS,) int64 millibits per hidden variable
     meta: dict
+    data: bytes = b""          # the model file itself (what an archive carries)
 
     @property
     def hash8(self) -> bytes:
@@ -82,8 +87,16 @@ def to_bytes(inet: IntegerNet, curve: np.ndarray, meta: dict) -> bytes:
 
 
 def from_bytes(data: bytes, name: str) -> Model:
+    """A model from its file's bytes; ModelMismatch if they are not a model file."""
+    try:
+        return _from_bytes(bytes(data), name)
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as e:
+        raise ModelMismatch(f"model {name}: not an ardmzip model file ({type(e).__name__})") from None
+
+
+def _from_bytes(data: bytes, name: str) -> Model:
     sha = hashlib.sha256(data).hexdigest()
-    with np.load(io.BytesIO(data)) as z:
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
         meta = json.loads(bytes(z["meta"]).decode())
         if meta.get("file_version") != FILE_VERSION:
             raise ModelMismatch(f"model {name}: unsupported model file version {meta.get('file_version')}")
@@ -102,28 +115,54 @@ def from_bytes(data: bytes, name: str) -> Model:
         raise ModelMismatch(f"model {name} declares a coding order this ardmzip does not know ({config.order!r})")
     blocks = [layers[f"block{i}"] for i in range(len(config.dilations))]
     net = IntegerNet(config, layers["stem"], blocks, layers["head_hidden"], layers["head_out"])
-    return Model(name, sha, net, curve, meta)
+    return Model(name, sha, net, curve, meta, data)
 
 
 _CACHE: dict[str, Model] = {}
+_KNOWN: dict[str, Model] = {}          # sha256 -> unregistered models loaded by path or from bytes
 
 
-def load(name: str | None = None, path: str | Path | None = None) -> Model:
-    """A registered model by name (hash-checked), or any model file by path."""
+def load(name: str | os.PathLike | None = None, path: str | os.PathLike | None = None) -> Model:
+    """A registered model by name (hash-checked), or any model file by path (``path``, or a
+    ``name`` that is not registered but names a file). A model file whose sha256 is a
+    registered model's is that model, under its registered name."""
+    if path is None and name is not None and str(name) not in REGISTRY and \
+            (os.path.isfile(name) or str(name).endswith(".npz")):
+        path = name
     if path is not None:
-        p = Path(path)
-        return from_bytes(p.read_bytes(), p.stem)
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            raise ModelMismatch(f"cannot read model file {os.fsdecode(path)}: {e.strerror or e}") from None
+        return remember(data, Path(path).stem)
     name = name or DEFAULT_MODEL
     if name in _CACHE:
         return _CACHE[name]
     if name not in REGISTRY:
-        raise ModelMismatch(f"unknown model {name!r}; this ardmzip has: {', '.join(sorted(REGISTRY)) or 'none'}")
+        raise ModelMismatch(f"unknown model {name!r}; this ardmzip has: {', '.join(sorted(REGISTRY)) or 'none'} "
+                            "(or give a model file's path)")
     fname, sha = REGISTRY[name]
     data = (MODEL_DIR / fname).read_bytes()
     if hashlib.sha256(data).hexdigest() != sha:
         raise ModelMismatch(f"model file {fname} does not match its registered sha256")
     _CACHE[name] = from_bytes(data, name)
     return _CACHE[name]
+
+
+def registered_name(sha256: str) -> str | None:
+    """The registered name of the model whose file has this sha256 (hex), or None."""
+    return next((n for n, (_, sha) in REGISTRY.items() if sha == sha256), None)
+
+
+def remember(data: bytes, name: str) -> Model:
+    """The model in a model file's bytes, known by its hash from now on in this process
+    (``find_by_hash`` finds it); a registered model's bytes give the registered model."""
+    sha = hashlib.sha256(data).hexdigest()
+    if (registered := registered_name(sha)) is not None:
+        return load(registered)
+    if sha not in _KNOWN:
+        _KNOWN[sha] = from_bytes(data, name)
+    return _KNOWN[sha]
 
 
 def register(path: str | Path, name: str | None = None) -> Model:
@@ -136,12 +175,17 @@ def register(path: str | Path, name: str | None = None) -> Model:
 
 
 def find_by_hash(name: str, hash8: bytes) -> Model:
-    """The model an archive names; a clear error if we do not have it."""
+    """The model a file names: the registered one of that name and hash, else a model file
+    loaded in this process (by path or from an archive) with that hash; a clear error if none."""
     if name in REGISTRY:
         model = load(name)
         if model.hash8 == hash8:
             return model
-    raise ModelMismatch(f"this file was made by model {name!r} ({hash8.hex()}), which this ardmzip does not have")
+    for model in _KNOWN.values():
+        if model.hash8 == hash8:
+            return model
+    raise ModelMismatch(f"this file was made by model {name!r} ({hash8.hex()}), which this ardmzip does not have "
+                        "(give its model file: --model PATH)")
 
 
 @torch.no_grad()
