@@ -7,14 +7,16 @@ shortest form only).  Multi-byte fixed fields are little-endian.
 
 Layout, format versions 1-4 (the same bytes; only the plane streams differ, see
 ``constraint.py`` and ``codec.codes_binary``; files of every version decode). The codec
-writes version 4 where a plane is coded as binary decisions (every plain or value-set
-plane), else 3 for pictures coded with chroma blocks or colour copies, else 2, so an older
-ardmzip refuses what it would misread as newer::
+writes version 5 for 16-bit pictures (modes "L16" .. "RGBA16": high-byte planes as in version
+4, then a low-byte stream, ``lowbyte.py``), 4 where a plane is coded as binary decisions (every
+plain or value-set plane), else 3 for pictures coded with chroma blocks or colour copies, else
+2, so an older ardmzip refuses what it would misread as newer::
 
     header
       magic          4 bytes   b"ARDM"
-      version        1 byte    2, 3 or FORMAT_VERSION (4); 1 for older files
-      mode           1 byte    index into MODES ("L"=0, "LA", "RGB", "RGBA", "P", "PA", "1"=6)
+      version        1 byte    2, 3, 4 or FORMAT_VERSION (5); 1 for older files
+      mode           1 byte    index into MODES ("L"=0, "LA", "RGB", "RGBA", "P", "PA", "1"=6,
+                               "L16"=7, "LA16", "RGB16", "RGBA16"=10: version 5 only)
       width          varint    1 <= width  < 2**31
       height         varint    1 <= height < 2**31
       steps          varint    step budget K, 1 <= steps < 2**32
@@ -22,7 +24,7 @@ ardmzip refuses what it would misread as newer::
       name length    varint    <= 255
       model name     bytes     utf-8
       model hash     8 bytes   prefix of the weights' sha256
-      pixel CRC      4 bytes   CRC32 of the decoded pixel array bytes
+      pixel CRC      4 bytes   CRC32 of the decoded pixel array bytes (16-bit: little-endian)
       metadata count varint    <= MAX_METADATA
         per entry:   varint key length (1..255), key utf-8,
                      varint value length, value bytes
@@ -56,6 +58,8 @@ from .errors import FormatError, LimitError
 __all__ = [
     "MAGIC",
     "FORMAT_VERSION",
+    "SIXTEEN_BIT_VERSION",
+    "SIXTEEN_BIT_MODES",
     "COMMON_VERSION",
     "MODES",
     "MAX_STREAMS",
@@ -69,10 +73,12 @@ __all__ = [
 ]
 
 MAGIC = b"ARDM"
-FORMAT_VERSION = 4            # the newest version this ardmzip reads and writes
+FORMAT_VERSION = 5            # the newest version this ardmzip reads and writes
+SIXTEEN_BIT_VERSION = 5       # 16-bit modes: older ardmzip refuses these files as newer
 COMMON_VERSION = 2            # what pictures without chroma blocks or colour copies are written as
 OLDEST_VERSION = 1
-MODES: tuple[str, ...] = ("L", "LA", "RGB", "RGBA", "P", "PA", "1")
+MODES: tuple[str, ...] = ("L", "LA", "RGB", "RGBA", "P", "PA", "1", "L16", "LA16", "RGB16", "RGBA16")  # append only
+SIXTEEN_BIT_MODES = ("L16", "LA16", "RGB16", "RGBA16")
 MAX_STREAMS = 64
 MAX_METADATA = 256
 MAX_NAME_BYTES = 255

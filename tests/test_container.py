@@ -153,7 +153,8 @@ class TestMalformed:
             (b"", "not an .ardm file"),
             (b"\x89PNG\r\n\x1a\n" + bytes(40), "not an .ardm file"),
             (b"ARD", "truncated .ardm file"),
-            (MAGIC + b"\x05" + SAMPLE[5:], r"made by a newer ardmzip \(format version 5\)"),
+            (MAGIC + bytes([FORMAT_VERSION + 1]) + SAMPLE[5:],
+             rf"made by a newer ardmzip \(format version {FORMAT_VERSION + 1}\)"),
             (MAGIC + b"\x00" + SAMPLE[5:], "unknown format version 0"),
             (SAMPLE + b"\x00", "trailing"),
             (SAMPLE[:-1] + bytes([SAMPLE[-1] ^ 1]), "streams checksum mismatch"),
@@ -177,7 +178,7 @@ class TestMalformed:
         "body, message",
         [
             # A valid CRC does not make bad values acceptable.
-            (MAGIC + b"\x01\x07" + b"\x01\x01\x01\x00\x00" + bytes(12) + b"\x00", "mode"),
+            (MAGIC + bytes([1, len(MODES)]) + b"\x01\x01\x01\x00\x00" + bytes(12) + b"\x00", "mode"),
             (MAGIC + b"\x01\x02" + b"\x00\x01\x01\x00\x00" + bytes(12) + b"\x00", "width"),
             (MAGIC + b"\x01\x02" + b"\x01\x01\x00\x00\x00" + bytes(12) + b"\x00", "steps"),
             (MAGIC + b"\x01\x02" + b"\x01\x01\x01\x00\x01\xff" + bytes(12) + b"\x00", "utf-8"),
