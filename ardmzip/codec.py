@@ -32,7 +32,7 @@ import torch
 
 from . import constraint, container
 from .ardm import plane_order, plane_ranks
-from .coder import Decoder, Encoder, binary_bits, decode_binary, encode_binary
+from .coder import Decoder, Encoder, decision_bits, decisions_batch, decode_binary_batch, push_decisions
 from .dlm import bits_of, exact_frequencies, frequencies_to_probabilities
 from .errors import ArdmzipError, ChecksumError, FormatError, InputError
 from .imageio import Picture, picture_from_array
@@ -272,8 +272,41 @@ def _chunk_bits(rule: constraint.Constraint, binary: bool, params: torch.Tensor,
     """Ideal bits of one plane's chunk under ``rule`` (``freq()``: its raw frequencies, made on demand)."""
     sym = flat[var]
     if binary:
-        return binary_bits(params, anchor, sym.astype(np.int32), *_value_sets(rule, var))
+        return decision_bits(*_binary_runs([rule], [0], var, [flat], params[None], anchor[None])[0])
     return bits_of(rule.restrict(freq(), var, flat, step_of, step, w).cpu(), torch.from_numpy(sym.astype(np.int64)))
+
+
+def _stacked_sets(rules: list[constraint.Constraint], var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Several VALUES planes' allowed-value tables as one (C, 256) table, and each plane's
+    rows of it for ``var`` (B, n): the form coder.decisions_batch / decode_binary_batch take."""
+    tables, channels, offset = [], [], 0
+    for rule in rules:
+        table, ch = _value_sets(rule, var)
+        tables.append(table)
+        channels.append(ch + offset)
+        offset += len(table)
+    return np.concatenate(tables), np.stack(channels)
+
+
+def _binary_runs(rules: list[constraint.Constraint], rows: list[int], var: np.ndarray, flats: list[np.ndarray],
+                 params: torch.Tensor, anchor: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The binary decisions (coder.decisions_batch) of one chunk of several planes of a batch
+    at once: run j codes plane ``rows[j]``'s values ``flats[j][var]`` under ``rules[j]``
+    (PLAIN or VALUES). Plain runs share one pass, value-set runs another (their tables
+    stacked); each run's decisions are those it gets alone, so the streams do not change.
+    For many small planes (CIFAR) this is one call a chunk instead of one per plane."""
+    out: list = [None] * len(rules)
+    for with_sets in (False, True):
+        js = [j for j, r in enumerate(rules) if (r.kind == constraint.VALUES) == with_sets]
+        if not js:
+            continue
+        sel = torch.as_tensor([rows[j] for j in js], device=params.device)
+        symbols = np.stack([flats[j][var] for j in js])
+        allowed, channel = _stacked_sets([rules[j] for j in js], var) if with_sets else (None, None)
+        for j, run in zip(js, decisions_batch(params.index_select(0, sel), anchor.index_select(0, sel), symbols,
+                                              allowed, channel)):
+            out[j] = run
+    return out
 
 
 def _batches(members: list, subpixels: int) -> list[list]:
@@ -376,12 +409,19 @@ def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[const
         # network outputs (cached: BATCH_SUBPIXELS x 48 bytes at most) and keep the cheapest stream.
         work = list(work)
         costs = [[8 * len(c.to_bytes()) for c in cs] for cs in cands]
+        runs = [(b, i, c) for b, cs in enumerate(cands) for i, c in enumerate(cs) if codes_binary(c, version)]
         for step, var, params, anchor in work:
             freq = _lazy(lambda: _frequencies(params, anchor))
+            if runs:                    # every plane's binary candidates in one pass
+                decided = _binary_runs([c for _, _, c in runs], [b for b, _, _ in runs], var,
+                                       [flats[b] for b, _, _ in runs], params, anchor)
+                for (b, i, _), run in zip(runs, decided):
+                    costs[b][i] += decision_bits(*run)
             for b, (flat, cs) in enumerate(zip(flats, cands)):
                 for i, c in enumerate(cs):
-                    costs[b][i] += _chunk_bits(c, codes_binary(c, version), params[b], anchor[b],
-                                               lambda: freq()[b], var, flat, pc.step_of, step, w)
+                    if not codes_binary(c, version):
+                        costs[b][i] += _chunk_bits(c, False, params[b], anchor[b], lambda: freq()[b], var, flat,
+                                                   pc.step_of, step, w)
         best = [int(np.argmin(cost)) for cost in costs]
         choices = [cs[i] for cs, i in zip(cands, best)]
         for st, cost, i, c in zip(costs_of, costs, best, choices):
@@ -389,16 +429,21 @@ def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[const
         measure = False                                       # the costs above already hold them
     binary = [codes_binary(c, version) for c in choices]
     encoders = [Encoder() for _ in planes]
+    coded_binary = [b for b in range(len(planes)) if binary[b]]
     for step, var, params, anchor in work:
         freq = _lazy(lambda: _frequencies(params, anchor))
+        decided = dict(zip(coded_binary, _binary_runs([choices[b] for b in coded_binary], coded_binary, var,
+                                                      [flats[b] for b in coded_binary], params, anchor)))
         for b, (flat, choice, enc) in enumerate(zip(flats, choices, encoders)):
             sym = flat[var].astype(np.int32)
-            if measure:
-                costs_of[b].ideal_bits += _chunk_bits(choice, binary[b], params[b], anchor[b], lambda: freq()[b],
-                                                      var, flat, pc.step_of, step, w)
             if binary[b]:
-                encode_binary(enc, params[b], anchor[b], sym, *_value_sets(choice, var))
+                if measure:
+                    costs_of[b].ideal_bits += decision_bits(*decided[b])
+                push_decisions(enc, *decided[b])
             else:
+                if measure:
+                    costs_of[b].ideal_bits += _chunk_bits(choice, False, params[b], anchor[b], lambda: freq()[b],
+                                                          var, flat, pc.step_of, step, w)
                 f = choice.restrict(freq()[b], var, flat, pc.step_of, step, w)
                 enc.push(sym, frequencies_to_probabilities(f))
     results = []
@@ -496,6 +541,26 @@ def symbol_bits(probs: np.ndarray, symbols: np.ndarray) -> float:
     return float(-np.log2(probs[np.arange(len(symbols)), symbols]).sum())
 
 
+def _decode_binary_runs(members: list, decoders: list[Decoder | None], var: np.ndarray, params: torch.Tensor,
+                        anchor: torch.Tensor) -> dict[int, tuple[np.ndarray | Exception, float]]:
+    """Pop one chunk of every live binary-coded plane of a batch (coder.decode_binary_batch:
+    plain planes in one pass, value-set planes in another): {plane: (its symbols or the
+    error its stream raised, the information read)}. Each stream pops what it would alone."""
+    out: dict[int, tuple[np.ndarray | Exception, float]] = {}
+    for with_sets in (False, True):
+        rows = [b for b, ((job, rule, _), dec) in enumerate(zip(members, decoders))
+                if dec is not None and codes_binary(rule, job.version) and (rule.kind == constraint.VALUES) == with_sets]
+        if not rows:
+            continue
+        allowed, channel = _stacked_sets([members[b][1] for b in rows], var) if with_sets else (None, None)
+        sel = torch.as_tensor(rows, device=params.device)
+        infos = [[0.0] for _ in rows]
+        results = decode_binary_batch([decoders[b] for b in rows], params.index_select(0, sel),
+                                      anchor.index_select(0, sel), allowed, channel, infos)
+        out.update((b, (r, info[0])) for b, r, info in zip(rows, results, infos))
+    return out
+
+
 def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps: int, seed: int,
                   device: torch.device, progress: bool, strip_pixels: int, chunk: int, order: str | None = None
                   ) -> None:
@@ -518,14 +583,17 @@ def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps
         for var, params, anchor in pc.step_outputs(values, pc.mask(step).to(device), step):
             remaining -= len(var)
             freq = _lazy(lambda: _frequencies(params, anchor))
+            decoded = _decode_binary_runs(members, decoders, var, params, anchor)
             for b, ((job, rule, _), flat, dec) in enumerate(zip(members, flats, decoders)):
                 if dec is None:
                     continue
                 try:
-                    if codes_binary(rule, job.version):
-                        info = [0.0]
-                        flat[var] = decode_binary(dec, params[b], anchor[b], *_value_sets(rule, var), info=info)
-                        budgets[b] -= info[0]
+                    if b in decoded:
+                        symbols, info = decoded[b]
+                        if isinstance(symbols, Exception):
+                            raise symbols
+                        flat[var] = symbols
+                        budgets[b] -= info
                     else:
                         f = rule.restrict(freq()[b], var, flat, pc.step_of, step, w)
                         probs = frequencies_to_probabilities(f)

@@ -109,10 +109,11 @@ def _span_masses(terms, span, lo: torch.Tensor, mid: torch.Tensor, rows: torch.T
     return torch.stack([f[1] - f[0], f[3] - f[2]], -1), a0 >= e0, a1 >= e1
 
 
-def _decisions(params: torch.Tensor, anchor: torch.Tensor, symbols, allowed, channel):
-    """The encoder's coded decisions in the decoder's pop order (level-major: level 0 of
-    every variable, then level 1, ...): masses int32 (n, 2) and bits int32 (n,), numpy.
-    One cdf pass at the 8 mids (4 points a level under a value set)."""
+def _decision_grid(params: torch.Tensor, anchor: torch.Tensor, symbols, allowed, channel):
+    """Every variable's 8 decisions: masses (8, N, 2), bits (8, N) and which are coded (8, N;
+    None: all), on the device. Row l is level l, so the flattened (8, N) grid is the
+    decoder's pop order (level-major). One cdf pass at the 8 mids (4 points a level under a
+    value set). Each variable's entries depend on that variable alone."""
     device = params.device
     v = torch.as_tensor(symbols, device=device).to(torch.int32).view(-1)
     n = len(v)
@@ -126,7 +127,7 @@ def _decisions(params: torch.Tensor, anchor: torch.Tensor, symbols, allowed, cha
     mid = lo + (1 << shift)
     terms = dlm.mixture_terms(params, anchor)
     span = _value_spans(allowed, channel, n, device)
-    if span is None:                         # (8, N) row-major is already the pop order
+    if span is None:
         f_mid = dlm.cdf_from_terms(terms, mid)                          # (8, N)
         f_lo, f_hi = torch.empty_like(f_mid), torch.empty_like(f_mid)
         below, above = torch.zeros_like(v), dlm.row_totals(terms)       # F(0), F(256) at the root
@@ -134,14 +135,51 @@ def _decisions(params: torch.Tensor, anchor: torch.Tensor, symbols, allowed, cha
             f_lo[level], f_hi[level] = below, above
             one = bit[level].bool()
             below, above = torch.where(one, f_mid[level], below), torch.where(one, above, f_mid[level])
-        masses = torch.stack([f_mid - f_lo, f_hi - f_mid], -1)          # (8, N, 2), all >= 1
-        return masses.view(-1, 2).cpu().numpy(), bit.view(-1).cpu().numpy()
+        return torch.stack([f_mid - f_lo, f_hi - f_mid], -1), bit, None   # masses all >= 1
     first, end = span(v.long(), v.long() + 1)
     if not bool((first < end).all()):
         raise ValueError("a symbol is not in its allowed set")
     masses, left_empty, right_empty = _span_masses(terms, span, lo.long(), mid.long())
-    coded = ~(left_empty | right_empty)      # skipped where one half holds no allowed value
+    return masses, bit, ~(left_empty | right_empty)      # skipped where one half holds no allowed value
+
+
+def _decisions(params: torch.Tensor, anchor: torch.Tensor, symbols, allowed, channel):
+    """The encoder's coded decisions in the decoder's pop order (level-major: level 0 of
+    every variable, then level 1, ...): masses int32 (n, 2) and bits int32 (n,), numpy."""
+    masses, bit, coded = _decision_grid(params, anchor, symbols, allowed, channel)
+    if coded is None:
+        return masses.view(-1, 2).cpu().numpy(), bit.view(-1).cpu().numpy()
     return masses[coded].cpu().numpy(), bit[coded].cpu().numpy()
+
+
+def decisions_batch(params: torch.Tensor, anchor: torch.Tensor, symbols, allowed=None, channel=None
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``_decisions`` of B runs of n variables in one pass: params (B, n, 3, M), anchor and
+    symbols (B, n); ``allowed`` (C, 256) / ``channel`` (B, n) as for ``encode_binary`` (one
+    table for all runs: stack the runs' tables and offset their channels). Returns each
+    run's (masses, bits), equal to what ``_decisions`` gives for that run alone."""
+    b, n = anchor.shape
+    masses, bit, coded = _decision_grid(params.reshape(b * n, *params.shape[2:]), anchor.reshape(-1),
+                                        torch.as_tensor(symbols).reshape(-1), allowed,
+                                        None if channel is None else torch.as_tensor(channel).reshape(-1))
+    masses, bit = masses.view(8, b, n, 2).cpu().numpy(), bit.view(8, b, n).cpu().numpy()
+    if coded is None and b == 1:        # already in order: no copy (a photo's large chunks)
+        return [(masses.reshape(-1, 2), bit.reshape(-1))]
+    if coded is None:
+        return [(masses[:, i].reshape(-1, 2), bit[:, i].reshape(-1)) for i in range(b)]
+    coded = coded.view(8, b, n).cpu().numpy()
+    return [(masses[:, i][coded[:, i]], bit[:, i][coded[:, i]]) for i in range(b)]
+
+
+def push_decisions(encoder: Encoder, masses: np.ndarray, bits: np.ndarray) -> None:
+    """Push one run's decisions (``decisions_batch``), as ``encode_binary`` does."""
+    encoder.push(bits, _probabilities(masses))
+
+
+def decision_bits(masses: np.ndarray, bits: np.ndarray) -> float:
+    """Ideal code length in bits of one run's decisions (``decisions_batch``)."""
+    m = masses.astype(np.float64)
+    return float(np.sum(np.log2(m[:, 0] + m[:, 1]) - np.log2(m[np.arange(len(bits)), bits])))
 
 
 def encode_binary(encoder: Encoder, params: torch.Tensor, anchor: torch.Tensor, symbols,
@@ -152,15 +190,12 @@ def encode_binary(encoder: Encoder, params: torch.Tensor, anchor: torch.Tensor, 
     allowed: optional (C, 256) bool table of allowed values, channel: (N,) row of it per
     variable (may be left out when C = 1). Raises ValueError for a symbol outside its set.
     """
-    masses, bit = _decisions(params, anchor, symbols, allowed, channel)
-    encoder.push(bit, _probabilities(masses))      # the whole chunk in one call
+    push_decisions(encoder, *_decisions(params, anchor, symbols, allowed, channel))   # the whole chunk in one call
 
 
 def binary_bits(params: torch.Tensor, anchor: torch.Tensor, symbols, allowed=None, channel=None) -> float:
     """Ideal code length in bits of the binary path (for reporting)."""
-    masses, bit = _decisions(params, anchor, symbols, allowed, channel)
-    m = masses.astype(np.float64)
-    return float(np.sum(np.log2(m[:, 0] + m[:, 1]) - np.log2(m[np.arange(len(bit)), bit])))
+    return decision_bits(*_decisions(params, anchor, symbols, allowed, channel))
 
 
 def _pop_bits(decoder: Decoder, m0: torch.Tensor, m1: torch.Tensor, info: list[float] | None = None
@@ -211,3 +246,68 @@ def decode_binary(decoder: Decoder, params: torch.Tensor, anchor: torch.Tensor,
             bit[rows] = b
         lo = torch.where(bit, mid, lo)
     return lo.to(torch.int32).cpu().numpy()
+
+
+def decode_binary_batch(decoders: list[Decoder | None], params: torch.Tensor, anchor: torch.Tensor,
+                        allowed=None, channel=None, infos: list[list[float]] | None = None
+                        ) -> list[np.ndarray | Exception | None]:
+    """``decode_binary`` for B runs of n variables at once, run i from ``decoders[i]``:
+    params (B, n, 3, M), anchor (B, n); ``allowed`` / ``channel`` (B, n) as in
+    ``decisions_batch``. The cdf work is done for all runs together; each decoder pops
+    exactly the decisions, in the order, that ``decode_binary`` would pop for its run alone.
+    Returns per run its int32 symbols, the exception its stream raised (the others go on),
+    or None for a decoder that is None. ``infos[i]``: as ``decode_binary``'s ``info``."""
+    b, n = anchor.shape
+    device, total = params.device, b * n
+    terms = dlm.mixture_terms(params.reshape(total, *params.shape[2:]), anchor.reshape(-1))
+    span = _value_spans(allowed, None if channel is None else torch.as_tensor(channel).reshape(-1), total, device)
+    lo = torch.zeros(total, dtype=torch.int64 if span is not None else torch.int32, device=device)
+    f_lo, f_hi = torch.zeros(total, dtype=torch.int32, device=device), dlm.row_totals(terms)
+    results: list[np.ndarray | Exception | None] = [None] * b
+    live = [i for i in range(b) if decoders[i] is not None]
+
+    def pop_runs(masses: torch.Tensor, starts: np.ndarray) -> np.ndarray:
+        """Pop each live run's rows starts[i]:starts[i + 1] of ``masses`` (k, 2) from its decoder."""
+        probs = _probabilities(masses.cpu().numpy())
+        bits = np.zeros(len(probs), dtype=np.int32)
+        for i in list(live):
+            s, e = starts[i], starts[i + 1]
+            if e == s:
+                continue
+            try:
+                got = decoders[i].pop(probs[s:e])
+            except (ValueError, RuntimeError, OverflowError) as err:
+                results[i] = err
+                live.remove(i)
+                continue
+            bits[s:e] = got
+            if infos is not None:
+                infos[i][0] -= float(np.log2(probs[s:e][np.arange(e - s), got]).sum())
+        return bits
+
+    run_starts = np.arange(0, total + 1, n)
+    for level in range(8):
+        if not live:
+            break
+        mid = lo + (128 >> level)
+        if span is None:                      # every decision coded
+            fm = dlm.cdf_from_terms(terms, mid.unsqueeze(0))[0]
+            bit = torch.from_numpy(pop_runs(torch.stack([fm - f_lo, f_hi - fm], 1), run_starts)).to(device).bool()
+            f_lo, f_hi = torch.where(bit, fm, f_lo), torch.where(bit, f_hi, fm)
+        else:
+            first, end = span(lo, lo + (256 >> level))
+            rows = torch.nonzero(end - first > 1)[:, 0]
+            left_first, left_end = span(lo, mid)
+            bit = left_first >= left_end                                     # left half empty: bit 1
+            if len(rows):
+                masses, left_empty, right_empty = _span_masses(tuple(t[:, rows] for t in terms), span,
+                                                               lo[rows], mid[rows], rows)
+                coded = ~(left_empty | right_empty)
+                coded_rows = rows[coded]
+                starts = np.searchsorted(coded_rows.cpu().numpy(), run_starts)
+                bit[coded_rows] = torch.from_numpy(pop_runs(masses[coded], starts)).to(device).bool()
+        lo = torch.where(bit, mid, lo)
+    symbols = lo.to(torch.int32).view(b, n).cpu().numpy()
+    for i in live:
+        results[i] = symbols[i]
+    return results
