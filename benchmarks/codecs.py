@@ -11,6 +11,7 @@ image back as three equal channels).
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -154,9 +155,10 @@ class ArdmzipCodec(Codec):
 
     key = "ardmzip"
 
-    def __init__(self, steps: int | None = None, device: str = "cpu") -> None:
-        self.steps, self.device = steps, device
-        self.name = ("ardmzip" if steps is None else f"ardmzip-{steps}") + ("" if device == "cpu" else f"@{device}")
+    def __init__(self, steps: int | None = None, device: str = "cpu", model: str | None = None) -> None:
+        self.steps, self.device, self.model = steps, device, model
+        self.name = (("ardmzip" if steps is None else f"ardmzip-{steps}") + ("" if device == "cpu" else f"@{device}")
+                     + ("" if model is None else f"[{Path(model).stem}]"))
 
     def available(self) -> tuple[bool, str]:
         try:
@@ -176,7 +178,7 @@ class ArdmzipCodec(Codec):
     def encode(self, image: np.ndarray) -> bytes:
         import ardmzip
 
-        return bytes(ardmzip.compress(image, steps=self.steps, device=self.device))
+        return bytes(ardmzip.compress(image, steps=self.steps, device=self.device, model=self.model))
 
     def decode(self, data: bytes) -> np.ndarray:
         import ardmzip
@@ -207,12 +209,13 @@ def make_codec(key: str) -> Codec:
 
 
 def make_codecs(keys: list[str] | None = None, ardmzip_steps: list[int | None] | None = None,
-                ardmzip_device: str = "cpu") -> list[Codec]:
-    """Codecs for the given keys (default: all), ardmzip once per step budget."""
+                ardmzip_device: str = "cpu", ardmzip_model: str | None = None) -> list[Codec]:
+    """Codecs for the given keys (default: all), ardmzip once per step budget (with
+    ``ardmzip_model``, a model name or model file, instead of the default model)."""
     codecs: list[Codec] = []
     for key in keys or list(CODEC_KEYS):
         if key == "ardmzip":
-            codecs.extend(ArdmzipCodec(s, ardmzip_device) for s in (ardmzip_steps or [None]))
+            codecs.extend(ArdmzipCodec(s, ardmzip_device, ardmzip_model) for s in (ardmzip_steps or [None]))
         else:
             codecs.append(make_codec(key))
     return codecs

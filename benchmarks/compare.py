@@ -541,6 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated step budgets K, e.g. 4,8,16; 'default' = the package default")
     p.add_argument("--ardmzip-device", choices=("cpu", "cuda"), default="cpu",
                    help="where ardmzip's network runs (files are identical on every device; speed is not)")
+    p.add_argument("--ardmzip-model", default=None, metavar="MODEL",
+                   help="ardmzip's model: a name (`ardmzip models`) or a model file (`ardmzip fit`); default: the default")
     p.add_argument("--limit", type=int, default=None, help="only the first N images of each set")
     p.add_argument("--out", type=Path, default=None,
                    help="folder for results.json/csv/md, summary.csv and plots")
@@ -572,7 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log("error: no images found")
         return 2
 
-    codecs, skipped = available_codecs(make_codecs(keys, args.ardmzip_steps, args.ardmzip_device))
+    codecs, skipped = available_codecs(make_codecs(keys, args.ardmzip_steps, args.ardmzip_device, args.ardmzip_model))
     for name, reason in skipped:
         log(f"note: skipping {name}: {reason}")
     if not codecs:

@@ -182,11 +182,12 @@ def test_ardmzip_codec_skipped_cleanly_when_unavailable(monkeypatch: pytest.Monk
     assert [r["codec"] for r in rows] == ["raw"]
     assert [c.name for c in make_codecs(["png", "ardmzip"], [4, None])] == ["png", "ardmzip-4", "ardmzip"]
     assert [c.name for c in make_codecs(["ardmzip"], [8], "cuda")] == ["ardmzip-8@cuda"]
+    assert [c.name for c in make_codecs(["ardmzip"], [None], "cpu", "models/thumbs.npz")] == ["ardmzip[thumbs]"]
 
 
 def test_cli_exit_status_and_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     _write_folder(tmp_path / "imgs")
-    monkeypatch.setattr(compare, "make_codecs", lambda keys, steps, device: [RawCodec()])
+    monkeypatch.setattr(compare, "make_codecs", lambda keys, steps, device, model=None: [RawCodec()])
     assert compare.main([str(tmp_path / "imgs"), "--codecs", "png", "--out", str(tmp_path / "out")]) == 0
     assert "| raw |" in capsys.readouterr().out
     result = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -195,7 +196,7 @@ def test_cli_exit_status_and_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     for name in ("results.csv", "summary.csv", "results.md"):
         assert (tmp_path / "out" / name).stat().st_size > 0
 
-    monkeypatch.setattr(compare, "make_codecs", lambda keys, steps, device: [RawCodec(), BrokenCodec()])
+    monkeypatch.setattr(compare, "make_codecs", lambda keys, steps, device, model=None: [RawCodec(), BrokenCodec()])
     assert compare.main([str(tmp_path / "imgs"), "--limit", "1"]) == 1
     assert "NOT exact" in capsys.readouterr().out
     with pytest.raises(SystemExit):
