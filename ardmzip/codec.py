@@ -16,6 +16,9 @@ For the same reason planes of one size (which share the order and the schedule) 
 through the network together, BATCH_SUBPIXELS at a time, and each still gets exactly the
 stream it would get alone: ``compress_pictures`` / ``decompress_pictures``.
 
+A 16-bit picture (format version 5) is coded as its high bytes, an 8-bit picture coded as
+above, then one stream of its low bytes coded given the high bytes (``lowbyte.py``).
+
 Alpha is a separate gray plane (seed + 1). Each plane's stream starts with a value
 constraint (constraint.py): the values or palette colours the plane uses, so that the
 coder never spends probability on values the image cannot have; a constant plane costs
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import constraint, container
+from . import constraint, container, lowbyte
 from .ardm import plane_order, plane_ranks
 from .coder import Decoder, Encoder, decision_bits, decisions_batch, decode_binary_batch, push_decisions
 from .dlm import bits_of, exact_frequencies, frequencies_to_probabilities
@@ -50,7 +53,8 @@ MIN_STRIP_ROWS = 140          # four halos of the shipped model
 CHUNK = 1 << 15               # variables per head / coder call
 TRY_ALL_CONSTRAINTS = 1 << 16  # planes up to this many subpixels try every value constraint
 BATCH_SUBPIXELS = 1 << 17     # same-shape planes coded together in one network call, at most
-CHANNELS = {"L": 1, "1": 1, "LA": 2, "RGB": 3, "P": 3, "RGBA": 4, "PA": 4}
+CHANNELS = {"L": 1, "1": 1, "LA": 2, "RGB": 3, "P": 3, "RGBA": 4, "PA": 4,
+            "L16": 1, "LA16": 2, "RGB16": 3, "RGBA16": 4}
 
 
 @dataclass
@@ -157,15 +161,11 @@ class PlaneCoder:
             canvas = True
         else:
             top, bottom = max(0, r0 - halo), min(self.h, r1 + halo)
-            # with nothing revealed the values are not seen: one plane's outputs serve the batch
-            n_run = 1 if empty else b
-            strip_values, strip_mask = values[:n_run, :, top:bottom], mask[:, :, top:bottom].expand(n_run, -1, -1, -1)
+            strip_values, strip_mask = values[:, :, top:bottom], mask[:, :, top:bottom].expand(b, -1, -1, -1)
             if dev.type == "cpu":       # bands that stay in cache, each row once (same values as trunk)
                 x, anchor = self.net.trunk_banded(strip_values, strip_mask)
             else:                       # a GPU wants few large calls
                 x, anchor = self.net.trunk(strip_values, strip_mask)
-            if n_run < b:
-                x, anchor = x.expand(b, -1, -1, -1), anchor.expand(b, -1, -1, -1)
             canvas = False
         dev = x.device
         for chunk in chunks:
@@ -644,6 +644,9 @@ def format_version(streams: list[bytes], newest: int = container.FORMAT_VERSION)
 
 
 def pixel_crc(pixels: np.ndarray) -> int:
+    """CRC32 of the pixel array's bytes (16-bit samples little-endian, whatever the machine)."""
+    if pixels.dtype.itemsize > 1:
+        pixels = pixels.astype(pixels.dtype.newbyteorder("<"))
     return zlib.crc32(np.ascontiguousarray(pixels).tobytes())
 
 
@@ -670,20 +673,33 @@ def compress_pictures(pictures: list[Picture], steps: int | None = None, model: 
         raise InputError(f"can write format versions 3 to {container.FORMAT_VERSION}, not {version}")
     for p in pictures:
         container.check_pixels(p.pixels.shape[1], p.pixels.shape[0], max_pixels)
+        if p.mode in container.SIXTEEN_BIT_MODES and version < container.SIXTEEN_BIT_VERSION:
+            raise InputError(f"16-bit pictures need format version {container.SIXTEEN_BIT_VERSION}, "
+                             f"not {version}")
     m = load(model)
     dev = resolve_device(device)
     stats = stats if stats is not None else Stats(measure_ideal=False)
-    colors = [p.pixels[..., 0] if p.pixels.shape[2] <= 2 else p.pixels[..., :3] for p in pictures]
+    # 16-bit pictures: the ARDM codes their high bytes like any 8-bit picture's planes
+    split = {i: lowbyte.split(p.pixels) for i, p in enumerate(pictures) if p.mode in container.SIXTEEN_BIT_MODES}
+    eight = [split[i][0] if i in split else p.pixels for i, p in enumerate(pictures)]
+    colors = [px[..., 0] if px.shape[2] <= 2 else px[..., :3] for px in eight]
     color_streams = encode_planes(m, colors, steps, seed, dev, stats, progress, version)
     with_alpha = [i for i, p in enumerate(pictures) if p.pixels.shape[2] in (2, 4)]
-    alpha_streams = dict(zip(with_alpha, encode_planes(m, [pictures[i].pixels[..., -1] for i in with_alpha],
+    alpha_streams = dict(zip(with_alpha, encode_planes(m, [eight[i][..., -1] for i in with_alpha],
                                                        steps, (seed + 1) % 2**64, dev, stats, progress, version)))
     out = []
     for i, (picture, color) in enumerate(zip(pictures, color_streams)):
         px = picture.pixels
         streams = [color] + ([alpha_streams[i]] if i in alpha_streams else [])
+        written = format_version(streams, version)
+        if i in split:                                   # the low bytes, given the high bytes
+            low, ideal = lowbyte.encode(*split[i])
+            streams.append(low)
+            stats.file_bits += 8 * len(low)
+            stats.ideal_bits += ideal
+            written = container.SIXTEEN_BIT_VERSION
         header = container.Header(m.name, m.hash8, picture.mode, px.shape[1], px.shape[0], steps, seed,
-                                  pixel_crc(px), tuple(picture.metadata), version=format_version(streams, version))
+                                  pixel_crc(px), tuple(picture.metadata), version=written)
         out.append(container.pack(header, streams))
     return out
 
@@ -709,12 +725,16 @@ def decompress_pictures(files: list[bytes], device: str = "cpu", progress: bool 
     dev = resolve_device(device)
     results: list[Picture | Exception | None] = [None] * len(files)
     parsed = []                                    # (index, header, [PlaneJob or array per plane])
+    low_streams: dict[int, bytes] = {}             # 16-bit files: the low-byte stream
     by_model: dict[int, tuple[Model, list[PlaneJob]]] = {}
     for i, data in enumerate(files):
         try:
             header, streams = container.unpack(data, max_pixels=max_pixels)
             c = CHANNELS[header.mode]
-            if len(streams) != (2 if c in (2, 4) else 1):
+            deep = header.mode in container.SIXTEEN_BIT_MODES
+            if deep and header.version < container.SIXTEEN_BIT_VERSION:
+                raise FormatError(f"corrupt .ardm file: 16-bit mode in a format version {header.version} file")
+            if len(streams) != (2 if c in (2, 4) else 1) + deep:
                 raise FormatError(f"corrupt .ardm file: {len(streams)} streams for mode {header.mode}")
             m = find_by_hash(header.model_name, header.model_hash)
         except ArdmzipError as e:                 # reported per file, like a damaged stream
@@ -730,6 +750,8 @@ def decompress_pictures(files: list[bytes], device: str = "cpu", progress: bool 
                                        header.version))
         by_model.setdefault(id(m), (m, []))[1].extend(p for p in planes if isinstance(p, PlaneJob))
         parsed.append((i, header, planes))
+        if deep:
+            low_streams[i] = streams[-1]
     for m, jobs in by_model.values():
         decode_planes(m, jobs, dev, progress, strip_pixels, chunk)
     for i, header, planes in parsed:
@@ -744,6 +766,12 @@ def decompress_pictures(files: list[bytes], device: str = "cpu", progress: bool 
                 arrays.append(p)
         else:
             px = np.ascontiguousarray(np.concatenate([a if a.ndim == 3 else a[..., None] for a in arrays], axis=2))
+            if header.mode in container.SIXTEEN_BIT_MODES:
+                try:
+                    px = lowbyte.join(px, lowbyte.decode(px, low_streams[i]))
+                except FormatError as e:
+                    results[i] = e
+                    continue
             if pixel_crc(px) != header.pixel_crc:
                 results[i] = ChecksumError("decoded pixels do not match the stored checksum: the file is damaged")
             else:

@@ -2,9 +2,11 @@
 
 ``read_picture`` turns an 8-bit image file (PNG, BMP, PPM/PGM/PBM, TIFF,
 lossless WebP, single-frame GIF, TGA, QOI, PCX) into a ``Picture``: an
-(H, W, C) uint8 array, the mode to give back and the metadata to keep.
-Anything that would not survive exactly (JPEG, lossy WebP, more than 8 bits
-per sample, several frames, CMYK and other colour spaces) is refused with an
+(H, W, C) uint8 array, the mode to give back and the metadata to keep; a
+16-bit PNG or TIFF becomes an (H, W, C) uint16 Picture (modes "L16" ..
+"RGBA16", read by ``sixteen.py``: Pillow would drop their low bytes).
+Anything that would not survive exactly (JPEG, lossy WebP, other bit depths
+above 8, several frames, CMYK and other colour spaces) is refused with an
 ``InputError``.  ``picture_to_png`` writes a Picture back as PNG bytes that
 read back to the same mode, pixels and metadata.
 
@@ -41,13 +43,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
+from . import sixteen
 from .container import MAX_PIXELS, check_pixels
 from .errors import InputError, LimitError, OutputError
 
 __all__ = ["MODE_CHANNELS", "PNG_LEVEL", "Picture", "read_picture", "picture_to_png",
            "picture_from_array", "write_file_atomic", "write_file_under", "commit_file"]
 
-MODE_CHANNELS: dict[str, int] = {"L": 1, "1": 1, "LA": 2, "RGB": 3, "P": 3, "RGBA": 4, "PA": 4}
+MODE_CHANNELS: dict[str, int] = {"L": 1, "1": 1, "LA": 2, "RGB": 3, "P": 3, "RGBA": 4, "PA": 4,
+                                 "L16": 1, "LA16": 2, "RGB16": 3, "RGBA16": 4}
 
 # Formats whose decoders give exactly the stored 8-bit samples once the checks
 # below pass.  Others (JPEG 2000, SGI, ICO...) may quietly drop bits or be
@@ -65,7 +69,7 @@ _PNG_TEXT_KEY = re.compile("[\x01-\xff]{1,79}")  # latin-1, no NUL, 1-79 bytes
 
 @dataclass(frozen=True, eq=False)  # eq=False: arrays do not compare to one bool
 class Picture:
-    """An 8-bit image: (H, W, C) uint8 pixels, its mode and metadata."""
+    """An image: (H, W, C) pixels (uint16 for the 16-bit modes, else uint8), its mode and metadata."""
 
     pixels: np.ndarray
     mode: str
@@ -75,8 +79,9 @@ class Picture:
         if self.mode not in MODE_CHANNELS:
             raise ValueError(f"unknown picture mode {self.mode!r}")
         pixels = self.pixels
-        if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim != 3:
-            raise ValueError("pixels must be an (H, W, C) uint8 array")
+        dtype = np.uint16 if self.mode in sixteen.MODES.values() else np.uint8
+        if not isinstance(pixels, np.ndarray) or pixels.dtype != dtype or pixels.ndim != 3:
+            raise ValueError(f"pixels of a mode {self.mode} picture must be an (H, W, C) {dtype.__name__} array")
         if pixels.shape[2] != MODE_CHANNELS[self.mode]:
             raise ValueError(f"mode {self.mode} needs {MODE_CHANNELS[self.mode]} channels")
         object.__setattr__(self, "pixels", np.ascontiguousarray(pixels))
@@ -90,9 +95,11 @@ def read_picture(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS
     """Read an image file (path) or its bytes; raise ``InputError`` if unsupported, and
     ``LimitError`` for a picture over ``max_pixels`` pixels (0: no limit) before decoding it."""
     data, name = _load_bytes(source)
+    if sixteen.is_tiff(data) and sixteen.tiff_is_16bit(data):
+        return Picture(*sixteen.read_tiff16(data, name, max_pixels))
     im = _open_checked(data, name, max_pixels)
     try:
-        return _to_picture(im)
+        return _png16_picture(im, data, name) if sixteen.is_png16(data) else _to_picture(im)
     finally:
         im.close()
 
@@ -192,9 +199,11 @@ def _check_lossless(im: Image.Image, data: bytes, name: str) -> None:
     if frames > 1:
         raise InputError(f"{name} has {frames} frames; ardmzip stores single images")
     mode = im.mode
+    if sixteen.is_png16(data):             # its pixels come from pypng (_png16_picture)
+        return
     if mode.startswith(_DEEP_MODES) or _deeper_than_8_bits(im, data):
-        raise InputError(f"{name} has more than 8 bits per sample; "
-                         "ardmzip stores 8-bit images only")
+        raise InputError(f"{name} has more than 8 bits per sample; ardmzip reads deeper images "
+                         "only as 16-bit PNG or TIFF")
     if mode not in _PLAIN_MODES:
         raise InputError(f"unsupported image mode {mode} ({name})")
     if fmt == "TIFF" and (compression := im.tag_v2.get(259, 1)) not in _TIFF_LOSSLESS:
@@ -253,6 +262,17 @@ def _to_picture(im: Image.Image) -> Picture:
         metadata.append(("transparency", transparency))
     pixels = pixels.reshape(pixels.shape[0], pixels.shape[1], MODE_CHANNELS[mode])
     return Picture(pixels.astype(np.uint8, copy=True), mode, tuple(metadata + _text(im)))
+
+
+def _png16_picture(im: Image.Image, data: bytes, name: str) -> Picture:
+    """A 16-bit PNG: pixels from pypng, metadata from Pillow (which reads the chunks well)."""
+    pixels = sixteen.png16_pixels(data, name)
+    mode = sixteen.MODES[pixels.shape[2]]
+    metadata = _read_metadata(im)
+    transparency = _plain_transparency(mode[:-2], im.info.get("transparency"))
+    if transparency is not None:
+        metadata.append(("transparency", transparency))
+    return Picture(pixels, mode, tuple(metadata + _text(im)))
 
 
 def _read_metadata(im: Image.Image) -> list[tuple[str, bytes]]:
@@ -385,6 +405,10 @@ def picture_to_png(picture: Picture, level: int = PNG_LEVEL) -> bytes:
     ``level``: zlib's 0 (stored, fastest) .. 9 (smallest)."""
     check_png_level(level)
     meta = dict(picture.metadata)
+    if picture.mode in sixteen.MODES.values():
+        text = [(key[5:], value.decode("utf-8", errors="replace")) for key, value in picture.metadata
+                if key.startswith("text:") and _PNG_TEXT_KEY.fullmatch(key[5:])]
+        return sixteen.png16_bytes(picture.pixels, meta, level, text)
     h, w, _ = picture.pixels.shape
     im = _palette_image(picture, meta) if picture.mode in ("P", "PA") else None
     if im is None and picture.mode == "1":
@@ -446,19 +470,20 @@ def _png_info(metadata: tuple[tuple[str, bytes], ...]) -> PngImagePlugin.PngInfo
 
 
 def picture_from_array(array: np.ndarray) -> Picture:
-    """Wrap an (H, W) or (H, W, C) uint8 array, C in 1..4, as an L/LA/RGB/RGBA picture."""
+    """Wrap an (H, W) or (H, W, C) array, C in 1..4, as an L/LA/RGB/RGBA picture (uint8) or an
+    L16/LA16/RGB16/RGBA16 one (uint16)."""
     if not isinstance(array, np.ndarray):
         raise InputError("image array must be a numpy array")
-    if array.dtype != np.uint8:
-        raise InputError(f"image array must be uint8, not {array.dtype}")
+    if array.dtype not in (np.uint8, np.uint16):
+        raise InputError(f"image array must be uint8 or uint16, not {array.dtype}")
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or not 1 <= array.shape[2] <= 4:
         raise InputError(f"image array must be (H, W) or (H, W, 1..4), not {array.shape}")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise InputError(f"image array is empty ({array.shape})")
-    mode = ("L", "LA", "RGB", "RGBA")[array.shape[2] - 1]
-    return Picture(np.ascontiguousarray(array).copy(), mode)
+    mode = ("L", "LA", "RGB", "RGBA")[array.shape[2] - 1] + ("16" if array.dtype == np.uint16 else "")
+    return Picture(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("=")).copy(), mode)
 
 
 def write_file_atomic(path: str | os.PathLike, data: bytes, force: bool = False, *,

@@ -187,7 +187,7 @@ def test_stream_damage_behind_a_valid_crc_is_caught_by_the_pixel_checksum(monkey
 
 
 def test_bad_arrays_are_refused():
-    for bad in [np.zeros((4, 4), np.uint16), np.zeros((0, 4, 3), np.uint8), np.zeros((4, 4, 5), np.uint8),
+    for bad in [np.zeros((4, 4), np.int16), np.zeros((0, 4, 3), np.uint8), np.zeros((4, 4, 5), np.uint8),
                 [[1, 2], [3, 4]]]:
         with pytest.raises(InputError):
             ardmzip.compress(bad)

@@ -288,12 +288,6 @@ def refusals() -> dict[str, bytes]:
         "jpeg": encode(rgb, "JPEG"),
         "lossy webp": encode(rgb, "WEBP", quality=80),
         "lossy webp alpha": encode(random_image("RGBA"), "WEBP", quality=80),
-        "png 16-bit grey": png_bytes(2, 2, 16, 0, 1),
-        "png 16-bit rgb": png_bytes(2, 2, 16, 2, 3),
-        "png 16-bit grey alpha": png_bytes(2, 2, 16, 4, 2),
-        "png 16-bit rgba": png_bytes(2, 2, 16, 6, 4),
-        "tiff 16-bit grey": encode(Image.new("I;16", (3, 3)), "TIFF"),
-        "tiff 16-bit rgb": tiff_16bit_rgb(),
         "tiff float": encode(Image.new("F", (3, 3)), "TIFF"),
         "tiff jpeg": encode(rgb, "TIFF", compression="jpeg"),
         "ppm 16-bit": b"P6 2 2 65535\n" + bytes(24),
@@ -311,6 +305,22 @@ def refusals() -> dict[str, bytes]:
 
 
 REFUSALS = refusals()
+SIXTEEN_BIT = {   # read exactly as 16-bit pictures (sixteen.py), not refused any more
+    "png 16-bit grey": (png_bytes(2, 2, 16, 0, 1), "L16", (2, 2, 1)),
+    "png 16-bit rgb": (png_bytes(2, 2, 16, 2, 3), "RGB16", (2, 2, 3)),
+    "png 16-bit grey alpha": (png_bytes(2, 2, 16, 4, 2), "LA16", (2, 2, 2)),
+    "png 16-bit rgba": (png_bytes(2, 2, 16, 6, 4), "RGBA16", (2, 2, 4)),
+    "tiff 16-bit grey": (encode(Image.new("I;16", (3, 3)), "TIFF"), "L16", (3, 3, 1)),
+    "tiff 16-bit rgb": (tiff_16bit_rgb(), "RGB16", (1, 1, 3)),
+}
+
+
+@pytest.mark.parametrize("name", SIXTEEN_BIT)
+def test_16_bit_files_are_read_as_16_bit(name: str) -> None:
+    data, mode, shape = SIXTEEN_BIT[name]
+    picture = read_picture(data)
+    assert picture.mode == mode and picture.pixels.dtype == np.uint16 and picture.pixels.shape == shape
+    assert not picture.pixels.any()
 EXPECTED_MESSAGE = {
     "jpeg": "lossy JPEG", "lossy webp": "lossy WebP", "lossy webp alpha": "lossy WebP",
     "tiff jpeg": "lossy JPEG", "animated gif": "has 2 frames", "apng": "has 2 frames",
@@ -414,10 +424,10 @@ class TestPictureFromArray:
 
     @pytest.mark.parametrize(
         "array",
-        [np.zeros((4, 4), np.uint16), np.zeros((4, 4), np.float32), np.zeros(4, np.uint8),
+        [np.zeros((4, 4), np.int16), np.zeros((4, 4), np.float32), np.zeros(4, np.uint8),
          np.zeros((2, 2, 2, 2), np.uint8), np.zeros((4, 4, 5), np.uint8),
          np.zeros((0, 4), np.uint8), np.zeros((4, 0, 3), np.uint8), [[1, 2]]],
-        ids=["uint16", "float", "1d", "4d", "5 channels", "no rows", "no columns", "list"],
+        ids=["int16", "float", "1d", "4d", "5 channels", "no rows", "no columns", "list"],
     )
     def test_refused(self, array: object) -> None:
         with pytest.raises(InputError):
