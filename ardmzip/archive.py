@@ -1,6 +1,9 @@
-"""Dataset archives: many images in one file, each a complete .ardm, with random access.
+"""Dataset archives: many images in one file, with random access; what all members share is
+written once (model, steps, seed, the arrays' shapes), and a member is its coded streams plus
+a CRC (format 2; format 1 archives, where every member was a whole .ardm, still read).
 
     ardmzip.archive.write_archive("photos/", "photos.ardm", steps=32)
+    ardmzip.archive.write_archive("thumbs.npz", "t.ardm", model="thumbs.npz")   # carries the model
     ardmzip.archive.list_archive("photos.ardm")              # reads only the index
     ardmzip.archive.extract_member("photos.ardm", "sub/a.png")
     ardmzip.archive.extract_all("photos.ardm", "out/")       # or "x.npz" for array sources
@@ -8,31 +11,47 @@
 Sources are a folder of images (walked recursively; member names are the relative POSIX
 paths, sorted by code point) or a .npz/.npy file of uint8 image arrays (N, H, W) or
 (N, H, W, C), C in 1..4 (members named "KEY/000123" for .npz, "000123" for .npy; the
-index keeps each array's key and shape so extraction rebuilds the same arrays, bit-exact).
+archive keeps each array's key and shape so extraction rebuilds the same arrays, bit-exact).
 
-Byte layout, format version 1.  "varint" is the unsigned LEB128 of container.py; CRCs
+Byte layout, format version 2.  "varint" is the unsigned LEB128 of container.py; CRCs
 are CRC32 (zlib), 4 bytes little-endian::
 
-    header        5 bytes   magic b"ARDS", version 1
-    members       one after another, in index order; each is
-      record        varint name length (1..4096), name (utf-8), varint blob length,
-                    CRC32 of the record bytes before it
-      blob          a complete single-image .ardm file (container.pack output), which
-                    carries its own header CRC, streams CRC and pixel CRC
-    index
+    header        magic b"ARDS", version 2, varint length of the shared fields, then:
       kind          1 byte   0 images from a folder, 1 one .npy array, 2 .npz arrays
       flags         1 byte   bit 0: the .npz entries were deflate-compressed
-      array count   varint   (0 for folders); per array: varint key length, key utf-8,
-                             ndim (1 byte, 3 or 4), ndim varints N, H, W[, C]; dtype uint8
-      member count  varint;  per member: varint name length, name utf-8, varint offset
-                             of the blob, varint blob length, mode (1 byte, index into
-                             container.MODES), varint width, varint height
-      index CRC     4 bytes  CRC32 of the index bytes above
-    footer        20 bytes  index offset (8 bytes LE), member count (8 bytes LE), b"ARDS"
+      arrays        varint count (0 for folders); per array: varint key length, key utf-8,
+                    ndim (1 byte, 3 or 4), ndim varints N, H, W[, C]; dtype uint8
+      model         varint name length, name utf-8, 8 bytes of the model file's sha256
+      steps, seed   varints, as in every member's .ardm header
+      codec version 1 byte   the newest .ardm format version the members were coded with
+      model size    varint   bytes of the carried model file (0: a registered model)
+      header CRC    4 bytes  CRC32 of every byte above, magic included
+    model         the carried model file (its sha256 must start with the model hash)
+    members       one after another, in index order; each is
+      metadata      folders only: varint count, per entry varint key length, key,
+                    varint value length, value (PNG text, ICC, EXIF: as in the .ardm header)
+      streams       the coded plane streams (one; two with alpha), lengths in the index
+      CRC           4 bytes  CRC32 of its index entry and its bytes above, carried over
+                             8·W·H zero bytes, XOR CRC32 of its decoded pixels (``_member_crc``)
+    index         varint member count; per member: (folders only: varint name length, name
+                  utf-8, mode byte (index into container.MODES), varint width, varint height,
+                  the member's .ardm format version (1 byte), varint metadata length, varint
+                  stream count), then a varint length per stream; index CRC. An array
+                  member's mode comes from its array, its stream count from the mode (two
+                  with alpha) and its .ardm version from its streams (``codec.format_version``)
+    footer        12 bytes  index offset (8 bytes LE), b"ARDS"
 
-So an archive's size is exactly 5 + sum(record + blob) + index + 20; ``ArchiveIndex``
-reports the overhead (everything but the blobs) in bytes per image.  Members tile the
-file with no gaps, which ``read_index`` checks, so no byte is unaccounted for.
+An array member thus costs its streams plus 4 bytes and a varint per stream (about 6
+bytes for a 32x32 picture); ``ArchiveIndex.overhead_per_image`` is everything but the
+coded streams per image. Decoding a member rebuilds the single .ardm file it was cut from
+(``_member_crc`` gives back its pixel CRC), so a damaged member fails
+alone, as a pixel checksum mismatch, and a wrong decode is caught the same way. A carried
+model is checked against the model hash before any member is decoded.
+
+Format 1 (still read): header b"ARDS" 1; per member a record (varint name length, name,
+varint blob length, CRC32 of those) and a complete single-image .ardm; an index (kind,
+flags, arrays as above, member count, per member name, blob offset, blob length, mode,
+width, height; CRC); footer index offset (8), member count (8), b"ARDS".
 
 Names: every member name and every .npz key, of every kind, passes ``name_problem`` when
 an archive is written and again when it is read: 1..4096 UTF-8 bytes, a relative POSIX
@@ -40,21 +59,24 @@ path of plain components (no "", "." or ".."), no backslash, no control characte
 archive's key is "". So extraction never leaves its folder whatever the file says, and it
 does not write through a symbolic link to a folder either (``follow_symlinks``; see
 ``imageio.write_file_under``). Counts are checked against the bytes present before
-anything is built from them (an index member takes at least 7 bytes, so 41 bytes cannot
-claim 10^12 members), and each picture's size against ``max_pixels`` before decoding.
+anything is built from them (a member takes at least 4 bytes and one index byte, so 41
+bytes cannot claim 10^12 members), and each picture's size against ``max_pixels`` before
+decoding; members tile the file with no gaps, which ``read_index`` checks.
 
-Writing appends members to ``OUT.partial`` and fsyncs after each one, so a crash loses
-at most the member in flight; ``resume=True`` scans the .partial from the start (every
-record CRC and every blob's CRCs are checked, a torn or damaged tail is cut off), keeps
-the finished members that still match the source (same name, pixels, mode, metadata,
-model, steps and seed) and compresses the rest.  Only when every member is in is the
-index and footer written and the file renamed to OUT; a .partial has no footer, so it
-never passes for a complete archive.  Because coding is deterministic, a resumed
-archive is byte-identical to one written in a single run.
+Writing appends members to ``OUT.partial`` and their index entries to ``OUT.partial-index``
+(the journal), fsynced member by member, so a crash loses at most the member in flight;
+``resume=True`` keeps the members whose journal entry, bytes and CRC still match the source
+(same name, pixels, mode, metadata; the header holds model, steps and seed, and another
+header starts over), cuts a torn or damaged tail, and compresses the rest.  Only when every
+member is in is the index and footer written, the file renamed to OUT and the journal
+removed; a .partial has no footer, so it never passes for a complete archive.  Because
+coding is deterministic, a resumed archive is byte-identical to one written in a single run.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import itertools
 import math
 import os
@@ -70,24 +92,27 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import codec, container
+from . import codec, container, weights
 from .codec import DEFAULT_STEPS, check_steps, compress_pictures, decompress_picture, decompress_pictures, pixel_crc
-from .errors import FormatError, InputError, OutputError
+from .errors import FormatError, InputError, ModelMismatch, OutputError
 from .imageio import MODE_CHANNELS, PNG_LEVEL, Picture, check_png_level, commit_file, picture_from_array, read_picture
 from .progress import PictureBar, bar as progress_bar, decoded_planes, for_picture
 
 __all__ = [
-    "MAGIC", "VERSION", "IMAGE_SUFFIXES", "ARRAY_SUFFIXES", "PARTIAL_SUFFIX", "FOOTER_SIZE",
-    "ArraySpec", "MemberInfo", "ArchiveIndex", "WriteResult",
+    "MAGIC", "VERSION", "IMAGE_SUFFIXES", "ARRAY_SUFFIXES", "PARTIAL_SUFFIX", "JOURNAL_SUFFIX", "FOOTER_SIZE",
+    "ArraySpec", "MemberInfo", "Shared", "ArchiveIndex", "WriteResult",
     "is_archive", "write_archive", "read_index", "archive_info", "list_archive", "extract_member", "extract_all",
     "test_archive", "png_names", "name_problem",
 ]
 
 MAGIC = b"ARDS"
-VERSION = 1
+VERSION = 2                         # what this ardmzip writes; version 1 archives still read
+VERSIONS = (1, 2)
 HEADER = MAGIC + bytes([VERSION])
-FOOTER_SIZE = 20
+FOOTER_SIZE = 12                    # version 2: index offset, magic
+FOOTER_SIZE_V1 = 20                 # index offset, member count, magic
 PARTIAL_SUFFIX = ".partial"
+JOURNAL_SUFFIX = ".partial-index"   # the index entries of the members in the .partial
 KINDS = ("images", "npy", "npz")
 FLAG_DEFLATED = 1
 MAX_NAME_BYTES = 4096
@@ -95,8 +120,10 @@ MAX_ARRAYS = 1 << 16
 MAX_SIDE = 2**31 - 1                # the largest width or height a single .ardm can hold
 # Fewest index bytes one member / one array takes (each field at least one byte), so the
 # index's size bounds the counts it may claim before anything is built from them.
-MIN_MEMBER_BYTES = 7               # name length, name, offset, size, mode, width, height
+MIN_MEMBER_BYTES = 7               # version 1: name length, name, offset, size, mode, width, height
 MIN_ARRAY_BYTES = 5                # key length, ndim, N, H, W
+MIN_ENTRY_BYTES = {"images": 9, "npy": 1, "npz": 1}   # version 2: index bytes of one member (name .. one length)
+MEMBER_CRC_BYTES = 4               # version 2: each member ends with its CRC, so takes at least these
 IMAGE_SUFFIXES = {".png", ".bmp", ".dib", ".ppm", ".pgm", ".pbm", ".pnm", ".tif", ".tiff", ".webp", ".gif",
                   ".tga", ".qoi", ".pcx"}
 ARRAY_SUFFIXES = (".npz", ".npy")
@@ -142,11 +169,14 @@ class ArraySpec:
 class MemberInfo:
     """One archive member as the index describes it (no member bytes are read)."""
     name: str
-    offset: int          # of the .ardm blob in the archive
-    size: int            # bytes of the .ardm blob
+    offset: int          # of the member's bytes in the archive (version 1: of its .ardm blob)
+    size: int            # bytes of the member (version 2: metadata, streams and CRC; 1: the .ardm blob)
     mode: str
     width: int
     height: int
+    streams: tuple[int, ...] = ()     # version 2: the length of each coded plane stream
+    meta_size: int = 0                # version 2, folders: bytes of metadata before the streams
+    codec_version: int = 0            # version 2, folders: the member's .ardm format version
 
     @property
     def channels(self) -> int:
@@ -166,6 +196,29 @@ class MemberInfo:
 
 
 @dataclass(frozen=True)
+class Shared:
+    """What every member of a version 2 archive has in common, written once in its header."""
+    kind: str                          # "images", "npy" or "npz"
+    deflated: bool
+    arrays: tuple[ArraySpec, ...]
+    model_name: str
+    model_hash: bytes                  # first 8 bytes of the model file's sha256
+    steps: int
+    seed: int
+    codec_version: int                 # the newest .ardm format version the members were coded with
+    model_size: int = 0                # bytes of the carried model file; 0: registered, not carried
+
+    def pack(self) -> bytes:
+        """The archive's header: magic, version, the shared fields and their CRC."""
+        name = self.model_name.encode("utf-8")
+        body = bytes((KINDS.index(self.kind), FLAG_DEFLATED if self.deflated else 0)) + _pack_arrays(self.arrays)
+        body += _varint(len(name)) + name + self.model_hash + _varint(self.steps) + _varint(self.seed)
+        body += bytes((self.codec_version,)) + _varint(self.model_size)
+        head = HEADER + _varint(len(body)) + body
+        return head + _crc(head)
+
+
+@dataclass(frozen=True)
 class ArchiveIndex:
     """What an archive's index holds, plus the archive's size."""
     kind: str                          # "images", "npy" or "npz"
@@ -174,15 +227,31 @@ class ArchiveIndex:
     members: tuple[MemberInfo, ...]
     size: int                          # bytes of the whole archive
     index_offset: int
+    version: int = VERSION
+    shared: Shared | None = None       # version 2 (version 1 members carry these in their headers)
+    model_offset: int = 0              # version 2: where a carried model's bytes start
 
     @property
     def member_bytes(self) -> int:
         return sum(m.size for m in self.members)
 
     @property
+    def stream_bytes(self) -> int:
+        """Bytes of the members' coded plane streams (version 1: the whole .ardm members)."""
+        if self.version == 1:
+            return self.member_bytes
+        return sum(sum(m.streams) for m in self.members)
+
+    @property
     def overhead_bytes(self) -> int:
-        """Header, member records, index and footer: everything but the .ardm blobs."""
-        return self.size - self.member_bytes
+        """Everything but the coded streams: header (and a carried model), per-member CRCs and
+        metadata, index and footer (version 1: everything but the members' .ardm files)."""
+        return self.size - self.stream_bytes
+
+    @property
+    def model_bytes(self) -> int:
+        """Bytes of the carried model (0: the archive names a registered model)."""
+        return self.shared.model_size if self.shared else 0
 
     @property
     def overhead_per_image(self) -> float:
@@ -199,7 +268,7 @@ class ArchiveIndex:
 
     @property
     def member_bpsp(self) -> float:
-        """Bits per subpixel of the .ardm members alone (what the progress bar shows)."""
+        """Bits per subpixel of the members alone (what the progress bar shows)."""
         return 8 * self.member_bytes / max(1, self.subpixels)
 
     def member(self, name: str) -> MemberInfo:
@@ -284,14 +353,20 @@ def name_problem(name: str) -> str | None:
 # ---------------------------------------------------------------- index
 
 
-def _pack_index(kind: str, deflated: bool, arrays: Sequence[ArraySpec], members: Sequence[MemberInfo]) -> bytes:
-    out = bytearray((KINDS.index(kind), FLAG_DEFLATED if deflated else 0))
-    out += _varint(len(arrays))
+def _pack_arrays(arrays: Sequence[ArraySpec]) -> bytes:
+    out = bytearray(_varint(len(arrays)))
     for a in arrays:
         key = a.key.encode("utf-8")
         out += _varint(len(key)) + key + bytes((len(a.shape),))
         for d in a.shape:
             out += _varint(d)
+    return bytes(out)
+
+
+def _pack_index(kind: str, deflated: bool, arrays: Sequence[ArraySpec], members: Sequence[MemberInfo]) -> bytes:
+    """A version 1 index (tests build version 1 archives with it)."""
+    out = bytearray((KINDS.index(kind), FLAG_DEFLATED if deflated else 0))
+    out += _pack_arrays(arrays)
     out += _varint(len(members))
     for m in members:
         name = m.name.encode("utf-8")
@@ -300,8 +375,194 @@ def _pack_index(kind: str, deflated: bool, arrays: Sequence[ArraySpec], members:
     return bytes(out + _crc(out))
 
 
-def _footer(index_offset: int, count: int) -> bytes:
+def _footer_v1(index_offset: int, count: int) -> bytes:
     return index_offset.to_bytes(8, "little") + count.to_bytes(8, "little") + MAGIC
+
+
+def _footer(index_offset: int) -> bytes:
+    return index_offset.to_bytes(8, "little") + MAGIC
+
+
+def stream_count(mode: str) -> int:
+    """Coded streams of a picture of ``mode``: colour, and alpha where there is one."""
+    return 2 if MODE_CHANNELS[mode] in (2, 4) else 1
+
+
+def _pack_metadata(metadata: Sequence[tuple[str, bytes]]) -> bytes:
+    out = bytearray(_varint(len(metadata)))
+    for key, value in metadata:
+        out += container._blob(key.encode("utf-8")) + container._blob(value)
+    return bytes(out)
+
+
+def _member_parts(shared: Shared, name: str, ardm: bytes) -> tuple[bytes, bytes, MemberInfo]:
+    """A member coded as a single .ardm file -> (its bytes in the archive, its index entry,
+    its MemberInfo at offset 0). Refuses a file that does not share the archive's header."""
+    h, streams = container.unpack(ardm)
+    if (h.model_name, h.model_hash, h.steps, h.seed) != (shared.model_name, shared.model_hash, shared.steps,
+                                                         shared.seed):
+        raise ModelMismatch(f"{name}: coded with another model or settings than the archive's "
+                            "(did the model file change while writing?)")
+    if len(streams) != stream_count(h.mode):
+        raise FormatError(f"{name}: {len(streams)} streams for mode {h.mode}")
+    meta = _pack_metadata(h.metadata) if shared.kind == "images" else b""
+    # An array member's .ardm version is recomputed from its streams when it is read.
+    if shared.kind != "images" and (h.metadata or h.version != codec.format_version(list(streams),
+                                                                                    shared.codec_version)):
+        raise FormatError(f"{name}: an array member with metadata or an unexpected format version")
+    body = meta + b"".join(streams)
+    info = MemberInfo(name, 0, len(body) + MEMBER_CRC_BYTES, h.mode, h.width, h.height, tuple(map(len, streams)),
+                      len(meta), h.version if shared.kind == "images" else 0)
+    entry = _pack_entry(shared.kind, info)
+    return body + _member_crc(entry + body, h.pixel_crc, h.width, h.height).to_bytes(4, "little"), entry, info
+
+
+def _pack_entry(kind: str, m: MemberInfo) -> bytes:
+    """A member's index entry (what ``_read_entry`` reads)."""
+    lengths = b"".join(_varint(n) for n in m.streams)
+    if kind != "images":
+        return lengths
+    raw = m.name.encode("utf-8")
+    return _varint(len(raw)) + raw + bytes((container.MODES.index(m.mode),)) + _varint(m.width) \
+        + _varint(m.height) + bytes((m.codec_version,)) + _varint(m.meta_size) + _varint(len(m.streams)) + lengths
+
+
+_POLY = 0xEDB88320                  # CRC32's polynomial, bit-reflected as zlib uses it
+
+
+def _mulmod(a: int, b: int) -> int:
+    """a(x) * b(x) modulo CRC32's polynomial (reflected bit order), as zlib's multmodp."""
+    p, m = 0, 1 << 31
+    while m:
+        if a & m:
+            p ^= b
+        m >>= 1
+        b = (b >> 1) ^ _POLY if b & 1 else b >> 1
+    return p
+
+
+def _carry(crc: int, n: int) -> int:
+    """``crc`` carried over ``n`` zero bytes: x^(8n) * crc(x), by squaring (O(log n) even for a
+    hostile size), so that crc32(A + B) == _carry(crc32(A), len(B)) ^ crc32(B)."""
+    power, x2k = 1 << 31, 1 << 23          # x^0; x^8 (one byte)
+    while n:
+        if n & 1:
+            power = _mulmod(x2k, power)
+        n >>= 1
+        x2k = _mulmod(x2k, x2k)
+    return _mulmod(power, crc)
+
+
+def _member_crc(body: bytes | memoryview, crc: int, width: int, height: int) -> int:
+    """A member's CRC from its bytes and its pixel CRC, and the pixel CRC from the member CRC.
+
+    The CRC32 of ``body`` (the member's index entry, then its bytes) is carried over 8·W·H
+    zero bytes (at least the pixels' length) and XORed with the pixel CRC: CRC32 is affine, so
+    this is the CRC32 of the body followed by the pixels (zero-padded in between), with
+    CRC32's guarantees over both; a plain XOR of the two CRCs would let a flip in a stored
+    plane cancel the same flip in the pixels."""
+    return crc ^ _carry(zlib.crc32(body), 8 * width * height)
+
+
+def _read_entry(cur: "_Cursor", shared: Shared, name: str, mode: str, width: int, height: int) -> MemberInfo:
+    """One member's index entry (the array's ``name``, ``mode`` and size for array kinds);
+    offset 0. FormatError if it is malformed."""
+    meta_size, version = 0, 0
+    if shared.kind == "images":
+        name = cur.text()
+        if problem := name_problem(name):
+            raise cur.fail(f"unsafe member name {name!r} ({problem})")
+        mode_code, width, height, version = cur.byte(), cur.varint(), cur.varint(), cur.byte()
+        meta_size, count = cur.varint(), cur.varint()
+        if mode_code >= len(container.MODES) or not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE) \
+                or not container.OLDEST_VERSION <= version <= container.FORMAT_VERSION:
+            raise cur.fail(f"bad image for member {name!r}")
+        mode = container.MODES[mode_code]
+        if count != stream_count(mode):
+            raise cur.fail(f"bad stream count for member {name!r}")
+    streams = tuple(cur.varint() for _ in range(stream_count(mode)))
+    return MemberInfo(name, 0, meta_size + sum(streams) + MEMBER_CRC_BYTES, mode, width, height, streams,
+                      meta_size, version)
+
+
+def _read_shared(f: BinaryIO, size: int) -> tuple[Shared, int]:
+    """A version 2 archive's header, checked, and where it ends."""
+    f.seek(len(HEADER))
+    head = f.read(10)
+    cur = _Cursor(head, "header")
+    length = cur.varint()
+    start = len(HEADER) + cur.pos
+    if length > size - start - 4:
+        raise FormatError("truncated archive (header)")
+    f.seek(0)
+    raw = f.read(start + length + 4)
+    if zlib.crc32(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
+        raise FormatError("corrupt archive: header checksum mismatch")
+    cur = _Cursor(raw[start:-4], "header")
+    kind_code, flags = cur.byte(), cur.byte()
+    if kind_code >= len(KINDS) or flags & ~FLAG_DEFLATED:
+        raise cur.fail("unknown archive kind or flags")
+    kind = KINDS[kind_code]
+    arrays = _read_arrays(cur, kind, None)
+    name = cur.text(1, container.MAX_NAME_BYTES)
+    model_hash = bytes(cur.take(container.HASH_BYTES))
+    steps, seed, codec_version, model_size = cur.varint(), cur.varint(), cur.byte(), cur.varint()
+    if cur.pos != len(cur.data):
+        raise cur.fail("unexpected bytes")
+    if codec_version > container.FORMAT_VERSION:
+        raise FormatError(f"archive made by a newer ardmzip (its members use .ardm format version {codec_version})")
+    if not 1 <= steps < 2**32 or codec_version < container.OLDEST_VERSION:
+        raise cur.fail("bad steps or format version")
+    if model_size > size - len(raw):
+        raise FormatError("truncated archive (carried model)")
+    return Shared(kind, bool(flags & FLAG_DEFLATED), tuple(arrays), name, model_hash, steps, seed, codec_version,
+                  model_size), len(raw)
+
+
+def _read_index_v2(f: BinaryIO, size: int) -> ArchiveIndex:
+    shared, header_end = _read_shared(f, size)
+    members_start = header_end + shared.model_size
+    if size < members_start + FOOTER_SIZE + 5:
+        raise FormatError("truncated archive (no index)")
+    f.seek(size - FOOTER_SIZE)
+    footer = f.read(FOOTER_SIZE)
+    if footer[8:] != MAGIC:
+        raise FormatError("incomplete archive: no footer (truncated, or an unfinished .partial; "
+                          "an interrupted write continues with --resume)")
+    index_offset = int.from_bytes(footer[:8], "little")
+    end = size - FOOTER_SIZE
+    if not members_start <= index_offset <= end - 5:
+        raise FormatError("corrupt archive: index offset out of range")
+    f.seek(index_offset)
+    raw = f.read(end - index_offset)
+    if zlib.crc32(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
+        raise FormatError("corrupt archive: index checksum mismatch")
+    cur = _Cursor(raw[:-4], "index")
+    count = cur.varint()
+    room = min((len(cur.data) - cur.pos) // MIN_ENTRY_BYTES[shared.kind],
+               (index_offset - members_start) // MEMBER_CRC_BYTES)
+    if count > room:                                              # before anything is built from it
+        raise FormatError(f"corrupt archive: {count} members cannot fit in the index and members present")
+    if shared.kind != "images" and sum(a.count for a in shared.arrays) != count:
+        raise cur.fail("the arrays' images do not add up to the member count")
+    slots: Iterable[tuple[str, str, int, int]] = (
+        (name, a.mode, a.shape[2], a.shape[1]) for a in shared.arrays for name in a.member_names())
+    if shared.kind == "images":
+        slots = itertools.repeat(("", "L", 1, 1), count)
+    members: list[MemberInfo] = []
+    pos = members_start
+    for slot in slots:
+        m = _read_entry(cur, shared, *slot)
+        if pos + m.size > index_offset:
+            raise cur.fail(f"member {m.name!r} is not where the index says")
+        members.append(dataclasses.replace(m, offset=pos))
+        pos += m.size
+    if cur.pos != len(cur.data) or pos != index_offset:
+        raise cur.fail("members and index do not tile the file")
+    if len({m.name for m in members}) != len(members):
+        raise cur.fail("duplicate member names")
+    return ArchiveIndex(shared.kind, shared.deflated, shared.arrays, tuple(members), size, index_offset, 2, shared,
+                        header_end)
 
 
 def _check_header(head: bytes) -> None:
@@ -315,13 +576,13 @@ def _check_header(head: bytes) -> None:
         raise FormatError("truncated archive")
     if head[4] > VERSION:
         raise FormatError(f"archive made by a newer ardmzip (archive version {head[4]})")
-    if head[4] != VERSION:
+    if head[4] not in VERSIONS:
         raise FormatError(f"corrupt archive: unknown archive version {head[4]}")
 
 
-def _read_arrays(cur: _Cursor, kind: str, members: int) -> list[ArraySpec]:
-    """The index's arrays, checked: keys (``name_problem``; "" in a .npy archive), shapes, and
-    image counts adding up to the footer's ``members`` (so no name is made from a claim)."""
+def _read_arrays(cur: _Cursor, kind: str, members: int | None) -> list[ArraySpec]:
+    """The arrays, checked: keys (``name_problem``; "" in a .npy archive), shapes, and image
+    counts adding up to ``members`` (so no name is made from a claim; None: the caller checks)."""
     n_arrays = cur.varint()
     if n_arrays > min(MAX_ARRAYS, len(cur.data) // MIN_ARRAY_BYTES) or (kind == "images" and n_arrays) \
             or (kind == "npy" and n_arrays != 1):
@@ -341,24 +602,29 @@ def _read_arrays(cur: _Cursor, kind: str, members: int) -> list[ArraySpec]:
         arrays.append(ArraySpec(key, shape))
     if len({a.key for a in arrays}) != len(arrays):
         raise cur.fail("duplicate array keys")
-    if kind != "images" and sum(a.count for a in arrays) != members:
+    if kind != "images" and members is not None and sum(a.count for a in arrays) != members:
         raise cur.fail("the arrays' images do not add up to the member count")
     return arrays
 
 
 def _read_index(f: BinaryIO, size: int) -> ArchiveIndex:
     f.seek(0)
-    _check_header(f.read(len(HEADER)))
-    if size < len(HEADER) + FOOTER_SIZE:
+    head = f.read(len(HEADER))
+    _check_header(head)
+    return _read_index_v2(f, size) if head[4] == 2 else _read_index_v1(f, size)
+
+
+def _read_index_v1(f: BinaryIO, size: int) -> ArchiveIndex:
+    if size < len(HEADER) + FOOTER_SIZE_V1:
         raise FormatError("truncated archive (no index)")
-    f.seek(size - FOOTER_SIZE)
-    footer = f.read(FOOTER_SIZE)
+    f.seek(size - FOOTER_SIZE_V1)
+    footer = f.read(FOOTER_SIZE_V1)
     if footer[16:] != MAGIC:
         raise FormatError("incomplete archive: no footer (truncated, or an unfinished .partial; "
                           "an interrupted write continues with --resume)")
     index_offset = int.from_bytes(footer[:8], "little")
     count = int.from_bytes(footer[8:16], "little")
-    end = size - FOOTER_SIZE
+    end = size - FOOTER_SIZE_V1
     if not len(HEADER) <= index_offset <= end - 4:
         raise FormatError("corrupt archive: index offset out of range")
     if count > (end - 4 - index_offset) // MIN_MEMBER_BYTES:          # before reading anything
@@ -401,7 +667,7 @@ def _read_index(f: BinaryIO, size: int) -> ArchiveIndex:
         shapes = [(a.image_shape[:2], a.mode) for a in arrays for _ in range(a.count)]
         if names != expected or shapes != [((m.height, m.width), m.mode) for m in members]:
             raise cur.fail("members do not match the recorded arrays")
-    return ArchiveIndex(kind, bool(flags & FLAG_DEFLATED), tuple(arrays), tuple(members), size, index_offset)
+    return ArchiveIndex(kind, bool(flags & FLAG_DEFLATED), tuple(arrays), tuple(members), size, index_offset, 1)
 
 
 @contextlib.contextmanager
@@ -441,26 +707,52 @@ def list_archive(path: str | os.PathLike) -> list[MemberInfo]:
 
 def archive_info(path: str | os.PathLike) -> dict[str, Any]:
     """Summary of an archive for ``ardmzip info``: the index, plus the model, steps and seed
-    from the first member's header (the only member bytes read)."""
+    (version 1: from the first member's header, the only member bytes read)."""
     with _open_archive(path) as (f, size):
         index = _read_index(f, size)
-        first = None
-        if index.members:
+        first = index.shared
+        if first is None and index.members:
             try:
-                first = container.peek_header(_read_blob(f, index.members[0]))
+                first = container.peek_header(_read_blob(f, index, index.members[0]))
             except FormatError:
                 pass                                    # damaged: `ardmzip test` will say
     return {
-        "archive": True, "kind": index.kind, "images": len(index.members), "bytes": index.size,
-        "member_bytes": index.member_bytes, "overhead_bytes": index.overhead_bytes,
-        "overhead_per_image": index.overhead_per_image, "subpixels": index.subpixels, "bpsp": index.bpsp,
+        "archive": True, "version": index.version, "kind": index.kind, "images": len(index.members),
+        "bytes": index.size, "member_bytes": index.member_bytes, "stream_bytes": index.stream_bytes,
+        "overhead_bytes": index.overhead_bytes, "overhead_per_image": index.overhead_per_image,
+        "subpixels": index.subpixels, "bpsp": index.bpsp,
         "arrays": [{"key": a.key, "shape": list(a.shape), "dtype": "uint8"} for a in index.arrays],
         "model": first.model_name if first else None, "model_hash": first.model_hash.hex() if first else None,
+        "model_carried_bytes": index.model_bytes, "model_source": _model_source(index) if first else None,
         "steps": first.steps if first else None, "seed": first.seed if first else None,
     }
 
 
-def _read_blob(f: BinaryIO, m: MemberInfo) -> bytes:
+def _model_source(index: ArchiveIndex) -> str:
+    """How the archive's model is found: "carried (N bytes)" in the archive, or "registered"."""
+    return f"carried ({index.model_bytes} bytes)" if index.model_bytes else "registered"
+
+
+def _carried_model(f: BinaryIO, index: ArchiveIndex) -> tuple[str, bytes] | None:
+    """The carried model as (name, file bytes), checked against the model hash and known to
+    this process from now on (weights.remember); None when the archive names a registered one."""
+    if not index.model_bytes:
+        return None
+    shared = index.shared
+    f.seek(index.model_offset)
+    data = f.read(shared.model_size)
+    if len(data) != shared.model_size or hashlib.sha256(data).digest()[:container.HASH_BYTES] != shared.model_hash:
+        raise FormatError(f"corrupt archive: the carried model {shared.model_name!r} does not match its hash "
+                          f"({shared.model_hash.hex()})")
+    weights.remember(data, shared.model_name)
+    return shared.model_name, data
+
+
+def _read_blob(f: BinaryIO, index: ArchiveIndex, m: MemberInfo) -> bytes:
+    """Member ``m`` as the single .ardm file it was coded as (version 2: rebuilt from the
+    archive's header, its index entry and its bytes)."""
+    if index.version == 2:
+        return _member_ardm(f, index.shared, m)
     record = _record(m.name, m.size)
     f.seek(m.offset - len(record))
     data = f.read(len(record) + m.size)
@@ -471,16 +763,48 @@ def _read_blob(f: BinaryIO, m: MemberInfo) -> bytes:
     return data[len(record):]
 
 
+def _member_ardm(f: BinaryIO, shared: Shared, m: MemberInfo) -> bytes:
+    f.seek(m.offset)
+    data = f.read(m.size)
+    if len(data) != m.size:
+        raise FormatError("truncated archive member")
+    body = memoryview(data)[:-MEMBER_CRC_BYTES]
+    # What is left of the member CRC is the pixel CRC the .ardm header holds, so any damage to
+    # the bytes shows as decoded pixels that do not match.
+    crc_of_pixels = _member_crc(_pack_entry(shared.kind, m) + bytes(body),
+                                int.from_bytes(data[-MEMBER_CRC_BYTES:], "little"), m.width, m.height)
+    metadata: list[tuple[str, bytes]] = []
+    cur = _Cursor(bytes(body[:m.meta_size]), f"member {m.name!r}")
+    if shared.kind == "images":
+        for _ in range(cur.count(container.MAX_METADATA, "metadata entries")):
+            key, value = cur.blob(container.MAX_KEY_BYTES), cur.blob()
+            metadata.append((key.decode("utf-8", "surrogateescape"), value))
+        if cur.pos != m.meta_size:
+            raise cur.fail("metadata length mismatch")
+    streams, pos = [], m.meta_size
+    for n in m.streams:
+        streams.append(bytes(body[pos:pos + n]))
+        pos += n
+    version = m.codec_version or codec.format_version(streams, shared.codec_version)
+    try:
+        header = container.Header(shared.model_name, shared.model_hash, m.mode, m.width, m.height, shared.steps,
+                                  shared.seed, crc_of_pixels, tuple(metadata), version)
+    except ValueError as e:
+        raise cur.fail(str(e)) from None
+    return container.pack(header, streams)
+
+
 def _check_member(m: MemberInfo, picture: Picture) -> Picture:
     if picture.mode != m.mode or picture.pixels.shape[:2] != (m.height, m.width):
         raise FormatError("corrupt archive: member does not match its index entry")
     return picture
 
 
-def _decode(f: BinaryIO, m: MemberInfo, device: str, max_pixels: int,
+def _decode(f: BinaryIO, index: ArchiveIndex, m: MemberInfo, device: str, max_pixels: int,
             progress: bool | PictureBar = False) -> Picture:
     container.check_pixels(m.width, m.height, max_pixels, f"member {m.name!r}")     # before reading it
-    blob = _read_blob(f, m)
+    _carried_model(f, index)
+    blob = _read_blob(f, index, m)
     with for_picture(progress, m.name, lambda: decoded_planes(blob)) as bar:
         return _check_member(m, decompress_picture(blob, device, bar, max_pixels=max_pixels))
 
@@ -544,22 +868,27 @@ def _ordered_map(fn: Callable, tasks: Iterable[tuple[Any, tuple]], jobs: int) ->
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _decompress_job(blobs: list[bytes], device: str, max_pixels: int) -> list:
+def _decompress_job(blobs: list[bytes], device: str, max_pixels: int, model: tuple[str, bytes] | None = None) -> list:
+    """Decode a batch of .ardm files; ``model``: an archive's carried model (name, file bytes)."""
+    if model is not None:
+        weights.remember(model[1], model[0])
     return decompress_pictures(blobs, device, max_pixels=max_pixels)
 
 
-def _decoded(f: BinaryIO, members: Sequence[MemberInfo], device: str, jobs: int = 1,
+def _decoded(f: BinaryIO, index: ArchiveIndex, device: str, jobs: int = 1,
              max_pixels: int = container.MAX_PIXELS) -> Iterator[tuple[MemberInfo, Any]]:
-    """(member, Picture or the exception it raised), in order; members of one size share
-    network calls (same pixels as decoding each alone). With jobs > 1 worker processes
-    decode batches in parallel, at most 2 * jobs batches ahead. A member over ``max_pixels``
-    (its index entry, then its header) fails with LimitError before its bytes are decoded."""
+    """(member, Picture or the exception it raised) for each of ``index``'s members, in order;
+    members of one size share network calls (same pixels as decoding each alone). With jobs >
+    1 worker processes decode batches in parallel, at most 2 * jobs batches ahead (a carried
+    model travels with each batch, the same bytes object). A member over ``max_pixels`` (its
+    index entry, then its header) fails with LimitError before its bytes are decoded."""
+    model = _carried_model(f, index)
     def read(batch: list[MemberInfo]) -> tuple[list[bytes], dict[int, BaseException]]:
         blobs, errors = [], {}
         for i, m in enumerate(batch):
             try:
                 container.check_pixels(m.width, m.height, max_pixels, f"member {m.name!r}")
-                blobs.append(_read_blob(f, m))
+                blobs.append(_read_blob(f, index, m))
             except Exception as e:  # noqa: BLE001 - reported per member, the others go on
                 errors[i] = e
         return blobs, errors
@@ -576,9 +905,9 @@ def _decoded(f: BinaryIO, members: Sequence[MemberInfo], device: str, jobs: int 
             yield m, result
 
     def tasks() -> Iterator[tuple[Any, tuple]]:
-        for batch in _batches(members, lambda m: m.subpixels):
+        for batch in _batches(index.members, lambda m: m.subpixels):
             blobs, errors = read(batch)
-            yield (batch, errors), (blobs, device, max_pixels)
+            yield (batch, errors), (blobs, device, max_pixels, model)
 
     for (batch, errors), decoded in _ordered_map(_decompress_job, tasks(), jobs):
         yield from results(batch, errors, decoded)
@@ -589,7 +918,8 @@ def extract_member(path: str | os.PathLike, name: str, device: str = "cpu", *,
     """Decode one member (only its bytes are read); its pixels are CRC-checked. LimitError if
     it is over ``max_pixels`` pixels (0: no limit). ``progress``: a bar over its steps."""
     with _open_archive(path) as (f, size):
-        return _decode(f, _read_index(f, size).member(name), device, max_pixels, progress)
+        index = _read_index(f, size)
+        return _decode(f, index, index.member(name), device, max_pixels, progress)
 
 
 def _progress_bar(total: int, progress: bool, desc: str):
@@ -613,7 +943,7 @@ def test_archive(path: str | os.PathLike, device: str = "cpu", progress: bool = 
     with _open_archive(path) as (f, size):
         index = _read_index(f, size)
         with _progress_bar(len(index.members), progress, "test") as bar:
-            for m, result in _decoded(f, index.members, device, jobs, max_pixels):
+            for m, result in _decoded(f, index, device, jobs, max_pixels):
                 _report(results, on_member, m.name, result if isinstance(result, BaseException) else None)
                 bar.update(1)
     return results
@@ -693,7 +1023,7 @@ def _extract_folder(f: BinaryIO, index: ArchiveIndex, out: str, force: bool, dev
             raise OutputError(f"{existing[0]} exists{more}; use -f to overwrite")
     results: list[tuple[str, BaseException | None]] = []
     with _progress_bar(len(index.members), progress, "extract") as bar:
-        for m, result in _decoded(f, index.members, device, jobs, max_pixels):
+        for m, result in _decoded(f, index, device, jobs, max_pixels):
             error: BaseException | None = None
             try:
                 if isinstance(result, BaseException):
@@ -711,7 +1041,7 @@ def _extract_arrays(f: BinaryIO, index: ArchiveIndex, out: str, force: bool, dev
     if not force and os.path.lexists(out):
         raise OutputError(f"{out} exists; use -f to overwrite")
     results: list[tuple[str, BaseException | None]] = []
-    members = _decoded(f, index.members, device, jobs, max_pixels)
+    members = _decoded(f, index, device, jobs, max_pixels)
 
     def write_array(fp: BinaryIO, spec: ArraySpec, bar) -> None:
         header = {"descr": np.lib.format.dtype_to_descr(_U1), "fortran_order": False, "shape": spec.shape}
@@ -935,58 +1265,59 @@ def _open_source(source: str | os.PathLike, max_pixels: int = container.MAX_PIXE
 # ---------------------------------------------------------------- writing
 
 
-@dataclass
-class _Scanned:
-    """A finished member found in a .partial."""
-    start: int           # of its record
-    end: int             # after its blob
-    info: MemberInfo
-    header: container.Header
+@dataclass(frozen=True)
+class _ModelChoice:
+    """The model an archive is written with: the model, what compress jobs are given (a
+    registered name, or (name, model file bytes)), and the bytes the archive carries (b"": none)."""
+    model: Any
+    job_arg: str | tuple[str, bytes]
+    carried: bytes
 
 
-def _scan_partial(f: BinaryIO, size: int, partial: str) -> tuple[list[_Scanned], int]:
-    """Finished members at the start of a .partial, and where the valid part ends.
+def _choose_model(model: str | os.PathLike | None, carry_model: bool) -> _ModelChoice:
+    """A registered model is named (carried only with ``carry_model``); a model file that is
+    not registered is always carried, so the archive decodes anywhere."""
+    m = weights.load(model)
+    registered = weights.registered_name(m.sha256)
+    if registered is not None:
+        return _ModelChoice(m, registered, m.data if carry_model else b"")
+    return _ModelChoice(m, (m.name, m.data), m.data)
 
-    Stops at the first record or blob that is torn or fails a check; nothing after it
-    is trusted (the writer fsyncs each member, so only the last can be torn)."""
+
+def _resume(f: BinaryIO, journal: BinaryIO, prelude: bytes, shared: Shared,
+            pictures: Iterator[tuple[str, Picture]]) -> tuple[list[tuple[bytes, MemberInfo]], Iterator]:
+    """The finished members at the start of a .partial that still match the source, as
+    (index entry, member), and the source's pictures after them.
+
+    A member is kept when its journal entry parses and names the source picture (name, mode,
+    size), its metadata is the picture's, and its CRC holds with the picture's pixels; the
+    first that fails ends the scan (the writer fsyncs member by member, so only the last can
+    be torn). Another header (model, steps, seed, source kind or arrays) keeps nothing."""
     f.seek(0)
-    head = f.read(len(HEADER))
-    if head != HEADER:
-        if HEADER.startswith(head):
-            return [], 0                               # torn before the header was down
-        raise OutputError(f"{partial} is not an unfinished ardmzip archive; remove it or use -f")
-    members: list[_Scanned] = []
-    pos = len(HEADER)
-    while pos < size:
-        f.seek(pos)
-        cur = _Cursor(f.read(min(size - pos, 2 * 10 + MAX_NAME_BYTES + 4)), "record")
+    if f.read(len(prelude)) != prelude:
+        return [], pictures
+    journal.seek(0)
+    cur = _Cursor(journal.read(), "journal")
+    kept: list[tuple[bytes, MemberInfo]] = []
+    pos = len(prelude)
+    for item in pictures:
+        name, picture = item
+        height, width = picture.pixels.shape[:2]
+        start = cur.pos
         try:
-            name = cur.text()
-            length = cur.varint()
-            if cur.take(4) != _crc(cur.data[:cur.pos - 4]) or name_problem(name):
-                break
-            start = pos + cur.pos
-            if length > size - start:
-                break
-            f.seek(start)
-            blob = f.read(length)
-            header, _ = container.unpack(blob)         # header and streams CRCs
+            m = _read_entry(cur, shared, name, picture.mode, width, height)
         except FormatError:
-            break
-        info = MemberInfo(name, start, length, header.mode, header.width, header.height)
-        members.append(_Scanned(pos, start + length, info, header))
-        pos = start + length
-    return members, pos
-
-
-def _expected_header(model: Any, picture: Picture, steps: int, seed: int, version: int) -> container.Header:
-    """The header compress_picture would write for ``picture`` (to recognise finished members);
-    ``version`` is the found member's when this ardmzip writes it (it depends on the coding)."""
-    px = picture.pixels
-    if not container.COMMON_VERSION <= version <= container.FORMAT_VERSION:
-        version = container.COMMON_VERSION
-    return container.Header(model.name, model.hash8, picture.mode, px.shape[1], px.shape[0], steps, seed,
-                            pixel_crc(px), tuple(picture.metadata), version)
+            m = None
+        f.seek(pos)
+        data = f.read(m.size) if m else b""
+        if m is None or (m.name, m.mode, m.width, m.height) != (name, picture.mode, width, height) \
+                or len(data) != m.size or (shared.kind == "images" and data[:m.meta_size] != _pack_metadata(
+                    picture.metadata)) or int.from_bytes(data[-4:], "little") != \
+                _member_crc(bytes(cur.data[start:cur.pos]) + data[:-4], pixel_crc(picture.pixels), width, height):
+            return kept, itertools.chain([item], pictures)
+        kept.append((bytes(cur.data[start:cur.pos]), dataclasses.replace(m, offset=pos)))
+        pos += m.size
+    return kept, pictures
 
 
 def _worker_init() -> None:
@@ -994,8 +1325,12 @@ def _worker_init() -> None:
     torch.set_num_threads(1)        # one process per core; threads would only contend
 
 
-def _compress_job(pictures: list[Picture], steps: int, model: str | None, seed: int, device: str,
-                  max_pixels: int) -> list[bytes]:
+def _compress_job(pictures: list[Picture], steps: int, model: str | tuple[str, bytes] | None, seed: int,
+                  device: str, max_pixels: int) -> list[bytes]:
+    """One .ardm file per picture (the writer cuts each into a member); ``model``: a registered
+    name, or (name, model file bytes) for a model the archive carries."""
+    if isinstance(model, tuple):
+        model = weights.remember(model[1], model[0])
     return compress_pictures(pictures, steps, model, seed, device, max_pixels=max_pixels)
 
 
@@ -1038,7 +1373,7 @@ def _read_ahead(items: Iterable[Any], depth: int = 64) -> Iterator[Any]:
         stop.set()
 
 
-def _compressed(items: Iterable[tuple[str, Picture]], jobs: int, steps: int, model: str | None, seed: int,
+def _compressed(items: Iterable[tuple[str, Picture]], jobs: int, steps: int, model: Any, seed: int,
                 device: str, max_pixels: int) -> Iterator[tuple[str, bytes]]:
     """(name, .ardm bytes) in input order, batch by batch (identical to coding each alone);
     one process reads ahead in a thread, worker processes (jobs > 1) work ahead in a pool."""
@@ -1051,33 +1386,41 @@ def _compressed(items: Iterable[tuple[str, Picture]], jobs: int, steps: int, mod
 
 
 def write_archive(source: str | os.PathLike, out_path: str | os.PathLike, steps: int | None = None, *,
-                  resume: bool = False, force: bool = False, model: str | None = None, seed: int = 0,
+                  resume: bool = False, force: bool = False, model: str | os.PathLike | None = None, seed: int = 0,
                   device: str = "cpu", jobs: int = 1, progress: bool = False,
-                  on_member: OnWrite | None = None, max_pixels: int = container.MAX_PIXELS) -> WriteResult:
+                  on_member: OnWrite | None = None, max_pixels: int = container.MAX_PIXELS,
+                  carry_model: bool = False) -> WriteResult:
     """Compress a folder of images or a .npz/.npy of uint8 image arrays into one archive.
 
-    Members go to ``out_path + ".partial"``, fsynced one by one; the finished archive is
-    renamed to ``out_path`` (an existing one is replaced only with ``force``).  An
-    existing .partial is an error unless ``resume`` (continue it) or ``force`` (start
-    over).  ``on_member(member, resumed)`` is called for every member in order, with
-    ``resumed`` True for those kept from an earlier run.  ``jobs`` > 1 compresses in that
-    many worker processes (same bytes).  If a member fails, the exception propagates and
-    the .partial keeps the finished members (it has ``archive_partial`` set to its path);
-    a write that fails (a full disk, a file size limit) is an OutputError, the .partial cut
-    back to its last finished member.  A picture over ``max_pixels`` (0: no limit) is a
-    LimitError (for arrays, before anything is written).
+    ``model``: a registered model's name (default weights.DEFAULT_MODEL), or the path of a
+    model file, which the archive then carries (``carry_model`` carries a registered one too).
+    Members go to ``out_path + ".partial"``, fsynced one by one with their index entries
+    in ``out_path + ".partial-index"``; the finished archive is renamed to ``out_path`` (an
+    existing one is replaced only with ``force``).  An existing .partial is an error unless
+    ``resume`` (continue it) or ``force`` (start over).  ``on_member(member, resumed)`` is
+    called for every member in order, with ``resumed`` True for those kept from an earlier
+    run.  ``jobs`` > 1 compresses in that many worker processes (same bytes).  If a member
+    fails, the exception propagates and the .partial keeps the finished members (it has
+    ``archive_partial`` set to its path); a write that fails (a full disk, a file size
+    limit) is an OutputError, the .partial cut back to its last finished member.  A picture
+    over ``max_pixels`` (0: no limit) is a LimitError (for arrays, before anything is written).
     """
     t0 = time.perf_counter()
     steps = check_steps(steps)
     out = os.fsdecode(out_path)
-    partial = out + PARTIAL_SUFFIX
+    partial, journal_path = out + PARTIAL_SUFFIX, out + JOURNAL_SUFFIX
     if os.path.isdir(out):
         raise OutputError(f"{out} is a folder")
     if not force and os.path.lexists(out):
         raise OutputError(f"{out} exists; use -f to overwrite")
     src = _open_source(source, max_pixels)
-    from .weights import load
-    model_obj = load(model)
+    choice = _choose_model(model, carry_model)
+    shared = Shared(src.kind, src.deflated, src.arrays, choice.model.name, choice.model.hash8, steps, seed,
+                    container.FORMAT_VERSION, len(choice.carried))
+    try:
+        prelude = shared.pack() + choice.carried
+    except ValueError as e:                      # a model file name that cannot be a model name
+        raise InputError(f"model {choice.model.name!r}: {e}") from None
     if os.path.lexists(partial) and not (resume or force):
         raise OutputError(f"{partial} exists (an interrupted run?): use --resume to continue it or -f to start over")
     try:
@@ -1089,16 +1432,36 @@ def write_archive(source: str | os.PathLike, out_path: str | os.PathLike, steps:
     with os.fdopen(fd, "r+b", buffering=0) as f:
         _lock(f, partial)
         try:
-            return _write(f, src, partial, out, steps, resume, force, model_obj, model, seed, device, jobs,
-                          progress, on_member, t0, max_pixels)
+            _check_partial(f, partial)
+            try:
+                journal = open(journal_path, "r+b" if os.path.exists(journal_path) else "w+b", buffering=0)
+            except OSError as e:
+                raise OutputError(f"cannot write {journal_path}: {e.strerror or e}") from None
+            with journal:
+                result = _write(f, journal, src, shared, prelude, partial, out, resume, force, choice.job_arg, device,
+                                jobs, progress, on_member, t0, max_pixels)
+            with contextlib.suppress(OSError):
+                os.unlink(journal_path)
+            return result
         except BaseException as e:
             with contextlib.suppress(OSError):
                 f.seek(0)
-                if os.fstat(f.fileno()).st_size <= len(HEADER):     # nothing worth keeping
+                ours = MAGIC.startswith(f.read(len(MAGIC)))             # not someone else's file
+                if ours and os.fstat(f.fileno()).st_size <= len(prelude):     # no member worth keeping
                     os.unlink(partial)
-                elif isinstance(e, Exception) and f.read(len(HEADER)) == HEADER:
+                    with contextlib.suppress(OSError):
+                        os.unlink(journal_path)
+                elif ours and isinstance(e, Exception):
                     e.archive_partial = partial  # type: ignore[attr-defined]
             raise
+
+
+def _check_partial(f: BinaryIO, partial: str) -> None:
+    """Refuse to touch a .partial that is not an unfinished archive (someone else's file)."""
+    f.seek(0)
+    head = f.read(len(MAGIC))
+    if not MAGIC.startswith(head):
+        raise OutputError(f"{partial} is not an unfinished ardmzip archive; remove it or use -f")
 
 
 def _lock(f: BinaryIO, partial: str) -> None:
@@ -1129,17 +1492,26 @@ def _append(f: BinaryIO, data: bytes, end: int, what: str) -> None:
         raise OutputError(f"cannot write {what}: {e.strerror or e}") from None
 
 
-def _write(f: BinaryIO, src: _Source, partial: str, out: str, steps: int, resume: bool, force: bool,
-           model_obj: Any, model: str | None, seed: int, device: str, jobs: int, progress: bool,
+def _write(f: BinaryIO, journal: BinaryIO, src: _Source, shared: Shared, prelude: bytes, partial: str, out: str,
+           resume: bool, force: bool, model: Any, device: str, jobs: int, progress: bool,
            on_member: OnWrite | None, t0: float, max_pixels: int) -> WriteResult:
-    size = os.fstat(f.fileno()).st_size
-    scanned, valid = _scan_partial(f, size, partial) if resume and size else ([], 0)
-    if valid < len(HEADER):
-        _append(f, HEADER, 0, partial)
-    end = len(HEADER)
+    pictures = src.pictures()
+    kept: list[tuple[bytes, MemberInfo]] = []
+    if resume and os.fstat(f.fileno()).st_size:
+        kept, pictures = _resume(f, journal, prelude, shared, pictures)
+    entries = [entry for entry, _ in kept]
+    end = kept[-1][1].offset + kept[-1][1].size if kept else len(prelude)
+    journal_end = sum(map(len, entries))
+    try:
+        for handle, size in ((f, end), (journal, journal_end)):
+            handle.truncate(size)
+            os.fsync(handle.fileno())
+    except OSError as e:
+        raise OutputError(f"cannot write {partial}: {e.strerror or e}") from None
+    if not kept:
+        _append(f, prelude, 0, partial)
     members: list[MemberInfo] = []
     stats = {"bytes": 0, "subpixels": 0}
-    pictures = src.pictures()
     with _progress_bar(len(src.names), progress, "compress") as bar:
         def done(m: MemberInfo, resumed: bool) -> None:
             members.append(m)
@@ -1150,40 +1522,26 @@ def _write(f: BinaryIO, src: _Source, partial: str, out: str, steps: int, resume
             if on_member:
                 on_member(m, resumed)
 
-        # Keep the finished members that match the source, in order; cut the rest away.
-        for s in scanned:
-            item = next(pictures, None)
-            if item is None:
-                break
-            name, picture = item
-            if name != s.info.name or s.header != _expected_header(model_obj, picture, steps, seed,
-                                                                         s.header.version):
-                pictures = itertools.chain([item], pictures)
-                break
-            end = s.end
-            done(s.info, True)
-        resumed = len(members)
-        try:
-            f.truncate(end)
-            os.fsync(f.fileno())
-        except OSError as e:
-            raise OutputError(f"cannot write {partial}: {e.strerror or e}") from None
-
-        for name, blob in _compressed(pictures, jobs, steps, model, seed, device, max_pixels):
-            record = _record(name, len(blob))
-            _append(f, record + blob, end, partial)
-            h = container.peek_header(blob)
-            end += len(record) + len(blob)
-            done(MemberInfo(name, end - len(blob), len(blob), h.mode, h.width, h.height), False)
+        for _, m in kept:
+            done(m, True)
+        for name, blob in _compressed(pictures, jobs, shared.steps, model, shared.seed, device, max_pixels):
+            record, entry, info = _member_parts(shared, name, blob)
+            _append(f, record, end, partial)
+            _append(journal, entry, journal_end, partial)      # after its member: a crash cuts both
+            entries.append(entry)
+            done(dataclasses.replace(info, offset=end), False)
+            end += len(record)
+            journal_end += len(entry)
 
     if len(members) != len(src.names):
         raise InputError("the source changed while it was being read")
-    index = _pack_index(src.kind, src.deflated, src.arrays, members)
-    _append(f, index + _footer(end, len(members)), end, partial)
+    index = _varint(len(entries)) + b"".join(entries)
+    index += _crc(index)
+    _append(f, index + _footer(end), end, partial)
     try:
         commit_file(partial, out, force)
     except OSError as e:
         raise OutputError(f"cannot write {out}: {e.strerror or e}") from None
-    result_index = ArchiveIndex(src.kind, src.deflated, src.arrays, tuple(members),
-                                end + len(index) + FOOTER_SIZE, end)
-    return WriteResult(out, result_index, resumed, len(members) - resumed, time.perf_counter() - t0)
+    result_index = ArchiveIndex(src.kind, src.deflated, src.arrays, tuple(members), end + len(index) + FOOTER_SIZE,
+                                end, 2, shared, len(prelude) - shared.model_size)
+    return WriteResult(out, result_index, len(kept), len(members) - len(kept), time.perf_counter() - t0)

@@ -122,10 +122,12 @@ _CACHE: dict[str, Model] = {}
 _KNOWN: dict[str, Model] = {}          # sha256 -> unregistered models loaded by path or from bytes
 
 
-def load(name: str | os.PathLike | None = None, path: str | os.PathLike | None = None) -> Model:
+def load(name: str | os.PathLike | Model | None = None, path: str | os.PathLike | None = None) -> Model:
     """A registered model by name (hash-checked), or any model file by path (``path``, or a
     ``name`` that is not registered but names a file). A model file whose sha256 is a
     registered model's is that model, under its registered name."""
+    if isinstance(name, Model):
+        return name
     if path is None and name is not None and str(name) not in REGISTRY and \
             (os.path.isfile(name) or str(name).endswith(".npz")):
         path = name

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from ardmzip import archive
+from ardmzip import archive, container
 from ardmzip.archive import (FOOTER_SIZE, PARTIAL_SUFFIX, extract_all, extract_member, list_archive, read_index,
                              test_archive, write_archive)
 from ardmzip.codec import compress_picture
@@ -83,25 +83,35 @@ def varint_len(value: int) -> int:
     return n
 
 
-def expected_archive_size(names: list[str], blobs: list[bytes], pictures: list[Picture],
-                          arrays: list[tuple[str, tuple[int, ...]]] = ()) -> tuple[int, int]:
-    """(archive size, overhead) computed from the documented layout, independently of archive.py."""
-    header, footer = 5, 20
-    records, entries, pos = 0, 0, header
-    for name, blob, picture in zip(names, blobs, pictures):
-        raw = name.encode()
-        record = varint_len(len(raw)) + len(raw) + varint_len(len(blob)) + 4
-        offset = pos + record
-        h, w, _ = picture.pixels.shape
-        entries += varint_len(len(raw)) + len(raw) + varint_len(offset) + varint_len(len(blob)) + 1 \
-            + varint_len(w) + varint_len(h)
-        records += record
-        pos = offset + len(blob)
-    array_bytes = sum(varint_len(len(k.encode())) + len(k.encode()) + 1 + sum(varint_len(d) for d in shape)
-                      for k, shape in arrays)
-    index = 2 + varint_len(len(arrays)) + array_bytes + varint_len(len(names)) + entries + 4
-    overhead = header + records + index + footer
-    return overhead + sum(map(len, blobs)), overhead
+def blob_bytes(values: list[bytes]) -> int:
+    return sum(varint_len(len(v)) + len(v) for v in values)
+
+
+def expected_archive_size(names: list[str], blobs: list[bytes], kind: str = "images",
+                          arrays: list[tuple[str, tuple[int, ...]]] = (), carried: int = 0) -> tuple[int, int]:
+    """(archive size, overhead: everything but the coded streams) from the documented layout of
+    format 2, independently of archive.py; ``blobs`` are the members' single .ardm files."""
+    headers = [container.unpack(b) for b in blobs]
+    h0 = headers[0][0]
+    array_bytes = varint_len(len(arrays)) + sum(blob_bytes([k.encode()]) + 1 + sum(map(varint_len, shape))
+                                                for k, shape in arrays)
+    shared = 2 + array_bytes + blob_bytes([h0.model_name.encode()]) + 8 + varint_len(h0.steps) \
+        + varint_len(h0.seed) + 1 + varint_len(carried)
+    header = 5 + varint_len(shared) + shared + 4
+    members = entries = streams_total = 0
+    for name, (h, streams) in zip(names, headers):
+        lengths = sum(varint_len(len(x)) for x in streams)
+        streams_total += sum(map(len, streams))
+        if kind == "images":
+            meta = varint_len(len(h.metadata)) + sum(blob_bytes([k.encode(), v]) for k, v in h.metadata)
+            entries += blob_bytes([name.encode()]) + 1 + varint_len(h.width) + varint_len(h.height) + 1 \
+                + varint_len(meta) + 1 + lengths
+        else:
+            meta, entries = 0, entries + lengths
+        members += meta + sum(map(len, streams)) + 4
+    index = varint_len(len(names)) + entries + 4
+    size = header + carried + members + index + 12
+    return size, size - streams_total
 
 
 def flip(path: Path, pos: int) -> None:
@@ -239,35 +249,51 @@ def test_array_sources_are_checked(tmp_path):
 # ---------------------------------------------------------------- size and layout
 
 
-def test_size_is_members_plus_exact_overhead(tree, packed):
+def test_size_is_streams_plus_exact_overhead(tree, packed):
     pictures = [read_picture(tree / n) for n in TREE_NAMES]
     blobs = [compress_picture(p, STEPS) for p in pictures]
-    size, overhead = expected_archive_size(TREE_NAMES, blobs, pictures)
+    size, overhead = expected_archive_size(TREE_NAMES, blobs)
     data = packed.read_bytes()
     assert len(data) == size
     index = read_index(packed)
-    assert index.overhead_bytes == overhead and index.member_bytes == sum(map(len, blobs))
+    assert index.version == 2 and index.overhead_bytes == overhead
     assert index.overhead_per_image == pytest.approx(overhead / len(blobs))
-    for m, blob in zip(index.members, blobs):        # each member is exactly the single-image .ardm
-        assert data[m.offset:m.offset + m.size] == blob
-    assert data[:5] == b"ARDS\x01" and data[-4:] == b"ARDS"
+    with open(packed, "rb") as f:                     # each member rebuilds its single .ardm, byte for byte
+        assert [archive._read_blob(f, index, m) for m in index.members] == blobs
+    assert data[:5] == b"ARDS\x02" and data[-4:] == b"ARDS"
 
 
-def test_npz_size_is_members_plus_exact_overhead(npz_arrays, tmp_path):
+def test_npz_size_is_streams_plus_exact_overhead(npz_arrays, tmp_path):
     np.savez(tmp_path / "d.npz", **npz_arrays)
     index = write_archive(tmp_path / "d.npz", tmp_path / "d.ardm", STEPS).index
     pictures = [extract_member(tmp_path / "d.ardm", m.name) for m in index.members]
     blobs = [compress_picture(p, STEPS) for p in pictures]
-    size, overhead = expected_archive_size([m.name for m in index.members], blobs, pictures,
+    size, overhead = expected_archive_size([m.name for m in index.members], blobs, "npz",
                                            [(k, v.shape) for k, v in npz_arrays.items()])
     assert (tmp_path / "d.ardm").stat().st_size == size and index.overhead_bytes == overhead
+    assert read_index(tmp_path / "d.ardm") == index
+    with open(tmp_path / "d.ardm", "rb") as f:
+        assert [archive._read_blob(f, index, m) for m in index.members] == blobs
+
+
+def test_npz_member_overhead_is_at_most_8_bytes_and_beats_single_files(tmp_path):
+    """The issue's goal: members of an array archive cost their streams plus at most 8 bytes
+    (read from the index), and the archive is smaller than the same images as .ardm files."""
+    images = RNG.integers(0, 256, (40, 4, 4, 3), np.uint8)
+    images[:, :, :2] = images[:, :, 2:]                           # some structure, as photos have
+    np.save(tmp_path / "x.npy", images)
+    index = write_archive(tmp_path / "x.npy", tmp_path / "x.ardm", STEPS).index
+    assert read_index(tmp_path / "x.ardm").overhead_per_image == index.overhead_per_image <= 8
+    assert all(m.size - sum(m.streams) == 4 for m in index.members)
+    singles = sum(len(compress_picture(Picture(image, "RGB"), STEPS)) for image in images)
+    assert index.size < singles
 
 
 def test_list_reads_only_the_index(packed, copy, monkeypatch):
     expected = list_archive(packed)
     index = read_index(packed)
     data = bytearray(copy.read_bytes())
-    data[5:index.index_offset] = bytes(index.index_offset - 5)      # wipe every member
+    data[index.model_offset:index.index_offset] = bytes(index.index_offset - index.model_offset)  # every member
     copy.write_bytes(bytes(data))
     monkeypatch.setattr(archive, "_read_blob", lambda *a: pytest.fail("list read a member"))
     assert list_archive(copy) == expected
@@ -290,11 +316,11 @@ def member_named(path: Path, name: str):
     return next(m for m in read_index(path).members if m.name == name)
 
 
-@pytest.mark.parametrize("where", ["blob-start", "blob-middle", "blob-end", "record"])
+@pytest.mark.parametrize("where", ["blob-start", "blob-middle", "blob-end", "metadata"])
 def test_damaged_member_is_named_and_the_others_extract(copy, tree, tmp_path, where):
     m = member_named(copy, "sub/c.png")
     pos = {"blob-start": m.offset + 2, "blob-middle": m.offset + m.size // 2, "blob-end": m.offset + m.size - 1,
-           "record": m.offset - 8}[where]
+           "metadata": m.offset}[where]
     flip(copy, pos)
     results = dict(test_archive(copy))
     assert [n for n, e in results.items() if e is not None] == ["sub/c.png"]
@@ -455,13 +481,8 @@ def test_resume_with_other_steps_starts_over(tree, tmp_path):
     with pytest.raises(Stop):
         write_archive(tree, out, STEPS, on_member=stop_after(2, []))
     result = write_archive(tree, out, 3, resume=True)
-    assert result.resumed == 0
-    assert {container_steps(out, m) for m in result.index.members} == {3}
-
-
-def container_steps(path: Path, m) -> int:
-    from ardmzip import container
-    return container.peek_header(path.read_bytes()[m.offset:m.offset + m.size]).steps
+    assert result.resumed == 0 and read_index(out).shared.steps == 3
+    assert all(e is None for _, e in test_archive(out))
 
 
 def test_force_starts_over_and_resume_without_partial_starts_fresh(tree, packed, tmp_path):
@@ -717,3 +738,28 @@ def test_ordered_map_keeps_order_and_finishes_earlier_work_before_an_input_error
             for tag, value in archive._ordered_map(pow, tasks(), jobs):
                 got.append((tag, value))
         assert got == [(i, i ** 10) for i in range(5)]
+
+
+# ---------------------------------------------------------------- format 1
+
+
+V1 = Path(__file__).parent / "data" / "archive-v1"
+
+
+def test_format_1_archives_still_read_bit_exact(tmp_path):
+    """Archives written before format 2 (tests/data/archive-v1, by 75cee44) list, test and
+    extract to the very pixels of their sources."""
+    index = read_index(V1 / "arrays.ardm")
+    assert index.version == 1 and index.kind == "npz" and len(index.members) == 5
+    assert all(e is None for _, e in test_archive(V1 / "arrays.ardm"))
+    assert extract_all(V1 / "arrays.ardm", tmp_path / "back.npz") == [(m.name, None) for m in index.members]
+    with np.load(V1 / "arrays.npz") as want, np.load(tmp_path / "back.npz") as back:
+        assert back.files == want.files and all(np.array_equal(back[k], want[k]) for k in want.files)
+    photos = ["a.png", "b.png", "sub/c.png"]
+    assert [m.name for m in list_archive(V1 / "photos.ardm")] == photos
+    extract_all(V1 / "photos.ardm", tmp_path / "photos")
+    for name in photos:
+        assert same_picture(read_picture(tmp_path / "photos" / name), read_picture(V1 / "photos" / name)), name
+    assert same_picture(extract_member(V1 / "photos.ardm", "sub/c.png"), read_picture(V1 / "photos" / "sub/c.png"))
+    info = archive.archive_info(V1 / "photos.ardm")
+    assert (info["version"], info["model"], info["steps"], info["model_source"]) == (1, "xic-s48", 2, "registered")

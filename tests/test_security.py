@@ -1,13 +1,15 @@
 """Hostile and resource-hungry inputs (issue 15): names, bombs, races, pipes, full disks.
 
-Hostile archives are built with the project's own format helpers (``archive._record``,
-``_pack_index``, ``_footer``; ``container.pack``), so that only the hostile field is wrong
-and every CRC is right: what is tested is the check, not the checksum in front of it.
+Hostile archives are built with the project's own format helpers (``archive.Shared``,
+``_member_parts``, ``_footer``; for format 1 ``_record``, ``_pack_index``, ``_footer_v1``;
+``container.pack``), so that only the hostile field is wrong and every CRC is right: what
+is tested is the check, not the checksum in front of it.
 The property tests at the end fuzz the container, archive and constraint parsers;
 ``ARDMZIP_FUZZ_EXAMPLES=N`` runs N examples each instead of the quick default (CI).
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 import subprocess
@@ -48,9 +50,30 @@ def rgb_blob() -> bytes:
     return compress_picture(Picture(RNG.integers(0, 256, (2, 2, 3), np.uint8), "RGB"), STEPS)
 
 
-def build_archive(kind: str, arrays: list[ArraySpec], members: list[tuple[str, bytes]]) -> bytes:
-    """An archive laid out exactly as the writer lays it out, whatever the names say."""
-    out = bytearray(archive.HEADER)
+HEADER_V1 = b"ARDS\x01"
+
+
+def shared_for(kind: str, arrays: list[ArraySpec], steps: int = STEPS) -> archive.Shared:
+    model = weights.load()
+    return archive.Shared(kind, False, tuple(arrays), model.name, model.hash8, steps, 0, container.FORMAT_VERSION)
+
+
+def v2_archive(shared: archive.Shared, records: list[bytes], entries: list[bytes]) -> bytes:
+    """Header, members, index and footer of format 2 around the given parts."""
+    out = shared.pack() + b"".join(records)
+    index = archive._varint(len(entries)) + b"".join(entries)
+    return out + index + archive._crc(index) + archive._footer(len(out))
+
+
+def build_archive(kind: str, arrays: list[ArraySpec], members: list[tuple[str, bytes]], version: int = 2) -> bytes:
+    """An archive laid out exactly as the writer lays it out (format 2, or 1), whatever the
+    names say; ``members`` are (name, single .ardm file)."""
+    if version == 2:
+        steps = container.peek_header(members[0][1]).steps if members else STEPS
+        shared = shared_for(kind, arrays, steps)
+        parts = [archive._member_parts(shared, name, blob) for name, blob in members]
+        return v2_archive(shared, [r for r, _, _ in parts], [e for _, e, _ in parts])
+    out = bytearray(HEADER_V1)
     infos = []
     for name, blob in members:
         out += archive._record(name, len(blob))
@@ -59,8 +82,11 @@ def build_archive(kind: str, arrays: list[ArraySpec], members: list[tuple[str, b
         out += blob
     index_offset = len(out)
     out += archive._pack_index(kind, False, arrays, infos)
-    out += archive._footer(index_offset, len(infos))
+    out += archive._footer_v1(index_offset, len(infos))
     return bytes(out)
+
+
+build_v = build_archive
 
 
 def constant_ardm(width: int, height: int, colour: tuple[int, int, int] = (1, 2, 3)) -> bytes:
@@ -126,8 +152,9 @@ def test_unsafe_names_are_refused(name, problem):
     assert problem in name_problem(name)
 
 
-def _hostile_archives(blob: bytes) -> dict[str, bytes]:
+def _hostile_archives(blob: bytes, version: int) -> dict[str, bytes]:
     rgb = (1, 2, 2, 3)
+    build_archive = functools.partial(build_v, version=version)
     return {
         "npz key ../../victim": build_archive("npz", [ArraySpec("../../victim", rgb)],
                                               [("../../victim/000000", blob)]),
@@ -144,14 +171,15 @@ def _hostile_archives(blob: bytes) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("case", ["npz key ../../victim", "npz key with NUL", "npz absolute key",
                                   "npz key with escape codes", "npy with a key", "image ../evil.png",
                                   "image with escape codes", "image with backslash", "duplicate npz keys"])
-def test_hostile_names_are_refused_on_reading(case, rgb_blob, tmp_path, invoke):
+def test_hostile_names_are_refused_on_reading(case, version, rgb_blob, tmp_path, invoke):
     work = tmp_path / "a" / "b"
     work.mkdir(parents=True)
     evil = work / "evil.ardm"
-    evil.write_bytes(_hostile_archives(rgb_blob)[case])
+    evil.write_bytes(_hostile_archives(rgb_blob, version)[case])
     with pytest.raises(FormatError, match="corrupt archive"):
         read_index(evil)
     out = work / "out"
@@ -317,27 +345,33 @@ def test_an_input_bomb_is_refused_before_decoding_and_pillows_limit_is_restored(
     assert Image.MAX_IMAGE_PIXELS == pillow
 
 
-def build_count_bomb(images: int, members: int, footer: int) -> bytes:
+def build_count_bomb(images: int, members: int, footer: int, version: int) -> bytes:
     """An npy-kind archive without member bytes whose array claims ``images`` 1x1 images, its
-    index ``members`` members and its footer ``footer``."""
+    index ``members`` members and (format 1) its footer ``footer``."""
+    if version == 2:
+        index = archive._varint(members)
+        out = shared_for("npy", [ArraySpec("", (images, 1, 1))]).pack()
+        return out + index + archive._crc(index) + archive._footer(len(out))
     index = bytearray((archive.KINDS.index("npy"), 0))
     index += archive._varint(1) + archive._varint(0) + bytes((3,))
     for d in (images, 1, 1):
         index += archive._varint(d)
     index += archive._varint(members)
     index += archive._crc(index)
-    return archive.HEADER + bytes(index) + archive._footer(len(archive.HEADER), footer)
+    return HEADER_V1 + bytes(index) + archive._footer_v1(len(HEADER_V1), footer)
 
 
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("images, members, footer", [
     (10**6, 0, 0),              # the issue's bomb (with 10^7): names were made from the array's claim
     (10**12, 0, 0), (10**12, 10**12, 10**12), (10**7, 10**7, 10**7), (10**7, 10**7, 1)])
-def test_claimed_member_counts_are_checked_against_the_bytes(tmp_path, invoke, images, members, footer):
+def test_claimed_member_counts_are_checked_against_the_bytes(tmp_path, invoke, images, members, footer, version):
     path = tmp_path / "bomb.ardm"
-    path.write_bytes(build_count_bomb(images, members, footer))
-    assert path.stat().st_size < 64
+    path.write_bytes(build_count_bomb(images, members, footer, version))
+    assert path.stat().st_size < 96
     t0 = time.perf_counter()
-    with pytest.raises(FormatError, match="cannot fit" if footer > 10**9 else "corrupt archive"):
+    claim = footer if version == 1 else members            # format 2 keeps the count in the index
+    with pytest.raises(FormatError, match="cannot fit" if claim > 10**9 else "corrupt archive"):
         read_index(path)                     # a footer's claim is refused before the index is read
     assert time.perf_counter() - t0 < 1.0
     assert peak_bytes(lambda: read_index(path)) < 1 << 20
@@ -438,6 +472,17 @@ def _pictures(folder: Path, n: int) -> Path:
     return folder
 
 
+def finished_members(out: Path, src: Path) -> tuple[list[str], int]:
+    """The members a resume would keep from ``out``'s .partial, and where the last ends."""
+    partial = Path(str(out) + archive.PARTIAL_SUFFIX)
+    with partial.open("rb") as f, open(str(out) + archive.JOURNAL_SUFFIX, "rb") as journal:
+        shared, end = archive._read_shared(f, partial.stat().st_size)
+        f.seek(0)
+        prelude = f.read(end + shared.model_size)
+        kept, _ = archive._resume(f, journal, prelude, shared, archive._open_source(src).pictures())
+    return [m.name for _, m in kept], kept[-1][1].offset + kept[-1][1].size if kept else len(prelude)
+
+
 def test_a_full_disk_while_archiving_is_one_line_with_the_resume_hint(tmp_path, invoke, monkeypatch):
     src = _pictures(tmp_path / "src", 4)
     out = tmp_path / "out.ardm"
@@ -445,7 +490,7 @@ def test_a_full_disk_while_archiving_is_one_line_with_the_resume_hint(tmp_path, 
 
     def disk_full_on_third_member(fd: int) -> None:
         calls.append(fd)
-        if len(calls) == 5:                    # header, truncate, member 1, member 2, member 3
+        if len(calls) == 8:      # truncate .partial and journal, header, member 1 and its entry, 2, 2, member 3
             raise OSError(28, "No space left on device")
         real_fsync(fd)
 
@@ -455,8 +500,8 @@ def test_a_full_disk_while_archiving_is_one_line_with_the_resume_hint(tmp_path, 
     assert len(lines) == 1
     monkeypatch.setattr(os, "fsync", real_fsync)
     partial = Path(str(out) + archive.PARTIAL_SUFFIX)
-    found, end = archive._scan_partial(partial.open("rb"), partial.stat().st_size, str(partial))
-    assert [s.info.name for s in found] == ["00.png", "01.png"] and end == partial.stat().st_size
+    found, end = finished_members(out, src)
+    assert found == ["00.png", "01.png"] and end == partial.stat().st_size
     result = invoke("compress", src, "-o", out, "-s", STEPS, "--resume", "-v")
     assert result.exit_code == 0 and "(2 resumed)" in result.stderr, result.stderr
     write_archive(src, tmp_path / "fresh.ardm", STEPS)
@@ -475,7 +520,7 @@ def test_a_file_size_limit_while_archiving_keeps_the_finished_members(tmp_path):
     assert proc.returncode == 5, err
     assert err.count("\n") == 1 and "File too large" in err and "--resume" in err and "Traceback" not in err
     partial = Path(str(out) + archive.PARTIAL_SUFFIX)
-    found, end = archive._scan_partial(partial.open("rb"), partial.stat().st_size, str(partial))
+    found, end = finished_members(out, src)
     assert found and end == partial.stat().st_size <= limit            # whole members only
 
 
@@ -579,6 +624,24 @@ def constraint_streams() -> st.SearchStrategy[tuple[bytes, int]]:
     return streams()
 
 
+def draw_arrays(data, kind: str, names) -> list[ArraySpec]:
+    arrays = []
+    if kind != "images":
+        for key in data.draw(st.lists(names, min_size=1, max_size=1 if kind == "npy" else 3)):
+            n = data.draw(st.sampled_from([0, 1, 2, 10**12]))
+            arrays.append(ArraySpec("" if kind == "npy" and data.draw(st.booleans()) else key,
+                                    (n, data.draw(st.integers(0, 3)), data.draw(st.integers(0, 3)))))
+    return arrays
+
+
+def assert_safe_index(ix: archive.ArchiveIndex) -> None:
+    for m in ix.members:
+        assert name_problem(m.name) is None
+    for a in ix.arrays:
+        assert (a.key == "") if ix.kind == "npy" else name_problem(a.key) is None
+    assert len({m.name for m in ix.members}) == len(ix.members)
+
+
 class TestFuzz:
     """Parsers given hostile bytes raise only their documented errors and never build
     anything from a claim the bytes cannot back."""
@@ -619,27 +682,22 @@ class TestFuzz:
 
     @FUZZ
     @given(st.data())
-    def test_archive_index(self, data):
-        """Indexes with drawn names, keys, shapes and counts (valid CRCs), then mutated and
-        re-checksummed: read_index refuses them or returns only safe, consistent members."""
+    def test_archive_index_v1(self, data):
+        """Format 1 indexes with drawn names, keys, shapes and counts (valid CRCs), then mutated
+        and re-checksummed: read_index refuses them or returns only safe, consistent members."""
         alphabet = st.sampled_from(["a", "b", ".", "..", "/", "\\", "\x00", "\x1b", "é", "000000"])
         names = st.lists(alphabet, min_size=1, max_size=6).map("".join)
         kind = data.draw(st.sampled_from(archive.KINDS))
-        arrays = []
-        if kind != "images":
-            for key in data.draw(st.lists(names, min_size=1, max_size=1 if kind == "npy" else 3)):
-                n = data.draw(st.sampled_from([0, 1, 2, 10**12]))
-                arrays.append(ArraySpec("" if kind == "npy" and data.draw(st.booleans()) else key,
-                                        (n, data.draw(st.integers(0, 3)), data.draw(st.integers(0, 3)))))
+        arrays = draw_arrays(data, kind, names)
         members = []
-        pos = len(archive.HEADER)
+        pos = len(HEADER_V1)
         for name in data.draw(st.lists(names, max_size=4)):
             size = data.draw(st.integers(0, 40))
             record = archive._record(name, size)
             members.append((MemberInfo(name, pos + len(record), size, data.draw(st.sampled_from(container.MODES)),
                                        data.draw(st.integers(0, 3)), data.draw(st.integers(0, 3))), record))
             pos += len(record) + size
-        body = bytearray(archive.HEADER)
+        body = bytearray(HEADER_V1)
         for m, record in members:
             body += record + bytes(m.size)
         index = archive._pack_index(kind, False, arrays, [m for m, _ in members])
@@ -647,32 +705,77 @@ class TestFuzz:
             index = mutate(index[:-4], data.draw)
             index += archive._crc(index)
         count = data.draw(st.sampled_from([len(members), 10**12, 0]))
-        blob = bytes(body) + index + archive._footer(len(body), count)
+        blob = bytes(body) + index + archive._footer_v1(len(body), count)
         try:
             ix = archive._read_index(io.BytesIO(blob), len(blob))
         except FormatError:
             return
         assert len(ix.members) == count <= len(index) // archive.MIN_MEMBER_BYTES
+        assert_safe_index(ix)
+
+    @FUZZ
+    @given(st.data())
+    def test_archive_index(self, data):
+        """Format 2 headers and indexes with drawn names, keys, shapes, modes, stream lengths and
+        counts (valid CRCs), then mutated and re-checksummed: read_index refuses them or returns
+        only safe members that tile the file, no more than its bytes can hold."""
+        alphabet = st.sampled_from(["a", "b", ".", "..", "/", "\\", "\x00", "\x1b", "é", "000000"])
+        names = st.lists(alphabet, min_size=1, max_size=6).map("".join)
+        kind = data.draw(st.sampled_from(archive.KINDS))
+        arrays = draw_arrays(data, kind, names)
+        shared = shared_for(kind, arrays)
+        head = shared.pack()
+        if data.draw(st.booleans()):                      # mutate the header and fix its CRC
+            head = mutate(head[:-4], data.draw)
+            head += archive._crc(head)
+        entries, members = bytearray(), 0
+        count = data.draw(st.integers(0, 4))
+        for _ in range(count):
+            if kind == "images":
+                name = data.draw(names).encode()
+                entries += archive._varint(len(name)) + name + bytes((data.draw(st.integers(0, 12)),))
+                entries += bytes(data.draw(st.lists(st.integers(0, 4), min_size=4, max_size=4)))
+            for _ in range(data.draw(st.integers(1, 2))):
+                n = data.draw(st.integers(0, 20))
+                entries += archive._varint(n)
+                members += n + 4
+        index = archive._varint(data.draw(st.sampled_from([count, 10**12, 0]))) + bytes(entries)
+        if data.draw(st.booleans()):
+            index = mutate(index, data.draw)
+        blob = head + bytes(members) + index + archive._crc(index) + archive._footer(len(head) + members)
+        try:
+            ix = archive._read_index(io.BytesIO(blob), len(blob))
+        except FormatError:
+            return
+        assert len(ix.members) <= len(index)
+        pos = ix.model_offset + ix.model_bytes
         for m in ix.members:
-            assert name_problem(m.name) is None
-        for a in ix.arrays:
-            assert (a.key == "") if ix.kind == "npy" else name_problem(a.key) is None
-        assert len({m.name for m in ix.members}) == len(ix.members)
+            assert m.offset == pos and m.size == m.meta_size + sum(m.streams) + 4
+            pos += m.size
+        assert pos == ix.index_offset
+        assert_safe_index(ix)
 
     @FUZZ
     @given(st.data())
     def test_partial_scan(self, data):
+        """A .partial and its journal, damaged anywhere: resuming keeps only members whose bytes
+        are exactly those written for the same source pictures."""
         blob = constant_ardm(3, 2)
-        good = archive.HEADER + b"".join(archive._record(n, len(blob)) + blob for n in ("a.png", "b/c.png"))
-        candidate = mutate(good, data.draw)
-        try:
-            found, end = archive._scan_partial(io.BytesIO(candidate), len(candidate), "x.partial")
-        except OutputError:
-            assert not candidate.startswith(archive.HEADER)
-            return
-        assert end <= len(candidate)
-        for s in found:
-            assert name_problem(s.info.name) is None and s.end <= end
+        picture = Picture(np.full((2, 3, 3), (1, 2, 3), np.uint8), "RGB")
+        shared = shared_for("images", [], 16)
+        parts = [archive._member_parts(shared, n, blob) for n in ("a.png", "b/c.png")]
+        good = shared.pack() + b"".join(r for r, _, _ in parts)
+        journal = b"".join(e for _, e, _ in parts)
+        if data.draw(st.booleans()):
+            good = mutate(good, data.draw)
+        else:
+            journal = mutate(journal, data.draw)
+        source = iter([("a.png", picture), ("b/c.png", picture), ("d.png", picture)])
+        kept, rest = archive._resume(io.BytesIO(good), io.BytesIO(journal), shared.pack(), shared, source)
+        assert [m.name for _, m in kept] == ["a.png", "b/c.png"][:len(kept)]
+        for (entry, m), (record, want_entry, _) in zip(kept, parts):
+            assert entry == want_entry and good[m.offset:m.offset + m.size] == record
+        assert [n for n, _ in rest] == ["a.png", "b/c.png", "d.png"][len(kept):]
 
     @FUZZ                                   # constant members: decoded without a network call
     @given(st.lists(st.lists(st.sampled_from(["a", "..", ".", "", "b\x00", "c\\d", "e"]), min_size=1, max_size=4)
