@@ -51,6 +51,7 @@ from .files import SUFFIX, Result, compress_bytes, decode_bytes, decompress_byte
 from .imageio import PNG_LEVEL, write_file_atomic, write_file_under
 from .progress import PictureBar
 
+MODEL_FILE_HELP = "a model file for files made with a model this ardmzip does not have (checked by its hash)"
 EXIT_BROKEN_PIPE = 141          # 128 + SIGPIPE: what a shell reports for gzip killed by the signal
 
 
@@ -364,12 +365,14 @@ def main() -> None:
 @click.option("-s", "--steps", type=click.IntRange(1, 2**32 - 1), default=None,
               help="network calls per image plane: more is smaller and slower [default: 16]")
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, help="coding-order seed")
-@click.option("--model", default=None, help="model name (see `ardmzip models`)")
+@click.option("--model", default=None, metavar="NAME|FILE",
+              help="model name (see `ardmzip models`) or model file (.npz from `ardmzip fit`; an archive carries it)")
+@click.option("--carry-model", is_flag=True, help="archives: carry the model's weights even if it is registered")
 @click.option("--resume", is_flag=True, help="archives: continue an interrupted run from its .partial file")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="archives: worker processes compressing in parallel (same bytes)")
 def compress(sources, output, to_stdout, force, keep, remove, recursive, quiet, verbose, device, max_pixels, level,
-             steps, seed, model, resume, jobs):
+             steps, seed, model, carry_model, resume, jobs):
     """Compress images (PNG, BMP, PNM, TIFF, lossless WebP, GIF) to .ardm files.
 
     A folder, .npz or .npy with -o NAME.ardm (and no -r) becomes one dataset archive."""
@@ -382,10 +385,11 @@ def compress(sources, output, to_stdout, force, keep, remove, recursive, quiet, 
     target = _archive_target(sources, output, recursive)
     if target is not None:
         _compress_archive(*target, to_stdout, force, remove, verbosity, device, steps, seed, model, resume, jobs,
-                          max_pixels)
+                          max_pixels, carry_model)
         return
-    if resume or jobs > 1:
-        Reporter(verbosity).fail("", InputError("--resume and -j apply to archives: DIR, .npz or .npy -o NAME.ardm"))
+    if resume or jobs > 1 or carry_model:
+        Reporter(verbosity).fail("", InputError("--resume, -j and --carry-model apply to archives: "
+                                                "DIR, .npz or .npy -o NAME.ardm"))
         sys.exit(InputError.exit_code)
 
     def work(data: bytes, progress: bool | PictureBar):
@@ -412,7 +416,7 @@ def _archive_target(sources: tuple[str, ...], output: str | None, recursive: boo
 
 def _compress_archive(src: str, out: str, to_stdout: bool, force: bool, remove: bool, verbosity: int, device: str,
                       steps: int | None, seed: int, model: str | None, resume: bool, jobs: int,
-                      max_pixels: int) -> None:
+                      max_pixels: int, carry_model: bool = False) -> None:
     rep = Reporter(verbosity)
     partial = out + archive.PARTIAL_SUFFIX
     try:
@@ -422,7 +426,7 @@ def _compress_archive(src: str, out: str, to_stdout: bool, force: bool, remove: 
             raise InputError("--rm is not supported when making an archive")
         r = archive.write_archive(src, out, steps, resume=resume, force=force, model=model, seed=seed,
                                   device=device, jobs=jobs, progress=verbosity >= 1 and _terminal(sys.stderr),
-                                  max_pixels=max_pixels)
+                                  max_pixels=max_pixels, carry_model=carry_model)
         ix = r.index
         resumed = f" ({r.resumed} resumed)" if r.resumed else ""
         rep.say(_summary(src, out, ix.subpixels, ix.size, ix.subpixels, r.seconds,
@@ -450,13 +454,15 @@ def _compress_archive(src: str, out: str, to_stdout: bool, force: bool, remove: 
               help="archives: extract through symbolic links to folders inside the output folder (refused by default)")
 @click.option("--png-level", type=click.IntRange(0, 9), default=PNG_LEVEL, show_default=True, metavar="N",
               help="zlib level of the PNGs written: 0 (fastest) .. 9 (smallest)")
+@click.option("--model", "model_file", default=None, metavar="FILE", help=MODEL_FILE_HELP)
 def decompress(sources, output, to_stdout, force, keep, remove, recursive, quiet, verbose, device, max_pixels, members,
-               jobs, follow_symlinks, png_level):
+               jobs, follow_symlinks, png_level, model_file):
     """Decompress .ardm files to PNG (same mode, pixels and metadata).
 
     An archive extracts to a folder of PNGs (-o DIR; default: its name without .ardm),
     or for .npz/.npy sources to -o NAME.npz / NAME.npy, bit-exact."""
     verbosity = 1 + verbose - quiet
+    _load_model_file(model_file, Reporter(verbosity))
     if members or any(s != "-" and os.path.isfile(s) and archive.is_archive(s) for s in sources):
         _decompress_archive(sources, output, to_stdout, force, remove, verbosity, device, members, jobs, max_pixels,
                             follow_symlinks, png_level)
@@ -477,6 +483,18 @@ def decompress(sources, output, to_stdout, force, keep, remove, recursive, quiet
         return png, Result("", None, i["subpixels"], len(data), i["subpixels"], i["header_bytes"])
 
     _run(sources, output, to_stdout, force, remove, recursive, verbosity, {SUFFIX}, out_name, work, decoding=True)
+
+
+def _load_model_file(path: str | None, rep: Reporter) -> None:
+    """--model FILE: make a model file known (by its hash) to this run; exit 4 if it is not one."""
+    if path is None:
+        return
+    from .weights import load
+    try:
+        load(path=path)
+    except ArdmzipError as e:
+        rep.fail(path, e)
+        sys.exit(rep.exit_code)
 
 
 def _not_an_archive(data: bytes) -> None:
@@ -597,9 +615,11 @@ def _extract_members(rep: Reporter, src: str, output: str | None, to_stdout: boo
               help="archives: worker processes decoding in parallel")
 @click.option("--max-pixels", type=click.IntRange(min=0), default=MAX_PIXELS, show_default=True, metavar="N",
               help="refuse pictures over N pixels (width x height) before decoding them; 0: no limit")
-def test_cmd(sources, recursive, quiet, device, jobs, max_pixels):
+@click.option("--model", "model_file", default=None, metavar="FILE", help=MODEL_FILE_HELP)
+def test_cmd(sources, recursive, quiet, device, jobs, max_pixels, model_file):
     """Decode .ardm files (and every member of archives) and check their pixels, writing nothing."""
     rep = Reporter(1 - quiet)
+    _load_model_file(model_file, rep)
     progress = quiet == 0 and _terminal(sys.stderr)
     try:
         files = _expand(sources, recursive, {SUFFIX})
@@ -647,8 +667,8 @@ def info_cmd(sources, as_json):
                     _echo(json.dumps(dict(a, file=src)))
                 else:
                     arrays = "".join(f"; array {x['key'] or 'data'} {tuple(x['shape'])} uint8" for x in a["arrays"])
-                    model = f"; model {a['model']} ({a['model_hash']}), {a['steps']} steps, seed {a['seed']}" \
-                        if a["model"] else ""
+                    model = f"; model {a['model']} ({a['model_hash']}, {a['model_source']}), {a['steps']} steps, " \
+                        f"seed {a['seed']}" if a["model"] else ""
                     _echo(f"{src}: archive of {a['images']} images ({a['kind']}), {a['bytes']} bytes, "
                                f"{a['bpsp']:.3f} bpsp; overhead {a['overhead_bytes']} bytes "
                                f"({a['overhead_per_image']:.1f} per image){model}{arrays}")
@@ -677,17 +697,20 @@ def list_cmd(sources, as_json):
     for src in sources:
         with rep.each(src):
             index = archive.read_index(src)
+            a = archive.archive_info(src)
+            model = {"model": a["model"], "model_hash": a["model_hash"], "model_source": a["model_source"]}
             if as_json:
                 for m in index.members:
                     _echo(json.dumps({"archive": src, "name": m.name, "bytes": m.size, "width": m.width,
-                                           "height": m.height, "mode": m.mode, "bpsp": m.bpsp}))
+                                      "height": m.height, "mode": m.mode, "bpsp": m.bpsp, **model}))
                 continue
             lines = [f"{src}:"] if len(sources) > 1 else []
             lines.append(f"{'bytes':>10} {'bpsp':>7}  {'image':<14} name")
             lines += [f"{m.size:>10} {m.bpsp:>7.3f}  {f'{m.width}x{m.height} {m.mode}':<14} {m.name}"
                       for m in index.members]
             lines.append(f"{index.size:>10} {index.bpsp:>7.3f}  {len(index.members)} images, "
-                         f"{index.overhead_bytes} bytes overhead ({index.overhead_per_image:.1f} per image)")
+                         f"{index.overhead_bytes} bytes overhead ({index.overhead_per_image:.1f} per image)"
+                         + (f"; model {a['model']} ({a['model_hash']}, {a['model_source']})" if a["model"] else ""))
             _echo(*lines)
     sys.exit(rep.exit_code)
 

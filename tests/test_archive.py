@@ -6,6 +6,8 @@ a small, busy CPU.  The kill -9 test runs a real ``python -m ardmzip`` subproces
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import signal
@@ -763,3 +765,136 @@ def test_format_1_archives_still_read_bit_exact(tmp_path):
     assert same_picture(extract_member(V1 / "photos.ardm", "sub/c.png"), read_picture(V1 / "photos" / "sub/c.png"))
     info = archive.archive_info(V1 / "photos.ardm")
     assert (info["version"], info["model"], info["steps"], info["model_source"]) == (1, "xic-s48", 2, "registered")
+
+
+# ---------------------------------------------------------------- archives that carry their model
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    """A model file this ardmzip does not have: the shipped model with another meta field,
+    so another sha256 (made in a moment, no training)."""
+    from ardmzip import weights
+    m = weights.load()
+    path = tmp_path_factory.mktemp("models") / "thumbs.npz"
+    path.write_bytes(weights.to_bytes(m.net, m.curve, dict(m.meta, note="a test copy")))
+    assert weights.registered_name(hashlib.sha256(path.read_bytes()).hexdigest()) is None
+    return path
+
+
+@pytest.fixture
+def elsewhere(monkeypatch):
+    """A process that has never seen an unregistered model (another machine)."""
+    from ardmzip import weights
+    monkeypatch.setattr(weights, "_KNOWN", {})
+
+
+def test_an_archive_carries_an_unregistered_model_and_decodes_without_it(npz_arrays, model_file, tmp_path,
+                                                                         monkeypatch):
+    from ardmzip import weights
+    np.savez(tmp_path / "d.npz", **npz_arrays)
+    index = write_archive(tmp_path / "d.npz", tmp_path / "d.ardm", STEPS, model=str(model_file)).index
+    data = model_file.read_bytes()
+    assert index.model_bytes == len(data) and index.shared.model_name == "thumbs"
+    assert index.shared.model_hash == hashlib.sha256(data).digest()[:8]
+    assert index.overhead_bytes - len(data) < 8 * len(index.members) + 100     # carried once, not per member
+    info = archive.archive_info(tmp_path / "d.ardm")
+    assert info["model_source"] == f"carried ({len(data)} bytes)" and info["model"] == "thumbs"
+    monkeypatch.setattr(weights, "_KNOWN", {})                                # another machine
+    for jobs in (1, 2):                                                       # workers get the carried bytes
+        out = tmp_path / f"back{jobs}.npz"
+        assert all(e is None for _, e in extract_all(tmp_path / "d.ardm", out, jobs=jobs))
+        with np.load(out) as back:
+            assert all(np.array_equal(back[k], v) for k, v in npz_arrays.items())
+    monkeypatch.setattr(weights, "_KNOWN", {})
+    assert np.array_equal(extract_member(tmp_path / "d.ardm", "arr_0/000003").pixels, npz_arrays["arr_0"][3])
+    monkeypatch.setattr(weights, "_KNOWN", {})
+    assert all(e is None for _, e in test_archive(tmp_path / "d.ardm"))
+
+
+def test_a_carried_model_resumes_byte_identical(npz_arrays, model_file, tmp_path):
+    np.savez(tmp_path / "d.npz", **npz_arrays)
+    with pytest.raises(Stop):
+        write_archive(tmp_path / "d.npz", tmp_path / "r.ardm", STEPS, model=str(model_file),
+                      on_member=stop_after(5, []))
+    result = write_archive(tmp_path / "d.npz", tmp_path / "r.ardm", STEPS, model=str(model_file), resume=True)
+    assert result.resumed == 5
+    write_archive(tmp_path / "d.npz", tmp_path / "one.ardm", STEPS, model=str(model_file))
+    assert (tmp_path / "r.ardm").read_bytes() == (tmp_path / "one.ardm").read_bytes()
+
+
+def test_a_damaged_carried_model_is_refused(invoke, npz_arrays, model_file, tmp_path, elsewhere):
+    np.savez(tmp_path / "d.npz", **npz_arrays)
+    index = write_archive(tmp_path / "d.npz", tmp_path / "d.ardm", STEPS, model=str(model_file)).index
+    flip(tmp_path / "d.ardm", index.model_offset + index.model_bytes // 2)
+    assert len(read_index(tmp_path / "d.ardm").members) == 15               # the index is still fine
+    with pytest.raises(FormatError, match="carried model 'thumbs' does not match its hash"):
+        test_archive(tmp_path / "d.ardm")
+    assert_failed(invoke("test", tmp_path / "d.ardm"), 3, "carried model")
+    assert_failed(invoke("decompress", tmp_path / "d.ardm", "-o", tmp_path / "back.npz"), 3, "carried model")
+    assert_failed(invoke("decompress", tmp_path / "d.ardm", "--member", "gray/000001", "-o", tmp_path / "g.png"),
+                  3, "carried model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.ardm", "d.npz"]
+
+
+def test_registered_models_are_named_unless_carry_model(npz_arrays, tmp_path):
+    from ardmzip import weights
+    np.savez(tmp_path / "d.npz", **npz_arrays)
+    named = write_archive(tmp_path / "d.npz", tmp_path / "n.ardm", STEPS).index
+    carried = write_archive(tmp_path / "d.npz", tmp_path / "c.ardm", STEPS, carry_model=True).index
+    by_path = write_archive(tmp_path / "d.npz", tmp_path / "p.ardm", STEPS,
+                            model=str(weights.MODEL_DIR / "xic-s48.npz")).index    # a registered model's file
+    assert named.model_bytes == by_path.model_bytes == 0 and by_path.shared == named.shared
+    assert carried.model_bytes == len(weights.load().data)
+    assert carried.members == tuple(dataclasses.replace(m, offset=m.offset + carried.model_offset + carried.model_bytes
+                                                        - named.model_offset) for m in named.members)
+    assert all(e is None for _, e in test_archive(tmp_path / "c.ardm"))
+
+
+def test_cli_carried_model(invoke, npz_arrays, model_file, tmp_path, elsewhere):
+    from ardmzip import weights
+    np.savez(tmp_path / "d.npz", **npz_arrays)
+    r = invoke("compress", "-s", STEPS, tmp_path / "d.npz", "-o", tmp_path / "d.ardm", "--model", model_file)
+    assert r.exit_code == 0, r.stderr
+    weights._KNOWN.clear()
+    size = model_file.stat().st_size
+    r = invoke("info", tmp_path / "d.ardm")
+    assert r.exit_code == 0 and f"model thumbs (" in r.stdout and f"carried ({size} bytes)" in r.stdout, r.stdout
+    rows = [json.loads(line) for line in invoke("list", "--json", tmp_path / "d.ardm").stdout.splitlines()]
+    assert {(row["model"], row["model_source"]) for row in rows} == {("thumbs", f"carried ({size} bytes)")}
+    assert f"carried ({size} bytes)" in invoke("list", tmp_path / "d.ardm").stdout
+    d = json.loads(invoke("info", "--json", tmp_path / "d.ardm").stdout)
+    assert d["model_carried_bytes"] == size and d["model_hash"] == hashlib.sha256(model_file.read_bytes()).hexdigest()[:16]
+    r = invoke("decompress", tmp_path / "d.ardm", "-o", tmp_path / "back.npz")
+    assert r.exit_code == 0, r.stderr
+    with np.load(tmp_path / "back.npz") as back:
+        assert all(np.array_equal(back[k], v) for k, v in npz_arrays.items())
+    r = invoke("compress", "-s", STEPS, tmp_path / "d.npz", "-o", tmp_path / "r.ardm")
+    assert "registered" in invoke("info", tmp_path / "r.ardm").stdout
+    assert_failed(invoke("compress", "-s", STEPS, tmp_path / "d.npz", "-o", tmp_path / "x.ardm", "--model",
+                         tmp_path / "missing.npz"), 4, "missing.npz")
+    assert_failed(invoke("compress", "-s", STEPS, tmp_path / "d.npz", "-o", tmp_path / "x.ardm", "--model", "nope"),
+                  4, "unknown model 'nope'")
+    assert not (tmp_path / "x.ardm").exists() and not list(tmp_path.glob("x.ardm*"))
+
+
+def test_single_files_with_an_unregistered_model_decode_with_model_file(invoke, model_file, tmp_path, elsewhere):
+    from ardmzip import weights
+    from ardmzip.codec import compress, decompress
+    from ardmzip.errors import ModelMismatch
+    image = RNG.integers(0, 256, (5, 6, 3), np.uint8)
+    data = compress(image, STEPS, model=str(model_file))
+    (tmp_path / "x.ardm").write_bytes(data)
+    weights._KNOWN.clear()
+    with pytest.raises(ModelMismatch, match="model 'thumbs'.*--model"):
+        decompress(data)
+    assert_failed(invoke("decompress", tmp_path / "x.ardm", "-o", tmp_path / "x.png"), 4, "thumbs", "--model")
+    assert_failed(invoke("test", tmp_path / "x.ardm", "--model", tmp_path / "x.ardm"), 4, "not an ardmzip model")
+    assert not (tmp_path / "x.png").exists()
+    r = invoke("decompress", tmp_path / "x.ardm", "-o", tmp_path / "x.png", "--model", model_file)
+    assert r.exit_code == 0, r.stderr
+    assert np.array_equal(read_picture(tmp_path / "x.png").pixels, image)
+    assert invoke("test", tmp_path / "x.ardm", "--model", model_file).exit_code == 0
+    weights._KNOWN.clear()
+    weights.load(model_file)                                        # the Python API: load it, then decode
+    assert np.array_equal(decompress(data), image)
