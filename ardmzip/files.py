@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from . import constraint, container
+from . import constraint, container, lowbyte
 from .container import MAX_PIXELS
 from .codec import Stats, check_steps, compress_picture, decompress_picture
 from .errors import InputError
@@ -116,7 +116,11 @@ def info(data: bytes) -> dict:
     h, streams = container.unpack(data)
     subpixels = h.width * h.height * MODE_CHANNELS[h.mode]
     channels = [1 if MODE_CHANNELS[h.mode] <= 2 else 3, 1]          # colour plane, alpha plane
-    planes = [constraint.describe(s, c) if h.version >= 2 else "plain" for s, c in zip(streams, channels)]
+    deep = h.mode in container.SIXTEEN_BIT_MODES                     # its last stream: the low bytes
+    planes = [constraint.describe(s, c) if h.version >= 2 else "plain"
+              for s, c in zip(streams[:len(streams) - deep], channels)]
+    if deep and streams:
+        planes.append(lowbyte.describe(streams[-1], MODE_CHANNELS[h.mode]))
     return {
         "mode": h.mode, "width": h.width, "height": h.height, "model": h.model_name,
         "model_hash": h.model_hash.hex(), "steps": h.steps, "seed": h.seed,

@@ -39,7 +39,7 @@ import numpy as np
 from .coder import Decoder, Encoder
 from .errors import FormatError
 
-__all__ = ["encode", "decode", "split", "join"]
+__all__ = ["encode", "decode", "describe", "split", "join"]
 
 ANY, SET = 0, 1
 CODED, STORED = 0, 1
@@ -383,6 +383,17 @@ def decode(high: np.ndarray, data: bytes) -> np.ndarray:
     if not dec.finished_cleanly():
         raise FormatError("corrupt .ardm file: low-byte stream has data left over")
     return (model.full & 0xFF).astype(np.uint8)
+
+
+def describe(data: bytes, channels: int) -> str:
+    """A low-byte stream in a few words (``ardmzip info``)."""
+    if data[:1] == bytes([STORED]):
+        return "low bytes stored"
+    try:
+        maps, _ = _parse_head(data, channels)
+    except FormatError:
+        return "low bytes (damaged)"
+    return f"low bytes coded, value maps on {sum(m is not None for m in maps)} of {channels} channels"
 
 
 def _parse_head(data: bytes, channels: int) -> tuple[list[np.ndarray | None], int]:

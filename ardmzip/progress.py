@@ -117,6 +117,8 @@ def decoded_planes(data: bytes) -> tuple[int, int]:
         return 0, 0
     if header.version < 2:                      # no constraint bytes; a 1-byte alpha was constant
         return sum(len(s) != 1 or i == 0 for i, s in enumerate(streams)), header.steps
+    if header.mode in container.SIXTEEN_BIT_MODES:  # the last stream holds the low bytes: no network
+        streams = streams[:-1]
     return sum(bool(s) and s[0] not in (constraint.CONSTANT, constraint.STORED) for s in streams), header.steps
 
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import ardmzip
-from ardmzip import codec, container, imageio, lowbyte, sixteen
+from ardmzip import codec, constraint, container, imageio, lowbyte, sixteen
 from ardmzip.errors import ChecksumError, FormatError, InputError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -177,3 +177,14 @@ def test_cli_png_round_trip(tmp_path, invoke):
     assert result.exit_code == 0, result.stderr
     back = imageio.read_picture(tmp_path / "back.png")
     assert back.mode == "RGB16" and np.array_equal(back.pixels, a) and dict(back.metadata) == {"text:Title": b"deep"}
+
+
+def test_info_and_progress_know_the_low_byte_stream():
+    from ardmzip import files, progress
+    data = ardmzip.compress(smooth16(6, 8, 4, bits=12), steps=1)
+    described = files.info(data)
+    assert described["mode"] == "RGBA16" and described["planes"][-1].startswith("low bytes")
+    *planes, low = container.unpack(data)[1]
+    assert low[0] == lowbyte.CODED                                 # would look like a plain plane
+    needs_network = sum(p[0] not in (constraint.CONSTANT, constraint.STORED) for p in planes)
+    assert progress.decoded_planes(data) == (needs_network, 1)
