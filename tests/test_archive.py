@@ -361,10 +361,17 @@ def test_damaged_npz_member_is_zero_filled_and_reported(invoke, npz_arrays, tmp_
         assert np.array_equal(back["arr_0"], want) and np.array_equal(back["gray"], npz_arrays["gray"])
 
 
-def test_every_byte_flip_is_detected(tmp_path):
+@pytest.mark.parametrize("kind", ["images", "npy"])
+def test_every_byte_flip_is_detected(tmp_path, kind):
     src = tmp_path / "two"
-    save(src / "a.png", "L", (2, 2))
-    save(src / "b.png", "L", (3, 2))
+    if kind == "images":
+        save(src / "a.png", "L", (2, 2))
+        save(src / "b.png", "L", (3, 2))
+    else:                                         # 2x2 stored planes and a coded plane, with alpha
+        src = tmp_path / "two.npy"
+        images = RNG.integers(0, 256, (2, 2, 2, 2), np.uint8)
+        images[1] = np.arange(16, dtype=np.uint8).reshape(2, 2, 4)[..., :2]
+        np.save(src, images)
     write_archive(src, tmp_path / "t.ardm", STEPS)
     good = (tmp_path / "t.ardm").read_bytes()
     bad = tmp_path / "bad.ardm"
@@ -812,14 +819,14 @@ def test_an_archive_carries_an_unregistered_model_and_decodes_without_it(npz_arr
     assert all(e is None for _, e in test_archive(tmp_path / "d.ardm"))
 
 
-def test_a_carried_model_resumes_byte_identical(npz_arrays, model_file, tmp_path):
+def test_a_carried_model_resumes_and_codes_in_workers_byte_identical(npz_arrays, model_file, tmp_path):
     np.savez(tmp_path / "d.npz", **npz_arrays)
     with pytest.raises(Stop):
         write_archive(tmp_path / "d.npz", tmp_path / "r.ardm", STEPS, model=str(model_file),
                       on_member=stop_after(5, []))
     result = write_archive(tmp_path / "d.npz", tmp_path / "r.ardm", STEPS, model=str(model_file), resume=True)
     assert result.resumed == 5
-    write_archive(tmp_path / "d.npz", tmp_path / "one.ardm", STEPS, model=str(model_file))
+    write_archive(tmp_path / "d.npz", tmp_path / "one.ardm", STEPS, model=str(model_file), jobs=2)    # workers
     assert (tmp_path / "r.ardm").read_bytes() == (tmp_path / "one.ardm").read_bytes()
 
 
