@@ -290,6 +290,8 @@ class WriteResult:
 
 OnWrite = Callable[[MemberInfo, bool], None]                      # (member, resumed)
 OnRead = Callable[[str, "BaseException | None"], None]             # (name, error)
+# Worker processes, or a mapper that runs archive.py's jobs elsewhere (``_ordered_map``).
+Jobs = int | Callable[[Callable, Iterable[tuple[Any, tuple]]], Iterator[tuple[Any, Any]]]
 
 
 # ---------------------------------------------------------------- small encodings
@@ -834,10 +836,14 @@ def _batches(items: Iterable[Any], size: Callable[[Any], int]) -> Iterator[list[
         yield batch
 
 
-def _ordered_map(fn: Callable, tasks: Iterable[tuple[Any, tuple]], jobs: int) -> Iterator[tuple[Any, Any]]:
+def _ordered_map(fn: Callable, tasks: Iterable[tuple[Any, tuple]], jobs: Jobs) -> Iterator[tuple[Any, Any]]:
     """(tag, fn(*args)) for each (tag, args) in ``tasks``, in order. With jobs > 1 in a pool
     of spawned worker processes (one torch thread each), at most 2 * jobs tasks ahead, so
-    memory stays bounded; ``fn`` must be a module-level function."""
+    memory stays bounded; ``fn`` must be a module-level function. ``jobs`` may instead be a
+    mapper with this contract, ``jobs(fn, tasks)`` (cluster.RayMap: the tasks on a Ray cluster)."""
+    if callable(jobs):
+        yield from jobs(fn, tasks)
+        return
     if jobs <= 1:
         for tag, args in tasks:
             yield tag, fn(*args)
@@ -935,7 +941,7 @@ def _report(results: list, on_member: OnRead | None, name: str, error: BaseExcep
 
 
 def test_archive(path: str | os.PathLike, device: str = "cpu", progress: bool = False,
-                 on_member: OnRead | None = None, jobs: int = 1, *,
+                 on_member: OnRead | None = None, jobs: Jobs = 1, *,
                  max_pixels: int = container.MAX_PIXELS) -> list[tuple[str, BaseException | None]]:
     """Decode and check every member, writing nothing: [(name, error or None)]; ``jobs``
     worker processes decode in parallel; a member over ``max_pixels`` fails with LimitError."""
@@ -976,7 +982,7 @@ def png_names(names: Sequence[str]) -> dict[str, str]:
 
 def extract_all(path: str | os.PathLike, output: str | os.PathLike, force: bool = False, device: str = "cpu",
                 progress: bool = False, on_member: OnRead | None = None,
-                jobs: int = 1, *, max_pixels: int = container.MAX_PIXELS,
+                jobs: Jobs = 1, *, max_pixels: int = container.MAX_PIXELS,
                 follow_symlinks: bool = False, png_level: int = PNG_LEVEL) -> list[tuple[str, BaseException | None]]:
     """Extract every member: to a folder of PNGs mirroring the names, or, for an array
     archive and an ``output`` ending in .npz/.npy, to that array file, bit-exact.
@@ -1377,8 +1383,10 @@ def _compressed(items: Iterable[tuple[str, Picture]], jobs: int, steps: int, mod
                 device: str, max_pixels: int) -> Iterator[tuple[str, bytes]]:
     """(name, .ardm bytes) in input order, batch by batch (identical to coding each alone);
     one process reads ahead in a thread, worker processes (jobs > 1) work ahead in a pool."""
+    serial = not callable(jobs) and jobs <= 1           # else workers (or a cluster) work ahead
+
     def tasks() -> Iterator[tuple[Any, tuple]]:
-        for batch in _batches(_read_ahead(items) if jobs <= 1 else items, lambda item: item[1].pixels.size):
+        for batch in _batches(_read_ahead(items) if serial else items, lambda item: item[1].pixels.size):
             yield [n for n, _ in batch], ([p for _, p in batch], steps, model, seed, device, max_pixels)
 
     for names, blobs in _ordered_map(_compress_job, tasks(), jobs):
@@ -1387,7 +1395,7 @@ def _compressed(items: Iterable[tuple[str, Picture]], jobs: int, steps: int, mod
 
 def write_archive(source: str | os.PathLike, out_path: str | os.PathLike, steps: int | None = None, *,
                   resume: bool = False, force: bool = False, model: str | os.PathLike | None = None, seed: int = 0,
-                  device: str = "cpu", jobs: int = 1, progress: bool = False,
+                  device: str = "cpu", jobs: Jobs = 1, progress: bool = False,
                   on_member: OnWrite | None = None, max_pixels: int = container.MAX_PIXELS,
                   carry_model: bool = False) -> WriteResult:
     """Compress a folder of images or a .npz/.npy of uint8 image arrays into one archive.
