@@ -332,6 +332,27 @@ def with_common(f):
     return f
 
 
+def with_ray(f):
+    """--ray [ADDRESS]: archives' batches on a Ray cluster instead of -j local processes."""
+    return click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+                        help="archives: code the batches on a Ray cluster (HOST:PORT, ray://HOST:PORT, auto; "
+                             "alone: RAY_ADDRESS, else a local one); needs pip install 'ardmzip[ray]'")(f)
+
+
+@contextlib.contextmanager
+def _workers(jobs: int, ray_address: str | None, rep: Reporter):
+    """What archive.py's ``jobs`` gets: -j's process count, or with --ray a cluster.RayMap."""
+    if ray_address is None:
+        yield jobs
+        return
+    if jobs > 1:
+        raise InputError("-j and --ray: give one (on Ray every CPU of the cluster takes batches)")
+    from .cluster import connect
+    with connect(ray_address or None) as on_ray:
+        rep.say(f"on Ray: {on_ray.describe()}")
+        yield on_ray
+
+
 def with_levels(f):
     """-1 .. -9, --fast (= -1) and --best (= -9), as in gzip; the last one given wins."""
     steps = ", ".join(f"-{n}: {k}" for n, k in LEVEL_STEPS.items())
@@ -371,8 +392,9 @@ def main() -> None:
 @click.option("--resume", is_flag=True, help="archives: continue an interrupted run from its .partial file")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="archives: worker processes compressing in parallel (same bytes)")
+@with_ray
 def compress(sources, output, to_stdout, force, keep, remove, recursive, quiet, verbose, device, max_pixels, level,
-             steps, seed, model, carry_model, resume, jobs):
+             steps, seed, model, carry_model, resume, jobs, ray_address):
     """Compress images (PNG, BMP, PNM, TIFF, lossless WebP, GIF) to .ardm files.
 
     A folder, .npz or .npy with -o NAME.ardm (and no -r) becomes one dataset archive."""
@@ -385,10 +407,10 @@ def compress(sources, output, to_stdout, force, keep, remove, recursive, quiet, 
     target = _archive_target(sources, output, recursive)
     if target is not None:
         _compress_archive(*target, to_stdout, force, remove, verbosity, device, steps, seed, model, resume, jobs,
-                          max_pixels, carry_model)
+                          max_pixels, carry_model, ray_address)
         return
-    if resume or jobs > 1 or carry_model:
-        Reporter(verbosity).fail("", InputError("--resume, -j and --carry-model apply to archives: "
+    if resume or jobs > 1 or carry_model or ray_address is not None:
+        Reporter(verbosity).fail("", InputError("--resume, -j, --ray and --carry-model apply to archives: "
                                                 "DIR, .npz or .npy -o NAME.ardm"))
         sys.exit(InputError.exit_code)
 
@@ -416,7 +438,7 @@ def _archive_target(sources: tuple[str, ...], output: str | None, recursive: boo
 
 def _compress_archive(src: str, out: str, to_stdout: bool, force: bool, remove: bool, verbosity: int, device: str,
                       steps: int | None, seed: int, model: str | None, resume: bool, jobs: int,
-                      max_pixels: int, carry_model: bool = False) -> None:
+                      max_pixels: int, carry_model: bool = False, ray_address: str | None = None) -> None:
     rep = Reporter(verbosity)
     partial = out + archive.PARTIAL_SUFFIX
     try:
@@ -424,9 +446,10 @@ def _compress_archive(src: str, out: str, to_stdout: bool, force: bool, remove: 
             raise InputError("an archive is written to a file: use -o NAME.ardm, not -c")
         if remove:
             raise InputError("--rm is not supported when making an archive")
-        r = archive.write_archive(src, out, steps, resume=resume, force=force, model=model, seed=seed,
-                                  device=device, jobs=jobs, progress=verbosity >= 1 and _terminal(sys.stderr),
-                                  max_pixels=max_pixels, carry_model=carry_model)
+        with _workers(jobs, ray_address, rep) as jobs:
+            r = archive.write_archive(src, out, steps, resume=resume, force=force, model=model, seed=seed,
+                                      device=device, jobs=jobs, progress=verbosity >= 1 and _terminal(sys.stderr),
+                                      max_pixels=max_pixels, carry_model=carry_model)
         ix = r.index
         resumed = f" ({r.resumed} resumed)" if r.resumed else ""
         rep.say(_summary(src, out, ix.subpixels, ix.size, ix.subpixels, r.seconds,
@@ -450,13 +473,14 @@ def _compress_archive(src: str, out: str, to_stdout: bool, force: bool, remove: 
               help="archives: extract only this member (repeatable; see `ardmzip list`)")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="archives: worker processes decoding in parallel (same pixels)")
+@with_ray
 @click.option("--follow-symlinks", is_flag=True,
               help="archives: extract through symbolic links to folders inside the output folder (refused by default)")
 @click.option("--png-level", type=click.IntRange(0, 9), default=PNG_LEVEL, show_default=True, metavar="N",
               help="zlib level of the PNGs written: 0 (fastest) .. 9 (smallest)")
 @click.option("--model", "model_file", default=None, metavar="FILE", help=MODEL_FILE_HELP)
 def decompress(sources, output, to_stdout, force, keep, remove, recursive, quiet, verbose, device, max_pixels, members,
-               jobs, follow_symlinks, png_level, model_file):
+               jobs, ray_address, follow_symlinks, png_level, model_file):
     """Decompress .ardm files to PNG (same mode, pixels and metadata).
 
     An archive extracts to a folder of PNGs (-o DIR; default: its name without .ardm),
@@ -465,10 +489,10 @@ def decompress(sources, output, to_stdout, force, keep, remove, recursive, quiet
     _load_model_file(model_file, Reporter(verbosity))
     if members or any(s != "-" and os.path.isfile(s) and archive.is_archive(s) for s in sources):
         _decompress_archive(sources, output, to_stdout, force, remove, verbosity, device, members, jobs, max_pixels,
-                            follow_symlinks, png_level)
+                            follow_symlinks, png_level, ray_address)
         return
-    if jobs > 1:
-        Reporter(verbosity).fail("", InputError("-j applies to archives: decompress ARCHIVE.ardm -j N"))
+    if jobs > 1 or ray_address is not None:
+        Reporter(verbosity).fail("", InputError("-j and --ray apply to archives: decompress ARCHIVE.ardm -j N"))
         sys.exit(InputError.exit_code)
 
     def out_name(p: str) -> str:
@@ -509,7 +533,7 @@ def _overhead_note(ix: archive.ArchiveIndex) -> tuple[int, str]:
 
 def _decompress_archive(sources: tuple[str, ...], output: str | None, to_stdout: bool, force: bool, remove: bool,
                         verbosity: int, device: str, members: tuple[str, ...], jobs: int, max_pixels: int,
-                        follow_symlinks: bool, png_level: int) -> None:
+                        follow_symlinks: bool, png_level: int, ray_address: str | None = None) -> None:
     rep = Reporter(verbosity)
     progress = verbosity >= 1 and _terminal(sys.stderr)
     src = sources[0] if len(sources) == 1 else ""
@@ -537,8 +561,9 @@ def _decompress_archive(sources: tuple[str, ...], output: str | None, to_stdout:
             if error is not None:
                 rep.fail(f"{src}: {name}", error, zeros)
 
-        results = archive.extract_all(src, output, force, device, progress, report, jobs, max_pixels=max_pixels,
-                                      follow_symlinks=follow_symlinks, png_level=png_level)
+        with _workers(jobs, ray_address, rep) as jobs:
+            results = archive.extract_all(src, output, force, device, progress, report, jobs, max_pixels=max_pixels,
+                                          follow_symlinks=follow_symlinks, png_level=png_level)
         failed = sum(e is not None for _, e in results)
         count = f"{len(results) - failed} of {len(results)}" if failed else f"{len(results)}"
         rep.say(_summary(src, output, index.subpixels, index.size, index.subpixels, time.perf_counter() - t0,
@@ -613,34 +638,38 @@ def _extract_members(rep: Reporter, src: str, output: str | None, to_stdout: boo
               help=DEVICE_HELP)
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="archives: worker processes decoding in parallel")
+@with_ray
 @click.option("--max-pixels", type=click.IntRange(min=0), default=MAX_PIXELS, show_default=True, metavar="N",
               help="refuse pictures over N pixels (width x height) before decoding them; 0: no limit")
 @click.option("--model", "model_file", default=None, metavar="FILE", help=MODEL_FILE_HELP)
-def test_cmd(sources, recursive, quiet, device, jobs, max_pixels, model_file):
+def test_cmd(sources, recursive, quiet, device, jobs, ray_address, max_pixels, model_file):
     """Decode .ardm files (and every member of archives) and check their pixels, writing nothing."""
     rep = Reporter(1 - quiet)
     _load_model_file(model_file, rep)
     progress = quiet == 0 and _terminal(sys.stderr)
+    workers = contextlib.ExitStack()
     try:
         files = _expand(sources, recursive, {SUFFIX})
+        jobs = workers.enter_context(_workers(jobs, ray_address, rep))    # one connection for all archives
     except ArdmzipError as e:
         rep.fail("", e)
         sys.exit(rep.exit_code)
-    for src, _ in files:
-        with rep.each(src):
-            if src != "-" and archive.is_archive(src):
-                def report(name: str, error: BaseException | None, src: str = src) -> None:
-                    if error is not None:
-                        rep.fail(f"{src}: {name}", error)
+    with workers:
+        for src, _ in files:
+            with rep.each(src):
+                if src != "-" and archive.is_archive(src):
+                    def report(name: str, error: BaseException | None, src: str = src) -> None:
+                        if error is not None:
+                            rep.fail(f"{src}: {name}", error)
 
-                results = archive.test_archive(src, device, progress, report, jobs, max_pixels=max_pixels)
-                if all(e is None for _, e in results):
-                    rep.say(f"{src}: OK ({len(results)} images)")
-                continue
-            data = _read_single(src)
-            with _picture_bar(progress, src) as bar:
-                decode_bytes(data, device=device, progress=bar, max_pixels=max_pixels)
-            rep.say(f"{src}: OK")
+                    results = archive.test_archive(src, device, progress, report, jobs, max_pixels=max_pixels)
+                    if all(e is None for _, e in results):
+                        rep.say(f"{src}: OK ({len(results)} images)")
+                    continue
+                data = _read_single(src)
+                with _picture_bar(progress, src) as bar:
+                    decode_bytes(data, device=device, progress=bar, max_pixels=max_pixels)
+                rep.say(f"{src}: OK")
     sys.exit(rep.exit_code)
 
 
