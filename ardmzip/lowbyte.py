@@ -112,7 +112,7 @@ class _Model:
         self.h, self.w, self.c = high.shape
         self.high = high.astype(np.int64)
         self.full = (self.high << 8) + 128              # decoded values; the window centre until then
-        contexts = self.c * 2 * ACTIVITY * PLACES
+        contexts = self.c * 2 * 2 * ACTIVITY * PLACES
         self.counts = np.zeros((contexts, RESIDUALS), np.int64)
         self.prior = _prior(contexts)
         self.seen = np.zeros(contexts, np.int64)
@@ -166,6 +166,12 @@ class _Model:
         else:
             p = (hi << 8) + 128
             act = np.abs(left - right)
+        # 8-bit data widened by bit replication (v = 257 x) has L = H; where the decoded
+        # neighbours all do, predict that (anti-aliased edges of a widened 8-bit picture)
+        near = (up, ul, ur) if c0 == 0 and r > 0 else (left, right, up) if c0 == 1 and r > 0 else \
+            (left, right) if c0 == 1 else ()
+        replicated = np.zeros(hi.shape, bool) if not near else np.logical_and.reduce([(v >> 8) == (v & 255) for v in near])
+        p = np.where(replicated, hi * 257, p)
         base = hi << 8
         pl = np.clip(p - base, 0, 255)
         bucket = np.minimum(_bit_length(act), ACTIVITY - 1)
@@ -173,26 +179,28 @@ class _Model:
         above = np.minimum(_bit_length(np.maximum(p - base - 255, 0)), OUTSIDE - 1)
         place = np.where(above > 0, above + OUTSIDE - 1, below)
         channel = np.arange(self.c)[None, :]
-        ctx = ((channel * 2 + (c0 & 1)) * ACTIVITY + bucket) * PLACES + place
+        ctx = (((channel * 2 + (c0 & 1)) * 2 + replicated) * ACTIVITY + bucket) * PLACES + place
         return cols, pl, hi, ctx
 
-    def masses(self, ctx, pl, hi, lo, mid, top):
+    def rows(self, ctx: np.ndarray, pl: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Flat (n,) offsets, computed once a group: into ``cum`` where residual index 0 of each
+        variable's context and window lies, and into the span tables of its (channel, H)."""
+        base = ctx * (RESIDUALS + 1) + 255 - pl
+        at = (np.arange(len(hi)) % self.c) * 65792 + hi * 257 if self.restricted else None
+        return base, at
+
+    def masses(self, base: np.ndarray, at: np.ndarray | None, lo: np.ndarray, mid: np.ndarray, top: np.ndarray):
         """(m0, m1, coded, implied bit) for nodes [lo, top) split at mid, flat (n,) arrays."""
-        cum = self.cum
-        if self.restricted:
-            at = (np.arange(len(lo)) % self.c) * 65792 + hi * 257     # each variable's (channel, H) row
-            a0, e0 = self.first[at + lo], self.end[at + mid]
-            a1, e1 = self.first[at + mid], self.end[at + top]
-            left_empty, right_empty = a0 >= e0, a1 >= e1
-            coded = ~(left_empty | right_empty)
-            a0, e0 = np.where(left_empty, lo, a0), np.where(left_empty, lo, e0)
-            a1, e1 = np.where(right_empty, mid, a1), np.where(right_empty, mid, e1)
-        else:
-            a0, e0, a1, e1 = lo, mid, mid, top
-            coded, left_empty = None, None
-        off = 255 - pl
-        m0 = cum[ctx, e0 + off] - cum[ctx, a0 + off]
-        m1 = cum[ctx, e1 + off] - cum[ctx, a1 + off]
+        cum = self.cum.reshape(-1)
+        if at is None:
+            f_lo, f_mid, f_top = cum[base + lo], cum[base + mid], cum[base + top]
+            return f_mid - f_lo, f_top - f_mid, None, None
+        a0, e0 = self.first[at + lo], self.end[at + mid]
+        a1, e1 = self.first[at + mid], self.end[at + top]
+        left_empty, right_empty = a0 >= e0, a1 >= e1
+        coded = ~(left_empty | right_empty)
+        m0 = np.where(left_empty, 0, cum[base + np.maximum(e0, a0)] - cum[base + a0])
+        m1 = np.where(right_empty, 0, cum[base + np.maximum(e1, a1)] - cum[base + a1])
         return m0, m1, coded, left_empty
 
     def update(self, r: int, cols: np.ndarray, ctx: np.ndarray, pl: np.ndarray, low: np.ndarray) -> None:
@@ -260,12 +268,12 @@ def _walk(model: _Model, decide) -> None:
     bits (n,) for the group's variables, flat in (column, channel) order."""
     for r, c0 in model.groups():
         cols, pl, hi, ctx = model.context(r, c0)
-        pl_f, hi_f, ctx_f = pl.reshape(-1), hi.reshape(-1), ctx.reshape(-1)
-        lo = np.zeros(len(pl_f), np.int64)
+        base, at = model.rows(ctx.reshape(-1), pl.reshape(-1), hi.reshape(-1))
+        lo = np.zeros(len(base), np.int64)
         for level in range(8):
             half = 128 >> level
             mid = lo + half
-            m0, m1, coded, left_empty = model.masses(ctx_f, pl_f, hi_f, lo, mid, mid + half)
+            m0, m1, coded, left_empty = model.masses(base, at, lo, mid, mid + half)
             bit = decide(level, m0, m1, coded, left_empty, r, cols)
             lo = np.where(bit, mid, lo)
         model.update(r, cols, ctx, pl, lo.reshape(pl.shape))
