@@ -793,8 +793,10 @@ def decompress_picture(data: bytes, device: str = "cpu", progress: bool | Pictur
 def compress(array: np.ndarray, steps: int | None = None, *, model: str | None = None, seed: int = 0,
              device: str = "cpu", progress: bool | PictureBar = False, max_pixels: int = container.MAX_PIXELS,
              version: int | None = None) -> bytes:
-    """Compress a uint8 image array, (H, W) or (H, W, C) with C in 1..4 (gray, gray + alpha,
-    RGB, RGBA), to .ardm bytes. The same arguments always give the same bytes.
+    """Compress a uint8 or uint16 image array, (H, W) or (H, W, C) with C in 1..4 (gray, gray
+    + alpha, RGB, RGBA), to .ardm bytes. The same arguments always give the same bytes.
+    uint16 is kept 16-bit (format version 5: the high bytes through the network, the low
+    bytes given them, ``lowbyte.py``).
 
     ``steps``: network calls per plane (default DEFAULT_STEPS = 16; more is smaller and
     slower, LEVEL_STEPS lists the CLI's levels). ``model``: a registered model name (default
@@ -811,7 +813,8 @@ def compress(array: np.ndarray, steps: int | None = None, *, model: str | None =
 
 def decompress(data: bytes, *, device: str = "cpu", progress: bool | PictureBar = False,
                max_pixels: int = container.MAX_PIXELS) -> np.ndarray:
-    """Decompress .ardm bytes to a uint8 array: (H, W) for a one-channel picture (gray or
+    """Decompress .ardm bytes to a uint8 array (uint16 for a 16-bit picture): (H, W) for a
+    one-channel picture (gray or
     1-bit, as numpy gives for a gray Pillow image; an (H, W, 1) array given to ``compress``
     comes back (H, W) too: ``out[..., None]`` restores it), else (H, W, C), C in 2..4.
 
