@@ -814,9 +814,9 @@ def compress(array: np.ndarray, steps: int | None = None, *, model: str | None =
 def decompress(data: bytes, *, device: str = "cpu", progress: bool | PictureBar = False,
                max_pixels: int = container.MAX_PIXELS) -> np.ndarray:
     """Decompress .ardm bytes to a uint8 array (uint16 for a 16-bit picture): (H, W) for a
-    one-channel picture (gray or
-    1-bit, as numpy gives for a gray Pillow image; an (H, W, 1) array given to ``compress``
-    comes back (H, W) too: ``out[..., None]`` restores it), else (H, W, C), C in 2..4.
+    one-channel picture (gray or 1-bit, as numpy gives for a gray Pillow image; an (H, W, 1)
+    array given to ``compress`` comes back (H, W) too: ``out[..., None]`` restores it), else
+    (H, W, C), C in 2..4.
 
     A file whose picture is over ``max_pixels`` pixels (0: no limit) raises LimitError
     before anything is decoded; ``device`` and ``progress`` as for ``compress``."""
