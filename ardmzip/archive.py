@@ -1313,17 +1313,27 @@ def _resume(f: BinaryIO, journal: BinaryIO, prelude: bytes, shared: Shared,
         try:
             m = _read_entry(cur, shared, name, picture.mode, width, height)
         except FormatError:
-            m = None
-        f.seek(pos)
-        data = f.read(m.size) if m else b""
-        if m is None or (m.name, m.mode, m.width, m.height) != (name, picture.mode, width, height) \
-                or len(data) != m.size or (shared.kind == "images" and data[:m.meta_size] != _pack_metadata(
-                    picture.metadata)) or int.from_bytes(data[-4:], "little") != \
-                _member_crc(bytes(cur.data[start:cur.pos]) + data[:-4], pixel_crc(picture.pixels), width, height):
             return kept, itertools.chain([item], pictures)
-        kept.append((bytes(cur.data[start:cur.pos]), dataclasses.replace(m, offset=pos)))
+        entry = bytes(cur.data[start:cur.pos])
+        if not _finished(f, pos, entry, m, shared, name, picture):
+            return kept, itertools.chain([item], pictures)
+        kept.append((entry, dataclasses.replace(m, offset=pos)))
         pos += m.size
     return kept, pictures
+
+
+def _finished(f: BinaryIO, pos: int, entry: bytes, m: MemberInfo, shared: Shared, name: str,
+              picture: Picture) -> bool:
+    """Whether the member at ``pos`` with index ``entry`` is ``picture``'s, whole and undamaged."""
+    height, width = picture.pixels.shape[:2]
+    if (m.name, m.mode, m.width, m.height) != (name, picture.mode, width, height):
+        return False
+    f.seek(pos)
+    data = f.read(m.size)
+    if len(data) != m.size or (shared.kind == "images" and data[:m.meta_size] != _pack_metadata(picture.metadata)):
+        return False
+    want = _member_crc(entry + data[:-MEMBER_CRC_BYTES], pixel_crc(picture.pixels), width, height)
+    return int.from_bytes(data[-MEMBER_CRC_BYTES:], "little") == want
 
 
 def _worker_init() -> None:
