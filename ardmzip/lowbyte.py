@@ -375,13 +375,24 @@ def decode(high: np.ndarray, data: bytes) -> np.ndarray:
     maps, pos = _parse_head(data, high.shape[2])
     model = _Model(high, maps)
     dec = Decoder(data[pos:])
+    # A stream of W bytes holds at most about 8 W bits of information (codec.stream_bit_budget
+    # has the margin): a truncated stream is refused as soon as it runs dry.
+    budget = [1.5 * (8 * (len(data) - pos) + 64) + 256]
+
+    def pop(m0, m1):
+        probs = _probabilities(m0, m1)
+        bits = dec.pop(probs)
+        budget[0] += float(np.log2(probs[np.arange(len(bits)), bits]).sum())
+        if budget[0] < 0:
+            raise ValueError("more information than its bytes can hold: truncated or damaged")
+        return bits.astype(bool)
 
     def decide(level, m0, m1, coded, left_empty, r, cols):
         if coded is None:
-            return dec.pop(_probabilities(m0, m1)).astype(bool)
+            return pop(m0, m1)
         bit = left_empty.copy()
         if coded.any():
-            bit[coded] = dec.pop(_probabilities(m0[coded], m1[coded])).astype(bool)
+            bit[coded] = pop(m0[coded], m1[coded])
         return bit
 
     try:

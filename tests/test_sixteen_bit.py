@@ -188,3 +188,17 @@ def test_info_and_progress_know_the_low_byte_stream():
     assert low[0] == lowbyte.CODED                                 # would look like a plain plane
     needs_network = sum(p[0] not in (constraint.CONSTANT, constraint.STORED) for p in planes)
     assert progress.decoded_planes(data) == (needs_network, 1)
+
+
+def test_truncated_low_stream_stops_early():
+    """A low stream cut short is refused once it has yielded more information than its bytes
+    hold, long before the end of a large picture."""
+    a = np.random.default_rng(3).integers(0, 65536, (64, 64, 1), dtype=np.uint16)
+    a = (a >> 4 << 4) | (a >> 12)                      # 12-bit data rescaled: coded, not stored
+    high, low = lowbyte.split(a)
+    data, _ = lowbyte.encode(high, low)
+    assert data[0] == lowbyte.CODED
+    _, start = lowbyte._parse_head(data, 1)                # the value map, then the ANS words
+    cut = data[:start + (len(data) - start) // 8 // 4 * 4]
+    with pytest.raises(FormatError, match="truncated or damaged"):
+        lowbyte.decode(high, cut)
