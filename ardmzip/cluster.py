@@ -33,7 +33,7 @@ from .errors import ArdmzipError
 __all__ = ["ClusterError", "RayMap", "connect", "RETRIES"]
 
 RETRIES = 3              # times Ray reruns a task whose worker process or node died
-CONNECT_TIMEOUT_S = 10   # to open a TCP connection to an ADDRESS before handing it to Ray
+CONNECT_TIMEOUT_S = 10   # for an ADDRESS to accept a connection and answer, before Ray is given it
 
 
 class ClusterError(ArdmzipError):

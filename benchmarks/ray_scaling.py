@@ -22,9 +22,9 @@ members back (~70 KB for CIFAR); so only the driver needs the inputs and the out
 they live on the machine it runs on, or on shared storage (NFS, a bucket mounted on every
 node) to start or resume the driver anywhere. Each batch costs seconds of CPU against
 milliseconds of transfer, so throughput grows with the cluster's CPUs until the driver's
-reading or its network link is the bound: at the 2-worker rate measured here per 2 cores,
-a 100-node cluster would ask the driver for well under 100 MB/s. Ordered writing means a
-slow batch holds back the ones after it (at most 2 per CPU wait), not the CPUs.
+reading or its network link is the bound: a worker CPU codes about 8-10 CIFAR images/s
+(3 KB each), some 30 KB/s of pixels, so 1,000 CPUs ask the driver for about 30 MB/s.
+Ordered writing means a slow batch holds back the ones after it (at most 2 per CPU wait).
 """
 from __future__ import annotations
 
