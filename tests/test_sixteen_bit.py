@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,3 +203,23 @@ def test_truncated_low_stream_stops_early():
     cut = data[:start + (len(data) - start) // 8 // 4 * 4]
     with pytest.raises(FormatError, match="truncated or damaged"):
         lowbyte.decode(high, cut)
+
+
+# Format version 5 pinned: tests/data/v5/xic-s48-rgba16.ardm holds v5_image() at steps=3 (a
+# 16-bit RGBA picture with a full 16-bit, a left-shifted 12-bit, an 8-bit x 257 and a
+# constant channel). It must keep decoding to it, and the encoder must keep writing it.
+V5_FILE = Path(__file__).parent / "data" / "v5" / "xic-s48-rgba16.ardm"
+
+
+def v5_image() -> np.ndarray:
+    y, x = np.mgrid[0:20, 0:24]
+    r = (x * 2000 + y * 1500 + (x * y) % 7 * 37) % 65536
+    g = r >> 4 << 4
+    b = (x * 11 + y * 5) % 256 * 257
+    return np.stack([r, g, b, np.full_like(r, 65535)], -1).astype(np.uint16)
+
+
+def test_version_5_file_decodes_and_is_rewritten_byte_for_byte():
+    data = V5_FILE.read_bytes()
+    assert data[4] == 5 and np.array_equal(ardmzip.decompress(data), v5_image())
+    assert ardmzip.compress(v5_image(), steps=3, model="xic-s48") == data
