@@ -240,6 +240,23 @@ def test_testing_and_extracting_on_ray_give_the_same_results(on_ray, small_batch
 
 
 @needs_ray
+def test_a_carried_model_travels_with_the_tasks(on_ray, small_batches, tmp_path):
+    """Workers that do not have the model (it is registered nowhere) get it from the task."""
+    from ardmzip import weights
+    m = weights.load()
+    model = tmp_path / "thumbs.npz"
+    model.write_bytes(weights.to_bytes(m.net, m.curve, dict(m.meta, note="a copy only this test has")))
+    images = np.random.default_rng(2).integers(0, 256, (6, 4, 5, 3), np.uint8)
+    np.savez(tmp_path / "set.npz", images=images)
+    write_archive(tmp_path / "set.npz", tmp_path / "one.ardm", STEPS, model=str(model))
+    write_archive(tmp_path / "set.npz", tmp_path / "ray.ardm", STEPS, model=str(model), jobs=on_ray)
+    assert (tmp_path / "ray.ardm").read_bytes() == (tmp_path / "one.ardm").read_bytes()
+    assert all(e is None for _, e in extract_all(tmp_path / "ray.ardm", tmp_path / "back.npz", jobs=on_ray))
+    with np.load(tmp_path / "back.npz") as back:
+        assert np.array_equal(back["images"], images)
+
+
+@needs_ray
 def test_a_killed_worker_has_its_batch_redone(on_ray, monkeypatch, tree, plain, tmp_path):
     monkeypatch.setattr(codec, "BATCH_SUBPIXELS", 200)            # two or three tiny images a batch
     marker = tmp_path / "crashed"
