@@ -386,8 +386,9 @@ def _footer(index_offset: int) -> bytes:
 
 
 def stream_count(mode: str) -> int:
-    """Coded streams of a picture of ``mode``: colour, and alpha where there is one."""
-    return 2 if MODE_CHANNELS[mode] in (2, 4) else 1
+    """Coded streams of a picture of ``mode``: colour, alpha where there is one, and the low
+    bytes of a 16-bit picture."""
+    return (2 if MODE_CHANNELS[mode] in (2, 4) else 1) + (mode in container.SIXTEEN_BIT_MODES)
 
 
 def _pack_metadata(metadata: Sequence[tuple[str, bytes]]) -> bytes:

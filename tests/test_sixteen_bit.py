@@ -223,3 +223,17 @@ def test_version_5_file_decodes_and_is_rewritten_byte_for_byte():
     data = V5_FILE.read_bytes()
     assert data[4] == 5 and np.array_equal(ardmzip.decompress(data), v5_image())
     assert ardmzip.compress(v5_image(), steps=3, model="xic-s48") == data
+
+
+def test_folder_archive_keeps_16_bit_pictures(tmp_path, invoke):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    deep = smooth16(8, 10, 4, bits=12)
+    (folder / "deep.png").write_bytes(png16(deep))
+    Image.fromarray((deep[..., :3] >> 8).astype(np.uint8)).save(folder / "plain.png")
+    assert invoke("compress", "-1", folder, "-o", tmp_path / "a.ardm").exit_code == 0
+    result = invoke("decompress", tmp_path / "a.ardm", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    back = imageio.read_picture(tmp_path / "out" / "deep.png")
+    assert back.mode == "RGBA16" and np.array_equal(back.pixels, deep)
+    assert imageio.read_picture(tmp_path / "out" / "plain.png").mode == "RGB"
