@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="folder for ray_scaling.md / ray_scaling.json")
     a = p.parse_args(argv)
     try:
-        import ray  # noqa: F401
+        import ray
     except ImportError:
         raise SystemExit("needs Ray: pip install -e '.[ray]'") from None
     workers = [int(w) for w in a.workers.split(",")]
@@ -174,7 +174,6 @@ def main(argv: list[str] | None = None) -> int:
             rows += run_source(f"{Path(a.photos).name} {a.photo_side}px crops", os.path.join(tmp, "photos"), n, raw,
                                workers, a.steps, tmp)
     rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    import ray
     env = {"date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count(), "machine": platform.machine(),
            "torch": torch.__version__, "ray": ray.__version__, "git_revision": rev,
            "argv": sys.argv[1:] if argv is None else argv}

@@ -290,3 +290,19 @@ def test_cli_on_ray(invoke, ray_instance, tree, plain, tmp_path):
     result = invoke("compress", tree, "-o", tmp_path / "x.ardm", "--ray", f"127.0.0.1:{free_port()}")
     assert result.exit_code == 1 and "cannot reach the Ray cluster" in result.stderr
     assert not (tmp_path / "x.ardm").exists()
+
+
+@needs_ray
+def test_the_scaling_benchmark_runs(tmp_path):
+    """benchmarks.ray_scaling end to end on six tiny images (its own process: it starts Ray itself)."""
+    import json
+    import subprocess
+    np.savez(tmp_path / "tiny.npz", images=np.random.default_rng(3).integers(0, 256, (6, 4, 4, 3), np.uint8))
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-m", "benchmarks.ray_scaling", str(tmp_path / "tiny.npz"), "--workers", "2",
+                           "--steps", str(STEPS), "--out", str(tmp_path / "out")], cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "out" / "ray_scaling.json").read_text())["rows"]
+    assert [r["how"] for r in rows] == ["1 process, 1 thread", "Ray, 2 workers"]
+    assert rows[0]["bytes"] == rows[1]["bytes"] and rows[1]["compress_worker_busy_s"] > 0
