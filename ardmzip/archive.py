@@ -861,15 +861,19 @@ def _ordered_map(fn: Callable, tasks: Iterable[tuple[Any, tuple]], jobs: Jobs) -
             yield tag, future.result()
 
     try:
-        try:
-            for tag, args in tasks:
-                pending.append((tag, pool.submit(fn, *args)))
-                if len(pending) >= 2 * jobs:
-                    tag, future = pending.popleft()
-                    yield tag, future.result()
-        except Exception:                 # a failing input still lets the work before it land
-            yield from drain()
-            raise
+        inputs = iter(tasks)
+        while True:
+            try:
+                tag, args = next(inputs)
+            except StopIteration:
+                break
+            except Exception:             # a failing input still lets the work before it land
+                yield from drain()
+                raise
+            pending.append((tag, pool.submit(fn, *args)))
+            if len(pending) >= 2 * jobs:
+                tag, future = pending.popleft()
+                yield tag, future.result()    # a failing task raises here: nothing after it is yielded
         yield from drain()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

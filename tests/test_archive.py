@@ -905,3 +905,24 @@ def test_single_files_with_an_unregistered_model_decode_with_model_file(invoke, 
     weights._KNOWN.clear()
     weights.load(model_file)                                        # the Python API: load it, then decode
     assert np.array_equal(decompress(data), image)
+
+
+def test_pool_map_stops_at_a_failing_task_and_yields_nothing_after_it():
+    """-j N: results come in order, and a task that raises ends the map there (the archive's
+    .partial must not get later members after a gap); a failing input still lets the work
+    before it land."""
+    tasks = [(i, (str(i) if i != 2 else "not a number",)) for i in range(8)]
+    got = []
+    with pytest.raises(ValueError):
+        for tag, value in archive._ordered_map(int, tasks, 2):
+            got.append((tag, value))
+    assert got == [(0, 0), (1, 1)]
+
+    def inputs():
+        yield from [(0, ("0",)), (1, ("1",))]
+        raise OSError("unreadable input")
+    got = []
+    with pytest.raises(OSError):
+        for tag, value in archive._ordered_map(int, inputs(), 2):
+            got.append((tag, value))
+    assert got == [(0, 0), (1, 1)]
