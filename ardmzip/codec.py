@@ -161,11 +161,15 @@ class PlaneCoder:
             canvas = True
         else:
             top, bottom = max(0, r0 - halo), min(self.h, r1 + halo)
-            strip_values, strip_mask = values[:, :, top:bottom], mask[:, :, top:bottom].expand(b, -1, -1, -1)
+            # with nothing revealed the values are not seen: one plane's outputs serve the batch
+            n_run = 1 if empty else b
+            strip_values, strip_mask = values[:n_run, :, top:bottom], mask[:, :, top:bottom].expand(n_run, -1, -1, -1)
             if dev.type == "cpu":       # bands that stay in cache, each row once (same values as trunk)
                 x, anchor = self.net.trunk_banded(strip_values, strip_mask)
             else:                       # a GPU wants few large calls
                 x, anchor = self.net.trunk(strip_values, strip_mask)
+            if n_run < b:
+                x, anchor = x.expand(b, -1, -1, -1), anchor.expand(b, -1, -1, -1)
             canvas = False
         dev = x.device
         for chunk in chunks:
