@@ -43,6 +43,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "xa4-s48": ("xa4-s48.npz", "1b5913bb63951f0e0ae59e756840a5b006352ea4f3f7e4d62080c9f6e31c84ee"),
     "xi-s48": ("xi-s48.npz", "c28893b5d1ca38927c293d5c9f5898c2fca5713435a19676029219a2fd8d403f"),
     "xic-s48": ("xic-s48.npz", "fa17e80ca2be2fd2fc32730a8d34669a12bed3342c148a20b7d05e2279c92ab0"),
+    "cifar10-s48": ("cifar10-s48.npz", "e562fe1d027c7250559bf9ca07fac0b9ae1755891825d34155903ffb8423fabc"),
 }
 DEFAULT_MODEL = "xic-s48"
 
