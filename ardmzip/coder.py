@@ -198,54 +198,20 @@ def binary_bits(params: torch.Tensor, anchor: torch.Tensor, symbols, allowed=Non
     return decision_bits(*_decisions(params, anchor, symbols, allowed, channel))
 
 
-def _pop_bits(decoder: Decoder, m0: torch.Tensor, m1: torch.Tensor, info: list[float] | None = None
-              ) -> torch.Tensor:
-    """Pop one decision per row of masses (m0, m1): bool, on their device. ``info``, when
-    given, gets the decisions' information (-log2 p, float) added to its one entry."""
-    probs = _probabilities(torch.stack([m0, m1], 1).cpu().numpy())
-    bits = decoder.pop(probs)
-    if info is not None and len(bits):
-        info[0] -= float(np.log2(probs[np.arange(len(bits)), bits]).sum())
-    return torch.from_numpy(bits).to(m0.device).bool()
-
-
 def decode_binary(decoder: Decoder, params: torch.Tensor, anchor: torch.Tensor,
                   allowed=None, channel=None, info: list[float] | None = None) -> np.ndarray:
     """Pop N symbols pushed by ``encode_binary`` with the same arguments: int32 (N,).
 
     8 rounds, one per level; each evaluates F(mid) once per variable that is still open
     (F(lo), F(hi) are carried over) and pops that level's coded decisions in one call.
-    A damaged stream decodes to some values in the allowed sets, without error.
+    A damaged stream decodes to some values in the allowed sets, without error. (One run of
+    ``decode_binary_batch``, which holds the loop.)
     """
-    device, n = params.device, len(params)
-    terms = dlm.mixture_terms(params, anchor)
-    span = _value_spans(allowed, channel, n, device)
-    lo = torch.zeros(n, dtype=torch.int64 if span is not None else torch.int32, device=device)
-    f_lo, f_hi = torch.zeros(n, dtype=torch.int32, device=device), dlm.row_totals(terms)   # F(0), F(256)
-    for level in range(8):
-        mid = lo + (128 >> level)
-        if span is None:                      # every decision coded
-            fm = dlm.cdf_from_terms(terms, mid.unsqueeze(0))[0]
-            bit = _pop_bits(decoder, fm - f_lo, f_hi - fm, info)
-            f_lo, f_hi = torch.where(bit, fm, f_lo), torch.where(bit, f_hi, fm)
-        else:
-            # Only nodes holding two or more allowed values decide anything; in a node holding
-            # one, its half with that value is implied (and a damaged stream stays in the set).
-            first, end = span(lo, lo + (256 >> level))
-            rows = torch.nonzero(end - first > 1)[:, 0]
-            left_first, left_end = span(lo, mid)
-            bit = left_first >= left_end                                     # left half empty: bit 1
-            if not len(rows):
-                lo = torch.where(bit, mid, lo)
-                continue
-            masses, left_empty, right_empty = _span_masses(tuple(t[:, rows] for t in terms), span,
-                                                           lo[rows], mid[rows], rows)
-            coded = ~(left_empty | right_empty)
-            b = bit[rows]
-            b[coded] = _pop_bits(decoder, masses[coded][:, 0], masses[coded][:, 1], info)
-            bit[rows] = b
-        lo = torch.where(bit, mid, lo)
-    return lo.to(torch.int32).cpu().numpy()
+    result = decode_binary_batch([decoder], params[None], anchor[None], allowed, channel,
+                                 None if info is None else [info])[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 def decode_binary_batch(decoders: list[Decoder | None], params: torch.Tensor, anchor: torch.Tensor,
@@ -258,6 +224,8 @@ def decode_binary_batch(decoders: list[Decoder | None], params: torch.Tensor, an
     Returns per run its int32 symbols, the exception its stream raised (the others go on),
     or None for a decoder that is None. ``infos[i]``: as ``decode_binary``'s ``info``."""
     b, n = anchor.shape
+    if n == 0:
+        return [None if d is None else np.zeros(0, dtype=np.int32) for d in decoders]
     device, total = params.device, b * n
     terms = dlm.mixture_terms(params.reshape(total, *params.shape[2:]), anchor.reshape(-1))
     span = _value_spans(allowed, None if channel is None else torch.as_tensor(channel).reshape(-1), total, device)
