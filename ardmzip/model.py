@@ -118,7 +118,8 @@ class IntegerNet:
 
     def __init__(self, config: ModelConfig, stem: IntConv, blocks: list[IntConv],
                  head_hidden: IntConv, head_out: IntConv):
-        self.config, self.stem, self.blocks = config, stem, blocks
+        # the blocks see a ReLU of the residual stream clamped to [-127, 127]: int8 GEMMs on CPU
+        self.config, self.stem, self.blocks = config, stem, [b.with_small_input() for b in blocks]
         self.head_hidden, self.head_out = head_hidden, head_out
         self.device = stem.weight.device
 

@@ -19,7 +19,7 @@ rounding (``mode="qat"``), or skipped (``mode="float"``, with the same clamps).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -91,19 +91,33 @@ class IntConv:
     dilation: int
     lo: int
     hi: int
+    # The caller promises inputs in [-128, 127] (a ReLU of the clamped residual stream): on
+    # CPU the layer may then run as an int8 GEMM (int8_conv2d), the same integers.
+    small_input: bool = False
+    _gemm: "Int8Weights | None" = field(default=None, repr=False, compare=False)
 
     def to(self, device: torch.device) -> "IntConv":
         weight = self.weight.to(device)
         if weight.device.type == "cpu":      # oneDNN's native layout (~20% faster convs, same sums)
             weight = weight.contiguous(memory_format=torch.channels_last)
         return IntConv(weight, self.bias.to(device), self.scale.to(device),
-                       self.padding, self.dilation, self.lo, self.hi)
+                       self.padding, self.dilation, self.lo, self.hi, self.small_input)
+
+    def with_small_input(self) -> "IntConv":
+        """This layer, marked as fed integers in [-128, 127] (see ``small_input``)."""
+        return IntConv(self.weight, self.bias, self.scale, self.padding, self.dilation, self.lo, self.hi, True)
 
     def __call__(self, x: torch.Tensor, padding: int | tuple[int, int] | None = None) -> torch.Tensor:
         """x: (B, Cin, H, W) float32 integers. Returns (B, Cout, H, W) float32 integers.
         ``padding``: (rows, columns) instead of the layer's own (a band whose rows above and
         below are already in ``x``)."""
-        acc = exact_conv2d(x, self.weight, self.padding if padding is None else padding, self.dilation, self.bias)
+        padding = self.padding if padding is None else padding
+        if self.small_input and x.device.type == "cpu" and INT8_GEMM:
+            if self._gemm is None:
+                self._gemm = Int8Weights.of(self)
+            if self._gemm is not None:
+                return int8_conv2d(x, self._gemm, padding, self.dilation, self.lo, self.hi)
+        acc = exact_conv2d(x, self.weight, padding, self.dilation, self.bias)
         # in place: a power-of-two scale and floor are exact, and fresh tensors cost time
         return acc.mul_(self.scale.view(1, -1, 1, 1)).floor_().clamp_(self.lo, self.hi)
 
@@ -157,3 +171,62 @@ def _conv2d_gemm(x: torch.Tensor, w: torch.Tensor, padding: int, dilation: int) 
     k = w.shape[-1]
     cols = F.unfold(x, k, dilation=dilation, padding=padding)          # (B, Cin*k*k, H*W)
     return torch.matmul(w.flatten(1), cols).view(b, -1, h, wd)         # (B, Cout, H, W)
+
+
+# torch._int_mm (int8 x int8 -> int32) on CPU: every product and sum is an exact integer,
+# so the result equals the float32 convolution under the 2^24 bound, bit for bit, in any
+# order and thread count. ~1.5x faster per 48-channel 3x3 layer than oneDNN's float32
+# direct convolution on the project VM (AVX-512 VNNI), im2col and conversions included.
+INT8_GEMM = hasattr(torch, "_int_mm")
+GEMM_ROWS = 1 << 15          # output pixels per GEMM: the int8 im2col block stays ~14 MB at 48 channels
+
+
+@dataclass
+class Int8Weights:
+    """A layer's weights as an int8 GEMM operand: rows ordered (ky, kx, cin), as im2col's."""
+    matrix: torch.Tensor     # (k*k*Cin, Cout) int8
+    bias: torch.Tensor       # (Cout,) int32
+    shift: torch.Tensor      # (Cout,) int32, >= 0: floor(acc * 2^-shift) == acc >> shift
+    kernel: int
+
+    @classmethod
+    def of(cls, layer: IntConv) -> "Int8Weights | None":
+        """None where the integer GEMM cannot reproduce the layer (a scale above 1)."""
+        shift = torch.round(-torch.log2(layer.scale.cpu())).to(torch.int32)
+        if bool((shift < 0).any()):
+            return None
+        w = layer.weight.cpu()
+        k = w.shape[-1]
+        matrix = w.permute(2, 3, 1, 0).reshape(k * k * w.shape[1], w.shape[0]).to(torch.int8).contiguous()
+        return cls(matrix, layer.bias.cpu().to(torch.int32), shift, k)
+
+
+def int8_conv2d(x: torch.Tensor, gemm: Int8Weights, padding: int | tuple[int, int], dilation: int,
+                lo: int, hi: int) -> torch.Tensor:
+    """clamp(floor((conv(x, W) + b) * 2^-shift), lo, hi) for x holding integers in [-128, 127],
+    as im2col + int8 GEMMs over blocks of output rows. Returns float32 (B, Cout, Ho, Wo) in
+    channels-last layout (what oneDNN's path returns on CPU)."""
+    pr, pc = (padding, padding) if isinstance(padding, int) else padding
+    b, cin, h, w = x.shape
+    k, d = gemm.kernel, dilation
+    ho, wo = h + 2 * pr - d * (k - 1), w + 2 * pc - d * (k - 1)
+    cout = gemm.matrix.shape[1]
+    # pixels-major int8 copy of the input with its zero padding (the conversion is exact)
+    src = x.new_zeros((b, h + 2 * pr, w + 2 * pc, cin), dtype=torch.int8)
+    src[:, pr:pr + h, pc:pc + w] = x.permute(0, 2, 3, 1)
+    out = torch.empty(b, ho, wo, cout, dtype=torch.int32)
+    rows = max(1, GEMM_ROWS // max(1, wo))
+    for i in range(b):
+        for r0 in range(0, ho, rows):
+            r1 = min(ho, r0 + rows)
+            if k == 1:
+                cols = src[i, r0:r1, :wo].reshape(-1, cin)
+            else:
+                cols = torch.empty(r1 - r0, wo, k * k, cin, dtype=torch.int8)
+                for ky in range(k):
+                    for kx in range(k):
+                        cols[:, :, ky * k + kx] = src[i, r0 + ky * d:r1 + ky * d, kx * d:kx * d + wo]
+                cols = cols.view(-1, k * k * cin)
+            torch._int_mm(cols, gemm.matrix, out=out[i, r0:r1].view(-1, cout))
+    out = out.view(-1, cout).add_(gemm.bias).bitwise_right_shift_(gemm.shift).clamp_(lo, hi)
+    return out.view(b, ho, wo, cout).permute(0, 3, 1, 2).to(torch.float32)
