@@ -17,16 +17,23 @@ in distribution.
 
 Two ways to run it: ``forward`` (float or fake-quant, for training) and ``IntegerNet``
 (exact integer inference for coding, built by ``export``).
+
+A second architecture, ``ModelConfig(trunk="s2d")`` (s2d.py), runs the residual blocks on a
+2x2 space-to-depth grid; ``make_net`` and ``integer_from_layers`` build either from a config.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 
 from .features import HALO, N_FEATURES, FeatureState, context_features
 from .qlayers import IntConv, QConv
+
+if TYPE_CHECKING:
+    from .s2d import IntegerS2DNet
 
 ACT_BITS = 4            # trunk activations: real = int / 16, ints in [-127, 127]
 HEAD_LIMIT = 4095       # head outputs: ints in [-4095, 4095], units of 1/16
@@ -40,20 +47,46 @@ class ModelConfig:
     mixtures: int = 4
     cross_anchor: bool = False      # features.py: anchor from revealed sibling channels (models after oa-s48)
     order: str = "random"           # ardm.ORDERS: the coding order files made with this model use
+    trunk: str = "full"             # TRUNKS: "full" (ARDMNet) or "s2d" (s2d.S2DNet, a 2x2 space-to-depth trunk)
+    fine_channels: int = 48         # s2d: channels of the full-resolution stream after the coarse trunk
+    fine_dilations: tuple[int, ...] = (1,)   # s2d: residual blocks on that stream
 
     @property
     def halo(self) -> int:
-        """Pixels of context each output depends on, in every direction."""
+        """Pixels of context each output depends on, in every direction (for s2d a multiple
+        of ``grid``, so that a strip starting ``halo`` rows above an even row starts on one)."""
+        if self.trunk == "s2d":
+            # a coarse dilation d reaches 2d pixels; the 2x2 cell a pixel sits in reaches one
+            # pixel further on one side (+2 keeps it simple and even)
+            halo = HALO + 2 * sum(self.dilations) + 2 + sum(self.fine_dilations)
+            return halo + halo % 2
         return HALO + sum(self.dilations)
 
+    @property
+    def grid(self) -> int:
+        """Rows (and columns) per cell of the trunk's grid: a crop computes the picture's values
+        only if it starts at a multiple of it (s2d: 2x2 cells anchored at the picture's corner)."""
+        return 2 if self.trunk == "s2d" else 1
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.trunk == "full":
+            # today's network writes today's config: its model files keep their bytes and hashes
+            for key in ("trunk", "fine_channels", "fine_dilations"):
+                del d[key]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
+        """A config from ``to_dict``'s record; files without the s2d keys are "full"."""
         d = dict(d)
         d["dilations"] = tuple(d["dilations"])
+        if "fine_dilations" in d:
+            d["fine_dilations"] = tuple(d["fine_dilations"])
         return cls(**d)
+
+
+TRUNKS = ("full", "s2d")
 
 
 class ARDMNet(nn.Module):
@@ -93,13 +126,8 @@ class ARDMNet(nn.Module):
         net = cls(config or inet.config)
         layers = [net.stem, *net.blocks, net.head_hidden, net.head_out]
         ints = [inet.stem, *inet.blocks, inet.head_hidden, inet.head_out]
-        with torch.no_grad():
-            for q, ic in zip(layers, ints):
-                shift = (-torch.log2(ic.scale.cpu())).round()
-                j = shift - q.a_in + q.a_out
-                rounding = torch.where(shift > 0, 2.0 ** (shift - 1).clamp(min=0), torch.zeros_like(shift))
-                q.conv.weight.copy_(ic.weight.cpu() / (2.0 ** j).view(-1, 1, 1, 1))
-                q.conv.bias.copy_((ic.bias.cpu() - rounding) / 2.0 ** (j + q.a_in))
+        for q, ic in zip(layers, ints):
+            load_integer(q, ic)
         return net
 
     def export(self) -> "IntegerNet":
@@ -122,6 +150,17 @@ class IntegerNet:
         self.config, self.stem, self.blocks = config, stem, [b.with_small_input() for b in blocks]
         self.head_hidden, self.head_out = head_hidden, head_out
         self.device = stem.weight.device
+
+    def named_layers(self) -> list[tuple[str, IntConv]]:
+        """The layers under the names a model file stores them by (weights.py)."""
+        return ([("stem", self.stem)] + [(f"block{i}", b) for i, b in enumerate(self.blocks)]
+                + [("head_hidden", self.head_hidden), ("head_out", self.head_out)])
+
+    @classmethod
+    def from_layers(cls, config: ModelConfig, layers: dict[str, IntConv]) -> "IntegerNet":
+        """The network from ``named_layers``' layers (a model file's)."""
+        blocks = [layers[f"block{i}"] for i in range(len(config.dilations))]
+        return cls(config, layers["stem"], blocks, layers["head_hidden"], layers["head_out"])
 
     def to(self, device: torch.device | str) -> "IntegerNet":
         device = torch.device(device)
@@ -215,3 +254,40 @@ class IntegerNet:
         b, c, h, w = x.shape
         out = self.head(x.permute(0, 2, 3, 1).reshape(-1, c))
         return out.view(b, h, w, 3, 3, -1).permute(0, 3, 4, 5, 1, 2), anchor
+
+
+def net_class(config: ModelConfig) -> type[nn.Module]:
+    """The float (trainable) network class of ``config.trunk``: ARDMNet or s2d.S2DNet."""
+    if config.trunk == "s2d":
+        from .s2d import S2DNet          # s2d.py builds on this module: imported when asked for
+        return S2DNet
+    if config.trunk != "full":
+        raise ValueError(f"unknown trunk {config.trunk!r} (one of {', '.join(TRUNKS)})")
+    return ARDMNet
+
+
+def make_net(config: ModelConfig) -> nn.Module:
+    """A fresh float network for ``config`` (ARDMNet or s2d.S2DNet)."""
+    return net_class(config)(config)
+
+
+def integer_from_layers(config: ModelConfig, layers: dict[str, IntConv]) -> "IntegerNet | IntegerS2DNet":
+    """The exact network (IntegerNet or s2d.IntegerS2DNet) of ``config`` from its layers by
+    name, as a model file stores them (``named_layers``)."""
+    if config.trunk == "s2d":
+        from .s2d import IntegerS2DNet
+        return IntegerS2DNet.from_layers(config, layers)
+    net_class(config)                    # refuses an unknown trunk
+    return IntegerNet.from_layers(config, layers)
+
+
+@torch.no_grad()
+def load_integer(q: QConv, ic: IntConv) -> None:
+    """Set ``q``'s float weights to those whose export is ``ic`` again (``from_integer``).
+
+    Undoes export's arithmetic: W = W_int * 2^-j, b = (b_int - rounding) * 2^-(j + a_in)."""
+    shift = (-torch.log2(ic.scale.cpu())).round()
+    j = shift - q.a_in + q.a_out
+    rounding = torch.where(shift > 0, 2.0 ** (shift - 1).clamp(min=0), torch.zeros_like(shift))
+    q.conv.weight.copy_(ic.weight.cpu() / (2.0 ** j).view(-1, 1, 1, 1))
+    q.conv.bias.copy_((ic.bias.cpu() - rounding) / 2.0 ** (j + q.a_in))
