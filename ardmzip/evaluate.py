@@ -18,7 +18,7 @@ import torch
 
 from .ardm import random_masks
 from .dlm import bits_of, exact_frequencies
-from .model import ARDMNet, IntegerNet, ModelConfig
+from .model import IntegerNet, ModelConfig, make_net
 from .train import evaluate, val_batches
 
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     from .weights import from_bytes
     batches = val_batches(a.val, 32, a.val_crops)
     state = torch.load(Path(a.run) / a.checkpoint, map_location="cpu", weights_only=False)
-    net = ARDMNet(ModelConfig.from_dict(state["config"]))
+    net = make_net(ModelConfig.from_dict(state["config"]))
     net.load_state_dict(state["ema"])
     net.eval()
     out = {"step": state["step"]}

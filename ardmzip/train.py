@@ -6,6 +6,8 @@ Fine-tuning a shipped model: ``--init models/NAME.npz`` starts from its integer 
 (``ARDMNet.from_integer``), keeps its architecture, and may switch on the cross-channel
 anchor (``--cross-anchor``) or grow it deeper (``--grow 1,4``: residual blocks of those
 dilations appended with zero weights, so training starts from exactly the shipped network).
+From scratch, ``--trunk s2d`` trains the network whose blocks run on 2x2 cells (s2d.py;
+``--channels``, ``--dilations``, ``--fine-channels``, ``--fine-dilations`` size it).
 
 Resumable: the run folder holds ckpt.pt (model, EMA, optimizer, step, RNG state) and
 log.jsonl; running the same command again continues. Device-agnostic (--device cpu|cuda).
@@ -33,7 +35,7 @@ from tqdm import tqdm
 
 from .ardm import oa_loss
 from .data import CropSampler, TensorCropSampler, pyramid, scan, subsample_chroma
-from .model import ARDMNet, ModelConfig
+from .model import TRUNKS, ARDMNet, ModelConfig, make_net, net_class
 from .weights import load
 
 
@@ -83,7 +85,7 @@ def grow(net: ARDMNet, dilations: tuple[int, ...]) -> ARDMNet:
     zero: each new block adds nothing, so the grown network starts as exactly ``net``
     (its gradients are not zero, so the new blocks learn from the first step)."""
     config = replace(net.config, dilations=net.config.dilations + dilations)
-    grown = ARDMNet(config)
+    grown = make_net(config)
     missing, unexpected = grown.load_state_dict(net.state_dict(), strict=False)
     assert not unexpected and all(k.startswith("blocks.") for k in missing), (missing, unexpected)
     with torch.no_grad():
@@ -91,6 +93,22 @@ def grow(net: ARDMNet, dilations: tuple[int, ...]) -> ARDMNet:
             block.conv.weight.zero_()
             block.conv.bias.zero_()
     return grown
+
+
+def _dilations(text: str) -> tuple[int, ...]:
+    """'1,2,1,4' -> (1, 2, 1, 4)."""
+    return tuple(int(d) for d in text.split(","))
+
+
+def architecture(args: argparse.Namespace) -> dict:
+    """The ModelConfig fields of --trunk, --dilations, --fine-channels and --fine-dilations
+    (a network trained from scratch); ModelConfig's defaults where an option is not given."""
+    arch = {"trunk": args.trunk, "fine_channels": args.fine_channels}
+    if args.dilations:
+        arch["dilations"] = _dilations(args.dilations)
+    if args.fine_dilations:
+        arch["fine_dilations"] = _dilations(args.fine_dilations)
+    return arch
 
 
 def group_loss(net: ARDMNet, x: torch.Tensor, gray: torch.Tensor, args: argparse.Namespace
@@ -127,14 +145,15 @@ def train(args: argparse.Namespace) -> int:
     if args.init:
         init = load(path=args.init).net
         config = replace(init.config, cross_anchor=args.cross_anchor or init.config.cross_anchor)
-        net = ARDMNet.from_integer(init, config)
+        net = net_class(config).from_integer(init, config)
         if args.grow:
             net = grow(net, tuple(int(d) for d in args.grow.split(",")))
         net = net.to(device)
         config = net.config
     else:
-        config = ModelConfig(channels=args.channels, mixtures=args.mixtures, cross_anchor=args.cross_anchor)
-        net = ARDMNet(config).to(device)
+        config = ModelConfig(channels=args.channels, mixtures=args.mixtures, cross_anchor=args.cross_anchor,
+                             **architecture(args))
+        net = make_net(config).to(device)
     if args.interlace_fraction > 0:         # the model is meant to be coded in that order
         net.config = config = replace(config, order="interlace2")
     ema = copy.deepcopy(net)
@@ -246,6 +265,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cross-anchor", action="store_true", help="anchor hidden subpixels on revealed sibling channels")
     p.add_argument("--ema", type=float, default=0.998)
     p.add_argument("--channels", type=int, default=48)
+    p.add_argument("--trunk", choices=TRUNKS, default="full",
+                   help="without --init: 'full' (the blocks at full resolution, ARDMNet) or 's2d' (the blocks "
+                        "on 2x2 cells, s2d.S2DNet)")
+    p.add_argument("--dilations", default=None, metavar="D1,D2,...",
+                   help="without --init: the residual blocks' dilations (default 1,2,1,4,1,8,1,2)")
+    p.add_argument("--fine-channels", type=int, default=48, help="s2d: channels of the full-resolution stream")
+    p.add_argument("--fine-dilations", default=None, metavar="D1,...",
+                   help="s2d: dilations of the full-resolution residual blocks (default 1)")
     p.add_argument("--mixtures", type=int, default=4)
     p.add_argument("--val-crops", type=int, default=128)
     p.add_argument("--val-crop", type=int, default=32,

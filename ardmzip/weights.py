@@ -28,7 +28,7 @@ import torch
 from .ardm import ORDERS
 from .dlm import TABLES_HASH
 from .errors import ModelMismatch
-from .model import ARDMNet, IntegerNet, ModelConfig
+from .model import TRUNKS, IntegerNet, ModelConfig, integer_from_layers, make_net
 from .qlayers import IntConv
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -64,8 +64,7 @@ class Model:
 
 
 def _layers(inet: IntegerNet) -> list[tuple[str, IntConv]]:
-    return ([("stem", inet.stem)] + [(f"block{i}", b) for i, b in enumerate(inet.blocks)]
-            + [("head_hidden", inet.head_hidden), ("head_out", inet.head_out)])
+    return inet.named_layers()        # either architecture (model.IntegerNet, s2d.IntegerS2DNet)
 
 
 def to_bytes(inet: IntegerNet, curve: np.ndarray, meta: dict) -> bytes:
@@ -114,8 +113,9 @@ def _from_bytes(data: bytes, name: str) -> Model:
     config = ModelConfig.from_dict(meta["config"])
     if config.order not in ORDERS:
         raise ModelMismatch(f"model {name} declares a coding order this ardmzip does not know ({config.order!r})")
-    blocks = [layers[f"block{i}"] for i in range(len(config.dilations))]
-    net = IntegerNet(config, layers["stem"], blocks, layers["head_hidden"], layers["head_out"])
+    if config.trunk not in TRUNKS:
+        raise ModelMismatch(f"model {name} has a network this ardmzip does not know (trunk {config.trunk!r})")
+    net = integer_from_layers(config, layers)
     return Model(name, sha, net, curve, meta, data)
 
 
@@ -220,7 +220,7 @@ def run_to_bytes(run: str | Path, name: str, crops: np.ndarray, checkpoint: str 
     (B, H, W, 3) uint8; ``order`` overrides the coding order the run's config declares (e.g.
     "interlace2/palette-random" for a run trained interlaced)."""
     state = torch.load(Path(run) / checkpoint, map_location="cpu", weights_only=False)
-    net = ARDMNet(ModelConfig.from_dict(state["config"]))
+    net = make_net(ModelConfig.from_dict(state["config"]))
     net.load_state_dict(state["ema"])
     inet = net.export()
     if order is not None:
