@@ -104,6 +104,9 @@ class PlaneCoder:
         halo = net.config.halo
         # at least MIN_STRIP_ROWS useful rows, so that wide images do not spend most work on halos
         rows = max(MIN_STRIP_ROWS, strip_pixels // max(1, w) - 2 * halo)
+        # even, so that every strip starts at an even row, and so does its halo (even where the
+        # network has 2x2 cells, config.grid): the cells of every strip are the picture's
+        rows += rows % 2
         self.strips = [(r, min(h, r + rows)) for r in range(0, h, rows)]
         self.chunk = chunk
         self._empty_trunk: tuple[torch.Tensor, torch.Tensor] | None = None    # head_outputs(empty=True)
@@ -147,15 +150,19 @@ class PlaneCoder:
         same at every pixel (no counts, anchor 128), so the trunk's output depends only on
         how far a pixel is from the border, and only within ``halo`` pixels of it: one
         trunk call on a (2 halo + 1)^2 canvas, read back through clamped coordinates,
-        gives exactly the full picture's outputs (tests compare both)."""
+        gives exactly the full picture's outputs (tests compare both). A network on
+        ``grid`` x ``grid`` cells (s2d) also sees a pixel's place in its cell: its canvas
+        sides have the picture's parity and interior pixels map to canvas pixels of the same
+        parity."""
         r0, r1 = strip
-        halo = self.net.config.halo
+        halo, grid = self.net.config.halo, self.net.config.grid
         b = values.shape[0]
-        side = 2 * halo + 1
+        # 2 halo + 1 for grid 1; halo is a multiple of grid, so canvas positions keep theirs
+        side_h, side_w = 2 * halo + grid + self.h % grid, 2 * halo + grid + self.w % grid
         dev = values.device
-        if empty and self.h >= side and self.w >= side:
+        if empty and self.h >= side_h and self.w >= side_w:
             if self._empty_trunk is None:
-                zeros = torch.zeros(1, 3, side, side, dtype=torch.long, device=dev)
+                zeros = torch.zeros(1, 3, side_h, side_w, dtype=torch.long, device=dev)
                 self._empty_trunk = self.net.trunk(zeros, zeros)
             x, anchor = (t.expand(b, -1, -1, -1) for t in self._empty_trunk)
             canvas = True
@@ -180,8 +187,8 @@ class PlaneCoder:
             else:
                 row, col, ch = v // (3 * self.w), (v // 3) % self.w, v % 3
             if canvas:      # border distance, capped at the halo, on the canvas's own border
-                row = torch.where(row < halo, row, side - 1 - (self.h - 1 - row).clamp(max=halo))
-                col = torch.where(col < halo, col, side - 1 - (self.w - 1 - col).clamp(max=halo))
+                row = _canvas_position(row, self.h, side_h, halo, grid)
+                col = _canvas_position(col, self.w, side_w, halo, grid)
             else:
                 row = row - top
             feats = x[:, :, row, col].permute(0, 2, 1).reshape(b * n, -1)        # (B n, C)
@@ -201,6 +208,14 @@ class PlaneCoder:
                                                                             empty=step == 0)):
                     yield var, params, anchor
         yield from _regroup(chunk_outputs(), self.step_size(step), reverse)
+
+
+def _canvas_position(pos: torch.Tensor, size: int, side: int, halo: int, grid: int) -> torch.Tensor:
+    """Where positions ``pos`` of a picture side of ``size`` read the empty-step canvas of
+    ``side`` (head_outputs): within ``halo`` of an edge, the same distance from the canvas's
+    edge; elsewhere the canvas's interior, at the same position modulo ``grid``."""
+    from_end = size - 1 - pos
+    return torch.where(pos < halo, pos, torch.where(from_end < halo, side - 1 - from_end, halo + pos % grid))
 
 
 def _plane_tensor(plane: np.ndarray, gray: bool) -> torch.Tensor:
