@@ -204,7 +204,7 @@ class Int8Weights:
 def int8_conv2d(x: torch.Tensor, gemm: Int8Weights, padding: int | tuple[int, int], dilation: int,
                 lo: int, hi: int) -> torch.Tensor:
     """clamp(floor((conv(x, W) + b) * 2^-shift), lo, hi) for x holding integers in [-128, 127],
-    as im2col + int8 GEMMs over blocks of output rows. Returns float32 (B, Cout, Ho, Wo) in
+    as im2col + int8 GEMMs over blocks of output rows or pictures. Returns float32 (B, Cout, Ho, Wo) in
     channels-last layout (what oneDNN's path returns on CPU)."""
     pr, pc = (padding, padding) if isinstance(padding, int) else padding
     b, cin, h, w = x.shape
@@ -215,18 +215,21 @@ def int8_conv2d(x: torch.Tensor, gemm: Int8Weights, padding: int | tuple[int, in
     src = x.new_zeros((b, h + 2 * pr, w + 2 * pc, cin), dtype=torch.int8)
     src[:, pr:pr + h, pc:pc + w] = x.permute(0, 2, 3, 1)
     out = torch.empty(b, ho, wo, cout, dtype=torch.int32)
-    rows = max(1, GEMM_ROWS // max(1, wo))
-    for i in range(b):
+    # blocks of whole pictures (small pictures: many per GEMM) or of rows of one picture
+    per = max(1, GEMM_ROWS // max(1, ho * wo))
+    rows = ho if per > 1 or ho * wo <= GEMM_ROWS else max(1, GEMM_ROWS // max(1, wo))
+    for i0 in range(0, b, per):
+        i1 = min(b, i0 + per)
         for r0 in range(0, ho, rows):
             r1 = min(ho, r0 + rows)
             if k == 1:
-                cols = src[i, r0:r1, :wo].reshape(-1, cin)
+                cols = src[i0:i1, r0:r1, :wo].reshape(-1, cin)
             else:
-                cols = torch.empty(r1 - r0, wo, k * k, cin, dtype=torch.int8)
+                cols = torch.empty(i1 - i0, r1 - r0, wo, k * k, cin, dtype=torch.int8)
                 for ky in range(k):
                     for kx in range(k):
-                        cols[:, :, ky * k + kx] = src[i, r0 + ky * d:r1 + ky * d, kx * d:kx * d + wo]
+                        cols[:, :, :, ky * k + kx] = src[i0:i1, r0 + ky * d:r1 + ky * d, kx * d:kx * d + wo]
                 cols = cols.view(-1, k * k * cin)
-            torch._int_mm(cols, gemm.matrix, out=out[i, r0:r1].view(-1, cout))
+            torch._int_mm(cols, gemm.matrix, out=out[i0:i1, r0:r1].view(-1, cout))   # a view: written in place
     out = out.view(-1, cout).add_(gemm.bias).bitwise_right_shift_(gemm.shift).clamp_(lo, hi)
     return out.view(b, ho, wo, cout).permute(0, 3, 1, 2).to(torch.float32)
