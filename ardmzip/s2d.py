@@ -133,6 +133,8 @@ class IntegerS2DNet:
 
     def __init__(self, config: ModelConfig, stem: IntConv, blocks: list[IntConv], up: IntConv, skip: IntConv,
                  fine: list[IntConv], head_hidden: IntConv, head_out: IntConv):
+        # blocks, fine blocks and up read a ReLU of a stream clamped to [-127, 127]: int8 GEMMs on CPU
+        blocks, fine, up = [b.with_small_input() for b in blocks], [b.with_small_input() for b in fine], up.with_small_input()
         self.config, self.stem, self.blocks, self.up, self.skip, self.fine = config, stem, blocks, up, skip, fine
         self.head_hidden, self.head_out = head_hidden, head_out
         self.device = stem.weight.device
