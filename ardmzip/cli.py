@@ -50,6 +50,7 @@ from .errors import ArdmzipError, InputError, OutputError
 from .files import SUFFIX, Result, compress_bytes, decode_bytes, decompress_bytes, header_bytes, info, read_input
 from .imageio import PNG_LEVEL, write_file_atomic, write_file_under
 from .progress import PictureBar
+from .runtime import keep_freed_memory
 
 MODEL_FILE_HELP = "a model file for files made with a model this ardmzip does not have (checked by its hash)"
 EXIT_BROKEN_PIPE = 141          # 128 + SIGPIPE: what a shell reports for gzip killed by the signal
@@ -377,6 +378,7 @@ def steps_for(level: int | None, steps: int | None) -> int | None:
 def main() -> None:
     """Lossless image compression with an exact autoregressive diffusion model."""
     _open_standard_fds()
+    keep_freed_memory()
 
 
 @main.command()

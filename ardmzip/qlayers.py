@@ -19,6 +19,7 @@ rounding (``mode="qat"``), or skipped (``mode="float"``, with the same clamps).
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass, field
 
 import torch
@@ -212,9 +213,11 @@ def int8_conv2d(x: torch.Tensor, gemm: Int8Weights, padding: int | tuple[int, in
     ho, wo = h + 2 * pr - d * (k - 1), w + 2 * pc - d * (k - 1)
     cout = gemm.matrix.shape[1]
     # pixels-major int8 copy of the input with its zero padding (the conversion is exact)
-    src = x.new_zeros((b, h + 2 * pr, w + 2 * pc, cin), dtype=torch.int8)
+    src = _scratch("src", b * (h + 2 * pr) * (w + 2 * pc) * cin, torch.int8).view(b, h + 2 * pr, w + 2 * pc, cin)
+    if pr or pc:
+        src.zero_()
     src[:, pr:pr + h, pc:pc + w] = x.permute(0, 2, 3, 1)
-    out = torch.empty(b, ho, wo, cout, dtype=torch.int32)
+    out = _scratch("acc", b * ho * wo * cout, torch.int32).view(b, ho, wo, cout)
     # blocks of whole pictures (small pictures: many per GEMM) or of rows of one picture
     per = max(1, GEMM_ROWS // max(1, ho * wo))
     rows = ho if per > 1 or ho * wo <= GEMM_ROWS else max(1, GEMM_ROWS // max(1, wo))
@@ -225,7 +228,8 @@ def int8_conv2d(x: torch.Tensor, gemm: Int8Weights, padding: int | tuple[int, in
             if k == 1:
                 cols = src[i0:i1, r0:r1, :wo].reshape(-1, cin)
             else:
-                cols = torch.empty(i1 - i0, r1 - r0, wo, k * k, cin, dtype=torch.int8)
+                cols = _scratch("cols", (i1 - i0) * (r1 - r0) * wo * k * k * cin, torch.int8).view(
+                    i1 - i0, r1 - r0, wo, k * k, cin)
                 for ky in range(k):
                     for kx in range(k):
                         cols[:, :, :, ky * k + kx] = src[i0:i1, r0 + ky * d:r1 + ky * d, kx * d:kx * d + wo]
@@ -233,3 +237,18 @@ def int8_conv2d(x: torch.Tensor, gemm: Int8Weights, padding: int | tuple[int, in
             torch._int_mm(cols, gemm.matrix, out=out[i0:i1, r0:r1].view(-1, cout))   # a view: written in place
     out = out.view(-1, cout).add_(gemm.bias).bitwise_right_shift_(gemm.shift).clamp_(lo, hi)
     return out.view(b, ho, wo, cout).permute(0, 3, 1, 2).to(torch.float32)
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(name: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
+    """A reused flat buffer of at least ``numel`` elements (this thread's; contents undefined).
+    Fresh multi-megabyte tensors are fresh pages from the OS on every call (glibc maps them),
+    and the page faults cost more than the im2col copies themselves (0.8 ms of zeroing a
+    1.6 MB band against 0.06 ms of copying into a reused one)."""
+    buffers = _SCRATCH.__dict__.setdefault("buffers", {})
+    buf = buffers.get(name)
+    if buf is None or buf.numel() < numel or buf.dtype != dtype:
+        buf = buffers[name] = torch.empty(numel, dtype=dtype)
+    return buf[:numel]
