@@ -1,0 +1,86 @@
+"""The context features against an independent reference: numpy int64 arithmetic (exact
+floor divisions, window sums from a numpy integral image), so that features.py's floating
+point carriers of integers are checked against plain integers, at the ranges' extremes too."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ardmzip.features import CHANNEL_PAIRS, MASK_SCALE, RADII, context_features
+
+
+def _windows(x: np.ndarray, r: int) -> np.ndarray:
+    """Sums over the (2r+1)^2 window of every pixel, zero outside: (..., H, W) int64."""
+    h, w = x.shape[-2:]
+    pad = np.zeros(x.shape[:-2] + (h + 2 * r + 1, w + 2 * r + 1), dtype=np.int64)
+    pad[..., r + 1:r + 1 + h, r + 1:r + 1 + w] = x
+    c = pad.cumsum(-2).cumsum(-1)
+    k = 2 * r + 1
+    return c[..., k:k + h, k:k + w] - c[..., :h, k:k + w] - c[..., k:k + h, :w] + c[..., :h, :w]
+
+
+def _round_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return (2 * num + den) // (2 * den)
+
+
+def reference(values: np.ndarray, mask: np.ndarray, cross: bool) -> tuple[np.ndarray, np.ndarray]:
+    """values, mask: (B, 3, H, W). Returns features (B, 45, H, W) and anchors (B, 3, H, W) int64."""
+    m = mask.astype(np.int64)
+    vm = values.astype(np.int64) * m
+    sums = [_windows(vm, r) - vm for r in RADII]
+    counts = [_windows(m, r) - m for r in RADII]
+    anchor = np.full_like(vm, 128)
+    for s, n in zip(reversed(sums), reversed(counts)):
+        anchor = np.where(n > 0, _round_div(s, np.maximum(n, 1)), anchor)
+    if cross:
+        stats = None
+        for r in RADII:
+            window = []
+            for a, b in CHANNEL_PAIRS:
+                pm = m[:, a] * m[:, b]
+                va, vb = vm[:, a] * pm, vm[:, b] * pm
+                window.append([_windows(x, r) - x for x in (pm, va, vb, va * va, vb * vb, va * vb)])
+            window = np.array(window)                     # (pair, stat, B, H, W)
+            stats = window if stats is None else np.where(stats[:, :1] == 0, window, stats)
+        total, count = np.zeros_like(vm), np.zeros_like(vm)
+        for i, (a, b) in enumerate(CHANNEL_PAIRS):
+            n, sa, sb, saa, sbb, sab = stats[i]
+            cov = n * sab - sa * sb
+            k = np.maximum(n, 1)
+            for target, source, st, ss, sss in ((a, b, sa, sb, sbb), (b, a, sb, sa, saa)):
+                var = k * sss - ss ** 2
+                slope = np.where(var > 0, np.clip((16 * cov) // np.maximum(var, 1), 0, 16), 16)
+                pred = np.clip(_round_div(16 * st + slope * (k * vm[:, source] - ss), 16 * k), 0, 255)
+                ok = m[:, source] * (n > 0)
+                total[:, target] += pred * ok
+                count[:, target] += ok
+        anchor = np.where(count > 0, _round_div(total, np.maximum(count, 1)), anchor)
+    feats = [m * MASK_SCALE, (vm - anchor) * m, anchor - 128]
+    for r, s, c in zip(RADII, sums, counts):
+        has = (c > 0).astype(np.int64)
+        feats += [has * MASK_SCALE, (_round_div(s, np.maximum(c, 1)) - anchor) * has,
+                  (c * MASK_SCALE) // ((2 * r + 1) ** 2 - 1)]
+    return np.clip(np.concatenate(feats, 1), -255, 255), anchor
+
+
+CASES = [("random", 2, 37, 45), ("random", 1, 1, 1), ("random", 1, 5, 40), ("full-255", 1, 40, 40),
+         ("full-random", 1, 33, 34), ("empty", 1, 20, 21), ("sparse", 2, 50, 47), ("two-level", 1, 40, 36)]
+
+
+@pytest.mark.parametrize("cross", [False, True])
+@pytest.mark.parametrize("kind,b,h,w", CASES)
+def test_features_equal_integer_reference(kind, b, h, w, cross):
+    g = np.random.default_rng(h * 100 + w)
+    values = g.integers(0, 256, (b, 3, h, w))
+    if kind == "full-255":
+        values[:] = 255
+    if kind == "two-level":          # extreme variances and covariances: values 0 or 255 only
+        values = g.choice([0, 255], (b, 3, h, w))
+    density = {"empty": 0.0, "sparse": 0.03, "random": g.random(), "full-255": 1.0, "full-random": 1.0}.get(kind, 0.6)
+    mask = (g.random((b, 3, h, w)) < density).astype(np.int64)
+    feats, anchor = context_features(torch.from_numpy(values), torch.from_numpy(mask), cross)
+    want_feats, want_anchor = reference(values, mask, cross)
+    assert feats.dtype == torch.float32 and anchor.dtype == torch.int32
+    np.testing.assert_array_equal(anchor.numpy(), want_anchor)
+    np.testing.assert_array_equal(feats.numpy().astype(np.int64), want_feats)
