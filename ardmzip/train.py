@@ -247,6 +247,22 @@ def train(args: argparse.Namespace) -> int:
     return step
 
 
+def slim_checkpoint(src: str | Path, dst: str | Path) -> int:
+    """Copy a run's checkpoint with the optimizer's moment estimates in bfloat16: the file to
+    commit between sessions (an s2d run: 11.7 -> 8.8 MB). The weights and their EMA stay
+    float32; resuming from it (copy it to RUN/ckpt.pt) continues the run, since Adam's
+    load_state_dict casts its state back to the parameters' float32. Returns dst's size."""
+    state = torch.load(src, map_location="cpu", weights_only=False)
+    for slot in state["opt"]["state"].values():
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in slot:
+                slot[key] = slot[key].to(torch.bfloat16)
+    tmp = Path(str(dst) + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(dst)
+    return Path(dst).stat().st_size
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ardmzip train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -298,6 +314,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--slim"]:          # python -m ardmzip.train --slim RUN/ckpt.pt FILE
+        if len(argv) != 3:
+            sys.exit("usage: python -m ardmzip.train --slim RUN/ckpt.pt FILE")
+        print(f"{argv[2]}: {slim_checkpoint(argv[1], argv[2]):,} bytes")
+        return
     p = parser()
     args = p.parse_args(argv)
     if args.grow and not args.init:

@@ -200,3 +200,27 @@ def test_chroma_fraction_trains(tmp_path):
                 "--chroma-fraction", "0.5"])
     state = torch.load(run / "ckpt.pt", weights_only=False)
     assert state["step"] == 2 and state["args"]["chroma_fraction"] == 0.5
+
+
+def test_a_slim_checkpoint_is_smaller_and_resumes_the_run(tmp_path):
+    """--slim keeps weights and EMA in float32 and the Adam moments in bfloat16; a run
+    resumed from it continues at its step with float32 moments again."""
+    data, run = photos(tmp_path / "photos"), tmp_path / "run"
+    base = ["--out", str(run), "--trunk", "s2d", "--channels", "8", "--dilations", "1,2", "--fine-channels", "8",
+            "--batch", "2", "--crop", "16", "--qat-from", "0", "--log-every", "1", "--ckpt-every", "1", "--threads", "1"]
+    train.main([str(data), "--steps", "2", *base])
+    full = run / "ckpt.pt"
+    slim = tmp_path / "slim.pt"
+    train.main(["--slim", str(full), str(slim)])
+    assert slim.stat().st_size < full.stat().st_size
+    state = torch.load(slim, weights_only=False)
+    moments = [v for st in state["opt"]["state"].values() for k, v in st.items() if k.startswith("exp_avg")]
+    assert moments and all(m.dtype == torch.bfloat16 for m in moments)
+    assert all(v.dtype == torch.float32 for v in state["model"].values() if v.is_floating_point())
+    full.unlink()
+    slim.replace(full)
+    train.main([str(data), "--steps", "3", *base])
+    resumed = torch.load(full, weights_only=False)
+    assert resumed["step"] == 3
+    assert all(v.dtype == torch.float32 for st in resumed["opt"]["state"].values() for k, v in st.items()
+               if k.startswith("exp_avg"))
