@@ -1,6 +1,6 @@
 """Dataset archives: many images in one file, with random access; what all members share is
 written once (model, steps, seed, the arrays' shapes), and a member is its coded streams plus
-a CRC (format 2; format 1 archives, where every member was a whole .ardm, still read).
+a CRC (format 3; format 1 and 2 archives still read).
 
     ardmzip.archive.write_archive("photos/", "photos.ardm", steps=32)
     ardmzip.archive.write_archive("thumbs.npz", "t.ardm", model="thumbs.npz")   # carries the model
@@ -13,45 +13,57 @@ paths, sorted by code point) or a .npz/.npy file of uint8 image arrays (N, H, W)
 (N, H, W, C), C in 1..4 (members named "KEY/000123" for .npz, "000123" for .npy; the
 archive keeps each array's key and shape so extraction rebuilds the same arrays, bit-exact).
 
-Byte layout, format version 2.  "varint" is the unsigned LEB128 of container.py; CRCs
+Byte layout, format version 3.  "varint" is the unsigned LEB128 of container.py; CRCs
 are CRC32 (zlib), 4 bytes little-endian::
 
-    header        magic b"ARDS", version 2, varint length of the shared fields, then:
-      kind          1 byte   0 images from a folder, 1 one .npy array, 2 .npz arrays
-      flags         1 byte   bit 0: the .npz entries were deflate-compressed
-      arrays        varint count (0 for folders); per array: varint key length, key utf-8,
-                    ndim (1 byte, 3 or 4), ndim varints N, H, W[, C]; dtype uint8
+    header        magic b"ARDS", version 3, then:
+      flags         1 byte   bits 0-1 the kind (0 images from a folder, 1 one .npy array,
+                             2 .npz arrays), bit 2 the .npz entries were deflate-compressed,
+                             bit 3 the model is carried, bits 4-7 the newest .ardm format
+                             version the members were coded with
+      arrays        folders: none; .npy: a shape; .npz: varint count, per array varint key
+                    length, key utf-8, shape. A shape is varints N, H, W, C (C 0: (N, H, W))
       model         varint name length, name utf-8, 8 bytes of the model file's sha256
       steps, seed   varints, as in every member's .ardm header
-      codec version 1 byte   the newest .ardm format version the members were coded with
-      model size    varint   bytes of the carried model file (0: a registered model)
-      header CRC    4 bytes  CRC32 of every byte above, magic included
+      model size    varint, only with bit 3: bytes of the carried model file
     model         the carried model file (its sha256 must start with the model hash)
     members       one after another, in index order; each is
-      metadata      folders only: varint count, per entry varint key length, key,
-                    varint value length, value (PNG text, ICC, EXIF: as in the .ardm header)
-      streams       the coded plane streams (one; two with alpha), lengths in the index
+      metadata      folder members that have any: varint count, per entry varint key
+                    length, key, varint value length, value (PNG text, ICC, EXIF: as in .ardm)
+      streams       the coded plane streams (one; two with alpha; a third: 16-bit low bytes)
       CRC           4 bytes  CRC32 of its index entry and its bytes above, carried over
                              8·W·H zero bytes, XOR CRC32 of its decoded pixels (``_member_crc``)
-    index         varint member count; per member: (folders only: varint name length, name
-                  utf-8, mode byte (index into container.MODES), varint width, varint height,
-                  the member's .ardm format version (1 byte), varint metadata length, varint
-                  stream count), then a varint length per stream; index CRC. An array
-                  member's mode comes from its array, its stream count from the mode (two
-                  with alpha) and its .ardm version from its streams (``codec.format_version``)
-    footer        12 bytes  index offset (8 bytes LE), b"ARDS"
+    index         per member: (folders only: varint name length, name utf-8, mode byte (index
+                  into container.MODES; bit 7: metadata follows), varint width, varint height,
+                  varint metadata length if bit 7), then a varint length per stream. Array
+                  members are counted, named, sized and moded by their arrays; a folder's
+                  index holds as many members as it has bytes for
+    footer        the index length (varint, its bytes reversed: it reads from the end), then
+                  4 bytes CRC32 of the header, the index and that length
 
-An array member thus costs its streams plus 4 bytes and a varint per stream (about 6
-bytes for a 32x32 picture); ``ArchiveIndex.overhead_per_image`` is everything but the
-coded streams per image. Decoding a member rebuilds the single .ardm file it was cut from
-(``_member_crc`` gives back its pixel CRC), so a damaged member fails
-alone, as a pixel checksum mismatch, and a wrong decode is caught the same way. A carried
-model is checked against the model hash before any member is decoded.
+A member's stream count comes from its mode and its .ardm format version from its streams
+(``_streams_version``). An array member thus costs its streams plus 4 bytes and a varint
+per stream (about 6 bytes for a 32x32 picture); the fixed overhead is a header and a footer
+smaller than one single .ardm file's header, so an archive of one image is no larger than its
+single file but for the member's name or array's key, and from two images on smaller.
+``ArchiveIndex.overhead_per_image`` is everything but the coded streams per image. Decoding
+a member rebuilds the single .ardm file it was cut from (``_member_crc`` gives back its pixel
+CRC), so a damaged member fails alone, as a pixel checksum mismatch, and a wrong decode is
+caught the same way; a damaged header or index fails the footer's CRC before anything is
+decoded. A carried model is checked against the model hash before any member is decoded.
+
+Format 2 (still read): header magic, version 2, varint length of the fields, kind byte,
+flags byte, arrays as in format 1, model name and hash, steps, seed, .ardm version byte,
+model size varint (0: registered), header CRC; members as in format 3, a folder member's
+metadata always with its count; index: varint member count, per member (folders: name, mode
+byte, width, height, .ardm version byte, metadata length, stream count) and stream lengths,
+index CRC; footer index offset (8 bytes LE), b"ARDS".
 
 Format 1 (still read): header b"ARDS" 1; per member a record (varint name length, name,
 varint blob length, CRC32 of those) and a complete single-image .ardm; an index (kind,
-flags, arrays as above, member count, per member name, blob offset, blob length, mode,
-width, height; CRC); footer index offset (8), member count (8), b"ARDS".
+flags, arrays (varint count; per array key, ndim byte, ndim varints), member count, per
+member name, blob offset, blob length, mode, width, height; CRC); footer index offset (8),
+member count (8), b"ARDS".
 
 Names: every member name and every .npz key, of every kind, passes ``name_problem`` when
 an archive is written and again when it is read: 1..4096 UTF-8 bytes, a relative POSIX
@@ -69,8 +81,9 @@ Writing appends members to ``OUT.partial`` and their index entries to ``OUT.part
 (same name, pixels, mode, metadata; the header holds model, steps and seed, and another
 header starts over), cuts a torn or damaged tail, and compresses the rest.  Only when every
 member is in is the index and footer written, the file renamed to OUT and the journal
-removed; a .partial has no footer, so it never passes for a complete archive.  Because
-coding is deterministic, a resumed archive is byte-identical to one written in a single run.
+removed; a .partial has no footer (what ends it fails the footer's CRC), so it never passes
+for a complete archive.  Because coding is deterministic, a resumed archive is
+byte-identical to one written in a single run.
 """
 from __future__ import annotations
 
@@ -106,24 +119,31 @@ __all__ = [
 ]
 
 MAGIC = b"ARDS"
-VERSION = 2                         # what this ardmzip writes; version 1 archives still read
-VERSIONS = (1, 2)
+VERSION = 3                         # what this ardmzip writes; versions 1 and 2 still read
+VERSIONS = (1, 2, 3)
 HEADER = MAGIC + bytes([VERSION])
-FOOTER_SIZE = 12                    # version 2: index offset, magic
+FOOTER_SIZE = 4                     # version 3: the CRC32 that ends the file (the index length before it)
+FOOTER_SIZE_V2 = 12                 # index offset, magic
 FOOTER_SIZE_V1 = 20                 # index offset, member count, magic
 PARTIAL_SUFFIX = ".partial"
 JOURNAL_SUFFIX = ".partial-index"   # the index entries of the members in the .partial
 KINDS = ("images", "npy", "npz")
-FLAG_DEFLATED = 1
+FLAG_DEFLATED = 1                   # versions 1 and 2: the flags byte
+# Version 3's flags byte: bits 0-1 the kind, bit 2 deflated, bit 3 a carried model, bits 4-7 the
+# newest .ardm format version of the members; and bit 7 of a folder member's mode byte.
+KIND_MASK, DEFLATED, CARRIED, CODEC_SHIFT = 0x03, 0x04, 0x08, 4
+HAS_METADATA = 0x80
 MAX_NAME_BYTES = 4096
 MAX_ARRAYS = 1 << 16
 MAX_SIDE = 2**31 - 1                # the largest width or height a single .ardm can hold
 # Fewest index bytes one member / one array takes (each field at least one byte), so the
 # index's size bounds the counts it may claim before anything is built from them.
 MIN_MEMBER_BYTES = 7               # version 1: name length, name, offset, size, mode, width, height
-MIN_ARRAY_BYTES = 5                # key length, ndim, N, H, W
-MIN_ENTRY_BYTES = {"images": 9, "npy": 1, "npz": 1}   # version 2: index bytes of one member (name .. one length)
-MEMBER_CRC_BYTES = 4               # version 2: each member ends with its CRC, so takes at least these
+MIN_ARRAY_BYTES = 5                # versions 1, 2: key length, ndim, N, H, W (version 3: N, H, W, C)
+MIN_SHAPE_BYTES = 4
+MIN_ENTRY_BYTES = {2: {"images": 9, "npy": 1, "npz": 1},      # index bytes of one member (name .. one length)
+                   3: {"images": 6, "npy": 1, "npz": 1}}
+MEMBER_CRC_BYTES = 4               # versions 2, 3: each member ends with its CRC, so takes at least these
 IMAGE_SUFFIXES = {".png", ".bmp", ".dib", ".ppm", ".pgm", ".pbm", ".pnm", ".tif", ".tiff", ".webp", ".gif",
                   ".tga", ".qoi", ".pcx"}
 ARRAY_SUFFIXES = (".npz", ".npy")
@@ -170,13 +190,13 @@ class MemberInfo:
     """One archive member as the index describes it (no member bytes are read)."""
     name: str
     offset: int          # of the member's bytes in the archive (version 1: of its .ardm blob)
-    size: int            # bytes of the member (version 2: metadata, streams and CRC; 1: the .ardm blob)
+    size: int            # bytes of the member (versions 2, 3: metadata, streams and CRC; 1: the .ardm blob)
     mode: str
     width: int
     height: int
-    streams: tuple[int, ...] = ()     # version 2: the length of each coded plane stream
-    meta_size: int = 0                # version 2, folders: bytes of metadata before the streams
-    codec_version: int = 0            # version 2, folders: the member's .ardm format version
+    streams: tuple[int, ...] = ()     # versions 2, 3: the length of each coded plane stream
+    meta_size: int = 0                # versions 2, 3, folders: bytes of metadata before the streams
+    codec_version: int = 0            # version 2, folders: the member's .ardm format version (3: from its streams)
 
     @property
     def channels(self) -> int:
@@ -197,7 +217,7 @@ class MemberInfo:
 
 @dataclass(frozen=True)
 class Shared:
-    """What every member of a version 2 archive has in common, written once in its header."""
+    """What every member of a version 2 or 3 archive has in common, written once in its header."""
     kind: str                          # "images", "npy" or "npz"
     deflated: bool
     arrays: tuple[ArraySpec, ...]
@@ -208,14 +228,23 @@ class Shared:
     codec_version: int                 # the newest .ardm format version the members were coded with
     model_size: int = 0                # bytes of the carried model file; 0: registered, not carried
 
-    def pack(self) -> bytes:
-        """The archive's header: magic, version, the shared fields and their CRC."""
+    def pack(self, version: int = VERSION) -> bytes:
+        """The archive's header: magic, version and the shared fields (version 3; its CRC is the
+        footer's, over the header and the index). ``version`` 2 (tests build such archives):
+        with a length before the fields and a CRC after them."""
         name = self.model_name.encode("utf-8")
-        body = bytes((KINDS.index(self.kind), FLAG_DEFLATED if self.deflated else 0)) + _pack_arrays(self.arrays)
-        body += _varint(len(name)) + name + self.model_hash + _varint(self.steps) + _varint(self.seed)
-        body += bytes((self.codec_version,)) + _varint(self.model_size)
-        head = HEADER + _varint(len(body)) + body
-        return head + _crc(head)
+        if version == 2:
+            body = bytes((KINDS.index(self.kind), FLAG_DEFLATED if self.deflated else 0)) + _pack_arrays(self.arrays)
+            body += _varint(len(name)) + name + self.model_hash + _varint(self.steps) + _varint(self.seed)
+            body += bytes((self.codec_version,)) + _varint(self.model_size)
+            head = MAGIC + bytes((2,)) + _varint(len(body)) + body
+            return head + _crc(head)
+        if not 1 <= self.codec_version < 1 << (8 - CODEC_SHIFT):
+            raise ValueError(f".ardm format version {self.codec_version} does not fit an archive's flags")
+        flags = KINDS.index(self.kind) | (DEFLATED if self.deflated else 0) | (CARRIED if self.model_size else 0)
+        head = HEADER + bytes((flags | self.codec_version << CODEC_SHIFT,)) + _pack_shapes(self.kind, self.arrays)
+        head += _varint(len(name)) + name + self.model_hash + _varint(self.steps) + _varint(self.seed)
+        return head + (_varint(self.model_size) if self.model_size else b"")
 
 
 @dataclass(frozen=True)
@@ -228,8 +257,8 @@ class ArchiveIndex:
     size: int                          # bytes of the whole archive
     index_offset: int
     version: int = VERSION
-    shared: Shared | None = None       # version 2 (version 1 members carry these in their headers)
-    model_offset: int = 0              # version 2: where a carried model's bytes start
+    shared: Shared | None = None       # versions 2, 3 (version 1 members carry these in their headers)
+    model_offset: int = 0              # versions 2, 3: where a carried model's bytes start
 
     @property
     def member_bytes(self) -> int:
@@ -309,11 +338,20 @@ def _record(name: str, length: int) -> bytes:
     return body + _crc(body)
 
 
+class _Short(FormatError):
+    """The bytes given end inside a field (a version 3 header is read in growing pieces)."""
+
+
 class _Cursor(container._Reader):
     """The .ardm reader's bounds checks and varints, with the archive's messages, plus names."""
 
     def __init__(self, data: bytes, what: str) -> None:
         super().__init__(memoryview(data), f"corrupt archive: {what}", f"corrupt archive: {what}: truncated")
+
+    def take(self, n: int) -> memoryview:
+        if n > len(self.data) - self.pos:
+            raise _Short(self.truncated)
+        return super().take(n)
 
     def text(self, low: int = 1, high: int = MAX_NAME_BYTES) -> str:
         n = self.varint()
@@ -365,6 +403,20 @@ def _pack_arrays(arrays: Sequence[ArraySpec]) -> bytes:
     return bytes(out)
 
 
+def _pack_shapes(kind: str, arrays: Sequence[ArraySpec]) -> bytes:
+    """Version 3's arrays: none for a folder; a .npy's shape; an .npz's count, keys and shapes.
+    A shape is N, H, W, C (0 for an (N, H, W) array)."""
+    if kind == "npy" and [a.key for a in arrays] != [""] or kind == "images" and arrays:
+        raise ValueError(f"a {kind} archive with arrays {[a.key for a in arrays]} (a .npy's one array has no key)")
+    out = bytearray(_varint(len(arrays)) if kind == "npz" else b"")
+    for a in arrays:
+        if kind == "npz":
+            key = a.key.encode("utf-8")
+            out += _varint(len(key)) + key
+        out += b"".join(_varint(d) for d in (*a.shape[:3], a.shape[3] if len(a.shape) == 4 else 0))
+    return bytes(out)
+
+
 def _pack_index(kind: str, deflated: bool, arrays: Sequence[ArraySpec], members: Sequence[MemberInfo]) -> bytes:
     """A version 1 index (tests build version 1 archives with it)."""
     out = bytearray((KINDS.index(kind), FLAG_DEFLATED if deflated else 0))
@@ -381,8 +433,15 @@ def _footer_v1(index_offset: int, count: int) -> bytes:
     return index_offset.to_bytes(8, "little") + count.to_bytes(8, "little") + MAGIC
 
 
-def _footer(index_offset: int) -> bytes:
+def _footer_v2(index_offset: int) -> bytes:
     return index_offset.to_bytes(8, "little") + MAGIC
+
+
+def _footer(header: bytes, index: bytes) -> bytes:
+    """Version 3: the index length (a varint, bytes reversed, so it reads from the end) and one
+    CRC32 over the header, the index and that length."""
+    length = _varint(len(index))[::-1]
+    return length + zlib.crc32(index + length, zlib.crc32(header)).to_bytes(4, "little")
 
 
 def stream_count(mode: str) -> int:
@@ -398,9 +457,18 @@ def _pack_metadata(metadata: Sequence[tuple[str, bytes]]) -> bytes:
     return bytes(out)
 
 
-def _member_parts(shared: Shared, name: str, ardm: bytes) -> tuple[bytes, bytes, MemberInfo]:
+def _streams_version(mode: str, streams: Sequence[bytes], newest: int) -> int:
+    """The .ardm format version a picture of ``mode`` with these streams is written as (what
+    ``codec.compress_pictures`` picks), so a member need not store it."""
+    if mode in container.SIXTEEN_BIT_MODES:
+        return container.SIXTEEN_BIT_VERSION
+    return codec.format_version(list(streams), newest)
+
+
+def _member_parts(shared: Shared, name: str, ardm: bytes, version: int = VERSION) -> tuple[bytes, bytes, MemberInfo]:
     """A member coded as a single .ardm file -> (its bytes in the archive, its index entry,
-    its MemberInfo at offset 0). Refuses a file that does not share the archive's header."""
+    its MemberInfo at offset 0). Refuses a file that does not share the archive's header.
+    ``version`` 2: as format 2 lays members out (tests build such archives)."""
     h, streams = container.unpack(ardm)
     if (h.model_name, h.model_hash, h.steps, h.seed) != (shared.model_name, shared.model_hash, shared.steps,
                                                          shared.seed):
@@ -408,26 +476,34 @@ def _member_parts(shared: Shared, name: str, ardm: bytes) -> tuple[bytes, bytes,
                             "(did the model file change while writing?)")
     if len(streams) != stream_count(h.mode):
         raise FormatError(f"{name}: {len(streams)} streams for mode {h.mode}")
-    meta = _pack_metadata(h.metadata) if shared.kind == "images" else b""
-    # An array member's .ardm version is recomputed from its streams when it is read.
-    if shared.kind != "images" and (h.metadata or h.version != codec.format_version(list(streams),
-                                                                                    shared.codec_version)):
-        raise FormatError(f"{name}: an array member with metadata or an unexpected format version")
+    folder = shared.kind == "images"
+    # The member's .ardm version is recomputed from its streams when it is read (format 2: a
+    # folder member's is in its index entry).
+    if (h.metadata and not folder) or ((version > 2 or not folder) and h.version != _streams_version(
+            h.mode, streams, shared.codec_version)):
+        raise FormatError(f"{name}: an array member with metadata, or .ardm format version {h.version} where "
+                          "its streams give another")
+    meta = _pack_metadata(h.metadata) if folder and (h.metadata or version == 2) else b""
     body = meta + b"".join(streams)
     info = MemberInfo(name, 0, len(body) + MEMBER_CRC_BYTES, h.mode, h.width, h.height, tuple(map(len, streams)),
-                      len(meta), h.version if shared.kind == "images" else 0)
-    entry = _pack_entry(shared.kind, info)
+                      len(meta), h.version if folder and version == 2 else 0)
+    entry = _pack_entry(shared.kind, info, version)
     return body + _member_crc(entry + body, h.pixel_crc, h.width, h.height).to_bytes(4, "little"), entry, info
 
 
-def _pack_entry(kind: str, m: MemberInfo) -> bytes:
+def _pack_entry(kind: str, m: MemberInfo, version: int = VERSION) -> bytes:
     """A member's index entry (what ``_read_entry`` reads)."""
     lengths = b"".join(_varint(n) for n in m.streams)
     if kind != "images":
         return lengths
     raw = m.name.encode("utf-8")
-    return _varint(len(raw)) + raw + bytes((container.MODES.index(m.mode),)) + _varint(m.width) \
-        + _varint(m.height) + bytes((m.codec_version,)) + _varint(m.meta_size) + _varint(len(m.streams)) + lengths
+    head = _varint(len(raw)) + raw
+    if version == 2:
+        return head + bytes((container.MODES.index(m.mode),)) + _varint(m.width) + _varint(m.height) \
+            + bytes((m.codec_version,)) + _varint(m.meta_size) + _varint(len(m.streams)) + lengths
+    code = container.MODES.index(m.mode) | (HAS_METADATA if m.meta_size else 0)
+    return head + bytes((code,)) + _varint(m.width) + _varint(m.height) \
+        + (_varint(m.meta_size) if m.meta_size else b"") + lengths
 
 
 _POLY = 0xEDB88320                  # CRC32's polynomial, bit-reflected as zlib uses it
@@ -467,28 +543,42 @@ def _member_crc(body: bytes | memoryview, crc: int, width: int, height: int) -> 
     return crc ^ _carry(zlib.crc32(body), 8 * width * height)
 
 
-def _read_entry(cur: "_Cursor", shared: Shared, name: str, mode: str, width: int, height: int) -> MemberInfo:
+def _read_entry(cur: "_Cursor", shared: Shared, version: int, name: str, mode: str, width: int,
+                height: int) -> MemberInfo:
     """One member's index entry (the array's ``name``, ``mode`` and size for array kinds);
     offset 0. FormatError if it is malformed."""
-    meta_size, version = 0, 0
+    meta_size = codec_version = 0
     if shared.kind == "images":
         name = cur.text()
         if problem := name_problem(name):
             raise cur.fail(f"unsafe member name {name!r} ({problem})")
-        mode_code, width, height, version = cur.byte(), cur.varint(), cur.varint(), cur.byte()
-        meta_size, count = cur.varint(), cur.varint()
-        if mode_code >= len(container.MODES) or not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE) \
-                or not container.OLDEST_VERSION <= version <= container.FORMAT_VERSION:
+        code, width, height = cur.byte(), cur.varint(), cur.varint()
+        if version == 2:
+            codec_version, meta_size, count = cur.byte(), cur.varint(), cur.varint()
+            bad = not container.OLDEST_VERSION <= codec_version <= container.FORMAT_VERSION
+        else:
+            meta_size = cur.varint() if code & HAS_METADATA else 0
+            bad, code = bool(code & HAS_METADATA and not meta_size), code & ~HAS_METADATA
+        if code >= len(container.MODES) or not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE) or bad:
             raise cur.fail(f"bad image for member {name!r}")
-        mode = container.MODES[mode_code]
-        if count != stream_count(mode):
+        mode = container.MODES[code]
+        if version == 2 and count != stream_count(mode):
             raise cur.fail(f"bad stream count for member {name!r}")
     streams = tuple(cur.varint() for _ in range(stream_count(mode)))
     return MemberInfo(name, 0, meta_size + sum(streams) + MEMBER_CRC_BYTES, mode, width, height, streams,
-                      meta_size, version)
+                      meta_size, codec_version)
 
 
-def _read_shared(f: BinaryIO, size: int) -> tuple[Shared, int]:
+def _check_shared(shared: Shared) -> None:
+    """The header's values (after its CRC held)."""
+    if shared.codec_version > container.FORMAT_VERSION:
+        raise FormatError(f"archive made by a newer ardmzip (its members use .ardm format version "
+                          f"{shared.codec_version})")
+    if not 1 <= shared.steps < 2**32 or shared.codec_version < container.OLDEST_VERSION:
+        raise FormatError("corrupt archive: header: bad steps or format version")
+
+
+def _read_shared_v2(f: BinaryIO, size: int) -> tuple[Shared, int]:
     """A version 2 archive's header, checked, and where it ends."""
     f.seek(len(HEADER))
     head = f.read(10)
@@ -512,28 +602,90 @@ def _read_shared(f: BinaryIO, size: int) -> tuple[Shared, int]:
     steps, seed, codec_version, model_size = cur.varint(), cur.varint(), cur.byte(), cur.varint()
     if cur.pos != len(cur.data):
         raise cur.fail("unexpected bytes")
-    if codec_version > container.FORMAT_VERSION:
-        raise FormatError(f"archive made by a newer ardmzip (its members use .ardm format version {codec_version})")
-    if not 1 <= steps < 2**32 or codec_version < container.OLDEST_VERSION:
-        raise cur.fail("bad steps or format version")
+    shared = Shared(kind, bool(flags & FLAG_DEFLATED), tuple(arrays), name, model_hash, steps, seed, codec_version,
+                    model_size)
+    _check_shared(shared)
     if model_size > size - len(raw):
         raise FormatError("truncated archive (carried model)")
-    return Shared(kind, bool(flags & FLAG_DEFLATED), tuple(arrays), name, model_hash, steps, seed, codec_version,
-                  model_size), len(raw)
+    return shared, len(raw)
+
+
+def _read_shared(f: BinaryIO, size: int) -> tuple[Shared, int]:
+    """A version 3 archive's header and where it ends; read in growing pieces (it has no
+    length), its values not yet judged (``_check_shared``, once the footer's CRC held)."""
+    want = 1 << 12
+    while True:
+        f.seek(0)
+        raw = f.read(min(want, size))
+        cur = _Cursor(raw, "header")
+        try:
+            cur.take(len(HEADER))
+            flags = cur.byte()
+            if flags & KIND_MASK >= len(KINDS):
+                raise cur.fail("unknown archive kind")
+            kind = KINDS[flags & KIND_MASK]
+            arrays = _read_shapes(cur, kind, size)
+            name = cur.text(1, container.MAX_NAME_BYTES)
+            model_hash = bytes(cur.take(container.HASH_BYTES))
+            steps, seed = cur.varint(), cur.varint()
+            model_size = cur.varint() if flags & CARRIED else 0
+        except _Short:
+            if len(raw) >= size:
+                raise FormatError("truncated archive (header)") from None
+            want <<= 4
+            continue
+        if flags & CARRIED and not model_size:
+            raise cur.fail("a carried model of 0 bytes")
+        return Shared(kind, bool(flags & DEFLATED), arrays, name, model_hash, steps, seed, flags >> CODEC_SHIFT,
+                      model_size), cur.pos
+
+
+def _read_members(cur: "_Cursor", shared: Shared, version: int, start: int, end: int,
+                  count: int | None) -> list[MemberInfo]:
+    """The members the index at ``cur`` lists, tiling the file from ``start`` to ``end`` (the
+    index); ``count`` members (None: a folder's, as many as the index holds), checked against
+    the bytes present before anything is built from it."""
+    room = min((len(cur.data) - cur.pos) // MIN_ENTRY_BYTES[version][shared.kind], (end - start) // MEMBER_CRC_BYTES)
+    if count is not None and count > room:
+        raise FormatError(f"corrupt archive: {count} members cannot fit in the index and members present")
+    if shared.kind != "images" and sum(a.count for a in shared.arrays) != count:
+        raise cur.fail("the arrays' images do not add up to the member count")
+    slots: Iterable[tuple[str, str, int, int]] = (
+        (name, a.mode, a.shape[2], a.shape[1]) for a in shared.arrays for name in a.member_names())
+    if shared.kind == "images":
+        slots = itertools.repeat(("", "L", 1, 1), count) if count is not None else _until_end(cur, ("", "L", 1, 1))
+    members: list[MemberInfo] = []
+    pos = start
+    for slot in slots:
+        m = _read_entry(cur, shared, version, *slot)
+        if pos + m.size > end:
+            raise cur.fail(f"member {m.name!r} is not where the index says")
+        members.append(dataclasses.replace(m, offset=pos))
+        pos += m.size
+    if cur.pos != len(cur.data) or pos != end:
+        raise cur.fail("members and index do not tile the file")
+    if len({m.name for m in members}) != len(members):
+        raise cur.fail("duplicate member names")
+    return members
+
+
+def _until_end(cur: "_Cursor", item: Any) -> Iterator[Any]:
+    while cur.pos < len(cur.data):
+        yield item
 
 
 def _read_index_v2(f: BinaryIO, size: int) -> ArchiveIndex:
-    shared, header_end = _read_shared(f, size)
+    shared, header_end = _read_shared_v2(f, size)
     members_start = header_end + shared.model_size
-    if size < members_start + FOOTER_SIZE + 5:
+    if size < members_start + FOOTER_SIZE_V2 + 5:
         raise FormatError("truncated archive (no index)")
-    f.seek(size - FOOTER_SIZE)
-    footer = f.read(FOOTER_SIZE)
+    f.seek(size - FOOTER_SIZE_V2)
+    footer = f.read(FOOTER_SIZE_V2)
     if footer[8:] != MAGIC:
         raise FormatError("incomplete archive: no footer (truncated, or an unfinished .partial; "
                           "an interrupted write continues with --resume)")
     index_offset = int.from_bytes(footer[:8], "little")
-    end = size - FOOTER_SIZE
+    end = size - FOOTER_SIZE_V2
     if not members_start <= index_offset <= end - 5:
         raise FormatError("corrupt archive: index offset out of range")
     f.seek(index_offset)
@@ -542,29 +694,40 @@ def _read_index_v2(f: BinaryIO, size: int) -> ArchiveIndex:
         raise FormatError("corrupt archive: index checksum mismatch")
     cur = _Cursor(raw[:-4], "index")
     count = cur.varint()
-    room = min((len(cur.data) - cur.pos) // MIN_ENTRY_BYTES[shared.kind],
-               (index_offset - members_start) // MEMBER_CRC_BYTES)
-    if count > room:                                              # before anything is built from it
-        raise FormatError(f"corrupt archive: {count} members cannot fit in the index and members present")
-    if shared.kind != "images" and sum(a.count for a in shared.arrays) != count:
-        raise cur.fail("the arrays' images do not add up to the member count")
-    slots: Iterable[tuple[str, str, int, int]] = (
-        (name, a.mode, a.shape[2], a.shape[1]) for a in shared.arrays for name in a.member_names())
-    if shared.kind == "images":
-        slots = itertools.repeat(("", "L", 1, 1), count)
-    members: list[MemberInfo] = []
-    pos = members_start
-    for slot in slots:
-        m = _read_entry(cur, shared, *slot)
-        if pos + m.size > index_offset:
-            raise cur.fail(f"member {m.name!r} is not where the index says")
-        members.append(dataclasses.replace(m, offset=pos))
-        pos += m.size
-    if cur.pos != len(cur.data) or pos != index_offset:
-        raise cur.fail("members and index do not tile the file")
-    if len({m.name for m in members}) != len(members):
-        raise cur.fail("duplicate member names")
+    members = _read_members(cur, shared, 2, members_start, index_offset, count)
     return ArchiveIndex(shared.kind, shared.deflated, shared.arrays, tuple(members), size, index_offset, 2, shared,
+                        header_end)
+
+
+_INCOMPLETE = ("(truncated, or an unfinished .partial; an interrupted write continues with --resume)")
+
+
+def _read_index_v3(f: BinaryIO, size: int) -> ArchiveIndex:
+    shared, header_end = _read_shared(f, size)
+    members_start = header_end + shared.model_size
+    if size < members_start + FOOTER_SIZE + 1:
+        raise FormatError(f"incomplete archive: no footer {_INCOMPLETE}")
+    tail_start = max(members_start, size - FOOTER_SIZE - 10)
+    f.seek(tail_start)
+    tail = f.read(size - tail_start)
+    cur = _Cursor(tail[-FOOTER_SIZE - 1::-1], "footer")             # the index length, read backwards
+    try:
+        length = cur.varint()
+    except FormatError:
+        raise FormatError(f"incomplete archive: no footer {_INCOMPLETE}") from None
+    index_offset = size - FOOTER_SIZE - cur.pos - length
+    if index_offset < members_start:
+        raise FormatError(f"incomplete archive: no footer {_INCOMPLETE}")
+    f.seek(0)
+    header = f.read(header_end)
+    f.seek(index_offset)
+    raw = f.read(size - index_offset)
+    if zlib.crc32(raw[:-FOOTER_SIZE], zlib.crc32(header)) != int.from_bytes(raw[-FOOTER_SIZE:], "little"):
+        raise FormatError(f"corrupt archive: header or index checksum mismatch {_INCOMPLETE}")
+    _check_shared(shared)
+    count = None if shared.kind == "images" else sum(a.count for a in shared.arrays)
+    members = _read_members(_Cursor(raw[:length], "index"), shared, 3, members_start, index_offset, count)
+    return ArchiveIndex(shared.kind, shared.deflated, shared.arrays, tuple(members), size, index_offset, 3, shared,
                         header_end)
 
 
@@ -584,8 +747,9 @@ def _check_header(head: bytes) -> None:
 
 
 def _read_arrays(cur: _Cursor, kind: str, members: int | None) -> list[ArraySpec]:
-    """The arrays, checked: keys (``name_problem``; "" in a .npy archive), shapes, and image
-    counts adding up to ``members`` (so no name is made from a claim; None: the caller checks)."""
+    """Versions 1 and 2: the arrays, checked: keys (``name_problem``; "" in a .npy archive),
+    shapes, and image counts adding up to ``members`` (so no name is made from a claim; None:
+    the caller checks)."""
     n_arrays = cur.varint()
     if n_arrays > min(MAX_ARRAYS, len(cur.data) // MIN_ARRAY_BYTES) or (kind == "images" and n_arrays) \
             or (kind == "npy" and n_arrays != 1):
@@ -593,20 +757,44 @@ def _read_arrays(cur: _Cursor, kind: str, members: int | None) -> list[ArraySpec
     arrays = []
     for _ in range(n_arrays):
         key = cur.text(0, 0) if kind == "npy" else cur.text()
-        if kind == "npz" and (problem := name_problem(key)):
-            raise cur.fail(f"unsafe array key {key!r} ({problem})")
         ndim = cur.byte()
         if ndim not in (3, 4):
             raise cur.fail("bad array shape")
-        shape = tuple(cur.varint() for _ in range(ndim))
-        if (ndim == 4 and not 1 <= shape[3] <= 4) or max(shape[1:3]) > MAX_SIDE or \
-                (shape[0] and not (shape[1] and shape[2])):
-            raise cur.fail("bad array shape")
-        arrays.append(ArraySpec(key, shape))
-    if len({a.key for a in arrays}) != len(arrays):
-        raise cur.fail("duplicate array keys")
+        arrays.append(_array(cur, kind, key, tuple(cur.varint() for _ in range(ndim))))
     if kind != "images" and members is not None and sum(a.count for a in arrays) != members:
         raise cur.fail("the arrays' images do not add up to the member count")
+    return _distinct(cur, arrays)
+
+
+def _read_shapes(cur: _Cursor, kind: str, size: int) -> tuple[ArraySpec, ...]:
+    """Version 3's arrays (``_pack_shapes``), checked as ``_read_arrays`` checks them; ``size``,
+    the file's, bounds the count."""
+    if kind == "images":
+        return ()
+    n_arrays = 1 if kind == "npy" else cur.varint()
+    if n_arrays > min(MAX_ARRAYS, size // MIN_SHAPE_BYTES):
+        raise cur.fail("bad array count")
+    arrays = []
+    for _ in range(n_arrays):
+        key = cur.text() if kind == "npz" else ""
+        n, h, w, c = (cur.varint() for _ in range(4))
+        arrays.append(_array(cur, kind, key, (n, h, w, c) if c else (n, h, w)))
+    return tuple(_distinct(cur, arrays))
+
+
+def _array(cur: _Cursor, kind: str, key: str, shape: tuple[int, ...]) -> ArraySpec:
+    """One array as an index or header gives it, its key and shape checked."""
+    if kind == "npz" and (problem := name_problem(key)):
+        raise cur.fail(f"unsafe array key {key!r} ({problem})")
+    if (len(shape) == 4 and not 1 <= shape[3] <= 4) or max(shape[1:3]) > MAX_SIDE or \
+            (shape[0] and not (shape[1] and shape[2])):
+        raise cur.fail("bad array shape")
+    return ArraySpec(key, shape)
+
+
+def _distinct(cur: _Cursor, arrays: list[ArraySpec]) -> list[ArraySpec]:
+    if len({a.key for a in arrays}) != len(arrays):
+        raise cur.fail("duplicate array keys")
     return arrays
 
 
@@ -614,7 +802,7 @@ def _read_index(f: BinaryIO, size: int) -> ArchiveIndex:
     f.seek(0)
     head = f.read(len(HEADER))
     _check_header(head)
-    return _read_index_v2(f, size) if head[4] == 2 else _read_index_v1(f, size)
+    return {1: _read_index_v1, 2: _read_index_v2, 3: _read_index_v3}[head[4]](f, size)
 
 
 def _read_index_v1(f: BinaryIO, size: int) -> ArchiveIndex:
@@ -752,10 +940,10 @@ def _carried_model(f: BinaryIO, index: ArchiveIndex) -> tuple[str, bytes] | None
 
 
 def _read_blob(f: BinaryIO, index: ArchiveIndex, m: MemberInfo) -> bytes:
-    """Member ``m`` as the single .ardm file it was coded as (version 2: rebuilt from the
+    """Member ``m`` as the single .ardm file it was coded as (versions 2, 3: rebuilt from the
     archive's header, its index entry and its bytes)."""
-    if index.version == 2:
-        return _member_ardm(f, index.shared, m)
+    if index.version >= 2:
+        return _member_ardm(f, index, m)
     record = _record(m.name, m.size)
     f.seek(m.offset - len(record))
     data = f.read(len(record) + m.size)
@@ -766,7 +954,8 @@ def _read_blob(f: BinaryIO, index: ArchiveIndex, m: MemberInfo) -> bytes:
     return data[len(record):]
 
 
-def _member_ardm(f: BinaryIO, shared: Shared, m: MemberInfo) -> bytes:
+def _member_ardm(f: BinaryIO, index: ArchiveIndex, m: MemberInfo) -> bytes:
+    shared = index.shared
     f.seek(m.offset)
     data = f.read(m.size)
     if len(data) != m.size:
@@ -774,12 +963,15 @@ def _member_ardm(f: BinaryIO, shared: Shared, m: MemberInfo) -> bytes:
     body = memoryview(data)[:-MEMBER_CRC_BYTES]
     # What is left of the member CRC is the pixel CRC the .ardm header holds, so any damage to
     # the bytes shows as decoded pixels that do not match.
-    crc_of_pixels = _member_crc(_pack_entry(shared.kind, m) + bytes(body),
+    crc_of_pixels = _member_crc(_pack_entry(shared.kind, m, index.version) + bytes(body),
                                 int.from_bytes(data[-MEMBER_CRC_BYTES:], "little"), m.width, m.height)
     metadata: list[tuple[str, bytes]] = []
     cur = _Cursor(bytes(body[:m.meta_size]), f"member {m.name!r}")
-    if shared.kind == "images":
-        for _ in range(cur.count(container.MAX_METADATA, "metadata entries")):
+    if m.meta_size or (shared.kind == "images" and index.version == 2):    # format 2: a count, maybe 0
+        count = cur.count(container.MAX_METADATA, "metadata entries")
+        if not count and index.version > 2:
+            raise cur.fail("empty metadata")
+        for _ in range(count):
             key, value = cur.blob(container.MAX_KEY_BYTES), cur.blob()
             metadata.append((key.decode("utf-8", "surrogateescape"), value))
         if cur.pos != m.meta_size:
@@ -788,7 +980,7 @@ def _member_ardm(f: BinaryIO, shared: Shared, m: MemberInfo) -> bytes:
     for n in m.streams:
         streams.append(bytes(body[pos:pos + n]))
         pos += n
-    version = m.codec_version or codec.format_version(streams, shared.codec_version)
+    version = m.codec_version or _streams_version(m.mode, streams, shared.codec_version)
     try:
         header = container.Header(shared.model_name, shared.model_hash, m.mode, m.width, m.height, shared.steps,
                                   shared.seed, crc_of_pixels, tuple(metadata), version)
@@ -1316,7 +1508,7 @@ def _resume(f: BinaryIO, journal: BinaryIO, prelude: bytes, shared: Shared,
         height, width = picture.pixels.shape[:2]
         start = cur.pos
         try:
-            m = _read_entry(cur, shared, name, picture.mode, width, height)
+            m = _read_entry(cur, shared, VERSION, name, picture.mode, width, height)
         except FormatError:
             return kept, itertools.chain([item], pictures)
         entry = bytes(cur.data[start:cur.pos])
@@ -1335,7 +1527,8 @@ def _finished(f: BinaryIO, pos: int, entry: bytes, m: MemberInfo, shared: Shared
         return False
     f.seek(pos)
     data = f.read(m.size)
-    if len(data) != m.size or (shared.kind == "images" and data[:m.meta_size] != _pack_metadata(picture.metadata)):
+    metadata = _pack_metadata(picture.metadata) if shared.kind == "images" and picture.metadata else b""
+    if len(data) != m.size or data[:m.meta_size] != metadata:
         return False
     want = _member_crc(entry + data[:-MEMBER_CRC_BYTES], pixel_crc(picture.pixels), width, height)
     return int.from_bytes(data[-MEMBER_CRC_BYTES:], "little") == want
@@ -1558,13 +1751,14 @@ def _write(f: BinaryIO, journal: BinaryIO, src: _Source, shared: Shared, prelude
 
     if len(members) != len(src.names):
         raise InputError("the source changed while it was being read")
-    index = _varint(len(entries)) + b"".join(entries)
-    index += _crc(index)
-    _append(f, index + _footer(end), end, partial)
+    header = prelude[:len(prelude) - shared.model_size]
+    index = b"".join(entries)
+    index += _footer(header, index)
+    _append(f, index, end, partial)
     try:
         commit_file(partial, out, force)
     except OSError as e:
         raise OutputError(f"cannot write {out}: {e.strerror or e}") from None
-    result_index = ArchiveIndex(src.kind, src.deflated, src.arrays, tuple(members), end + len(index) + FOOTER_SIZE,
-                                end, 2, shared, len(prelude) - shared.model_size)
+    result_index = ArchiveIndex(src.kind, src.deflated, src.arrays, tuple(members), end + len(index), end, VERSION,
+                                shared, len(header))
     return WriteResult(out, result_index, len(kept), len(members) - len(kept), time.perf_counter() - t0)

@@ -92,27 +92,27 @@ def blob_bytes(values: list[bytes]) -> int:
 def expected_archive_size(names: list[str], blobs: list[bytes], kind: str = "images",
                           arrays: list[tuple[str, tuple[int, ...]]] = (), carried: int = 0) -> tuple[int, int]:
     """(archive size, overhead: everything but the coded streams) from the documented layout of
-    format 2, independently of archive.py; ``blobs`` are the members' single .ardm files."""
+    format 3, independently of archive.py; ``blobs`` are the members' single .ardm files."""
     headers = [container.unpack(b) for b in blobs]
     h0 = headers[0][0]
-    array_bytes = varint_len(len(arrays)) + sum(blob_bytes([k.encode()]) + 1 + sum(map(varint_len, shape))
-                                                for k, shape in arrays)
-    shared = 2 + array_bytes + blob_bytes([h0.model_name.encode()]) + 8 + varint_len(h0.steps) \
-        + varint_len(h0.seed) + 1 + varint_len(carried)
-    header = 5 + varint_len(shared) + shared + 4
-    members = entries = streams_total = 0
+    shapes = sum(varint_len(d) for _, shape in arrays for d in (*shape[:3], shape[3] if len(shape) == 4 else 0))
+    keys = varint_len(len(arrays)) + blob_bytes([k.encode() for k, _ in arrays]) if kind == "npz" else 0
+    header = 5 + 1 + shapes + keys + blob_bytes([h0.model_name.encode()]) + 8 + varint_len(h0.steps) \
+        + varint_len(h0.seed) + (varint_len(carried) if carried else 0)
+    members = index = streams_total = 0
     for name, (h, streams) in zip(names, headers):
         lengths = sum(varint_len(len(x)) for x in streams)
         streams_total += sum(map(len, streams))
+        meta = 0
         if kind == "images":
-            meta = varint_len(len(h.metadata)) + sum(blob_bytes([k.encode(), v]) for k, v in h.metadata)
-            entries += blob_bytes([name.encode()]) + 1 + varint_len(h.width) + varint_len(h.height) + 1 \
-                + varint_len(meta) + 1 + lengths
+            if h.metadata:
+                meta = varint_len(len(h.metadata)) + sum(blob_bytes([k.encode(), v]) for k, v in h.metadata)
+            index += blob_bytes([name.encode()]) + 1 + varint_len(h.width) + varint_len(h.height) \
+                + (varint_len(meta) if meta else 0) + lengths
         else:
-            meta, entries = 0, entries + lengths
+            index += lengths
         members += meta + sum(map(len, streams)) + 4
-    index = varint_len(len(names)) + entries + 4
-    size = header + carried + members + index + 12
+    size = header + carried + members + index + varint_len(index) + 4
     return size, size - streams_total
 
 
@@ -258,11 +258,11 @@ def test_size_is_streams_plus_exact_overhead(tree, packed):
     data = packed.read_bytes()
     assert len(data) == size
     index = read_index(packed)
-    assert index.version == 2 and index.overhead_bytes == overhead
+    assert index.version == 3 and index.overhead_bytes == overhead
     assert index.overhead_per_image == pytest.approx(overhead / len(blobs))
     with open(packed, "rb") as f:                     # each member rebuilds its single .ardm, byte for byte
         assert [archive._read_blob(f, index, m) for m in index.members] == blobs
-    assert data[:5] == b"ARDS\x02" and data[-4:] == b"ARDS"
+    assert data[:5] == b"ARDS\x03"
 
 
 def test_npz_size_is_streams_plus_exact_overhead(npz_arrays, tmp_path):
@@ -289,6 +289,37 @@ def test_npz_member_overhead_is_at_most_8_bytes_and_beats_single_files(tmp_path)
     assert all(m.size - sum(m.streams) == 4 for m in index.members)
     singles = sum(len(compress_picture(Picture(image, "RGB"), STEPS)) for image in images)
     assert index.size < singles
+
+
+def crops(n: int, shape: tuple[int, int, int]) -> np.ndarray:
+    """n small pictures with some structure (a ramp, noise): crops of one synthetic photo."""
+    h, w, c = shape
+    ramp = np.add.outer(np.arange(h + n), np.arange(w))[..., None] * (160 // (h + w + n)) + np.arange(c) * 30
+    picture = (ramp + np.random.default_rng(7).integers(0, 12, ramp.shape)).astype(np.uint8)
+    return np.stack([picture[i:i + h] for i in range(n)])
+
+
+@pytest.mark.parametrize("shape", [(6, 5, 3), (32, 32, 3)])
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_an_archive_is_no_larger_than_its_single_files(tmp_path, n, shape):
+    """Issue 18: what members share is written once and a member costs its streams plus a few
+    bytes, so an archive of 1, 2 or 5 images is no larger than the same images' single .ardm
+    files, for every kind of source. The names that only an archive holds (a folder member's
+    name, an .npz key; a single file leaves its name to the file system) are allowed for one
+    image; from two on the archive is smaller outright."""
+    images = crops(n, shape)
+    singles = sum(len(compress_picture(Picture(image, "RGB"), STEPS)) for image in images)
+    np.save(tmp_path / "set.npy", images)
+    np.savez(tmp_path / "set.npz", images=images)
+    for i, image in enumerate(images):
+        save_array = tmp_path / "photos" / f"{i:06d}.png"
+        save_array.parent.mkdir(exist_ok=True)
+        Image.fromarray(image).save(save_array)
+    names = {"set.npy": 0, "set.npz": len("images"), "photos": n * len("000000.png")}
+    for source, named in names.items():
+        index = write_archive(tmp_path / source, tmp_path / f"{source}.ardm", STEPS).index
+        assert (tmp_path / f"{source}.ardm").stat().st_size == index.size
+        assert index.size <= singles + (named if n == 1 else 0), (source, index.size, singles)
 
 
 def test_list_reads_only_the_index(packed, copy, monkeypatch):
@@ -422,10 +453,10 @@ def test_random_and_foreign_files_are_format_errors(tmp_path, packed):
 def test_damaged_index_or_footer(copy, packed):
     index = read_index(packed)
     size = len(packed.read_bytes())
-    for pos in (index.index_offset + 3, size - 5, size - FOOTER_SIZE + 1, size - FOOTER_SIZE + 9, size - 1):
+    for pos in (index.index_offset + 3, size - 5, size - FOOTER_SIZE + 1, size - 1, 5, 7, index.model_offset - 1):
         copy.write_bytes(packed.read_bytes())
         flip(copy, pos)
-        with pytest.raises(FormatError):
+        with pytest.raises(FormatError):          # the header and the index share the footer's CRC
             read_index(copy)
 
 
@@ -459,7 +490,7 @@ def test_resume_after_interruption_is_byte_identical(tree, packed, tmp_path):
         write_archive(tree, out, STEPS, on_member=stop_after(3, seen))
     assert info.value.archive_partial == str(partial)
     assert not out.exists() and partial.exists()
-    with pytest.raises(FormatError, match="no footer"):            # a .partial never passes for an archive
+    with pytest.raises(FormatError, match="unfinished .partial"):   # a .partial never passes for an archive
         read_index(partial)
     with open(partial, "ab") as f:                                 # a member torn in flight
         f.write(b"\x09sub/c.png\x80")
@@ -774,6 +805,33 @@ def test_format_1_archives_still_read_bit_exact(tmp_path):
     assert (info["version"], info["model"], info["steps"], info["model_source"]) == (1, "xic-s48", 2, "registered")
 
 
+V2 = Path(__file__).parent / "data" / "archive-v2"
+
+
+def test_format_2_archives_still_read_bit_exact(tmp_path):
+    """Archives written in format 2 (tests/data/archive-v2, by f535393, from the format 1
+    fixtures' sources: metadata, alpha, gray and two arrays) list, test and extract exactly."""
+    index = read_index(V2 / "arrays.ardm")
+    assert index.version == 2 and index.kind == "npz" and len(index.members) == 5
+    assert all(e is None for _, e in test_archive(V2 / "arrays.ardm"))
+    assert extract_all(V2 / "arrays.ardm", tmp_path / "back.npz") == [(m.name, None) for m in index.members]
+    with np.load(V1 / "arrays.npz") as want, np.load(tmp_path / "back.npz") as back:
+        assert back.files == want.files and all(np.array_equal(back[k], want[k]) for k in want.files)
+    photos = ["a.png", "b.png", "sub/c.png"]
+    assert [m.name for m in list_archive(V2 / "photos.ardm")] == photos
+    assert all(e is None for _, e in test_archive(V2 / "photos.ardm"))
+    extract_all(V2 / "photos.ardm", tmp_path / "photos")
+    for name in photos:
+        assert same_picture(read_picture(tmp_path / "photos" / name), read_picture(V1 / "photos" / name)), name
+    assert same_picture(extract_member(V2 / "photos.ardm", "a.png"), read_picture(V1 / "photos" / "a.png"))
+    info = archive.archive_info(V2 / "photos.ardm")
+    assert (info["version"], info["model"], info["steps"], info["model_source"]) == (2, "xic-s48", 2, "registered")
+    with open(V2 / "photos.ardm", "rb") as f:      # members rebuild the single files they were cut from
+        v2 = read_index(V2 / "photos.ardm")
+        assert [archive._read_blob(f, v2, m) for m in v2.members] == \
+            [compress_picture(read_picture(V1 / "photos" / n), 2) for n in photos]
+
+
 # ---------------------------------------------------------------- archives that carry their model
 
 
@@ -842,6 +900,25 @@ def test_a_damaged_carried_model_is_refused(invoke, npz_arrays, model_file, tmp_
     assert_failed(invoke("decompress", tmp_path / "d.ardm", "--member", "gray/000001", "-o", tmp_path / "g.png"),
                   3, "carried model")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.ardm", "d.npz"]
+
+
+def test_a_format_2_archive_carrying_its_model_still_reads(npz_arrays, model_file, tmp_path, elsewhere):
+    """Format 2 kept a carried model's size in its header (0: registered); laid out as it was."""
+    from ardmzip import weights
+    from ardmzip.codec import compress
+    data, gray = model_file.read_bytes(), npz_arrays["gray"]
+    blobs = [compress(image, STEPS, model=str(model_file)) for image in gray]
+    shared = archive.Shared("npz", False, (archive.ArraySpec("gray", gray.shape),), "thumbs",
+                            hashlib.sha256(data).digest()[:8], STEPS, 0, container.FORMAT_VERSION, len(data))
+    parts = [archive._member_parts(shared, f"gray/{i:06d}", b, 2) for i, b in enumerate(blobs)]
+    body = shared.pack(2) + data + b"".join(r for r, _, _ in parts)
+    index = archive._varint(len(parts)) + b"".join(e for _, e, _ in parts)
+    (tmp_path / "v2.ardm").write_bytes(body + index + archive._crc(index) + archive._footer_v2(len(body)))
+    weights._KNOWN.clear()
+    assert read_index(tmp_path / "v2.ardm").version == 2
+    assert extract_all(tmp_path / "v2.ardm", tmp_path / "back.npz") == [(f"gray/{i:06d}", None) for i in range(3)]
+    with np.load(tmp_path / "back.npz") as back:
+        assert np.array_equal(back["gray"], gray)
 
 
 def test_registered_models_are_named_unless_carry_model(npz_arrays, tmp_path):

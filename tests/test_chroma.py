@@ -174,7 +174,7 @@ def test_batched_video_frames_get_the_streams_they_get_alone():
 
 def test_archive_members_with_chroma_blocks_rebuild_and_resume(tmp_path):
     """An archive member coded with chroma blocks rebuilds its .ardm byte for byte, version
-    included (archive format 2 recomputes it from the streams), and resume keeps it."""
+    included (archive formats 2 and 3 recompute it from the streams), and resume keeps it."""
     frames = np.stack([video_frame(40, 48, 3), video_frame(40, 48, 7)])
     np.save(tmp_path / "v.npy", frames)
     out = tmp_path / "v.ardm"

@@ -58,21 +58,25 @@ def shared_for(kind: str, arrays: list[ArraySpec], steps: int = STEPS) -> archiv
     return archive.Shared(kind, False, tuple(arrays), model.name, model.hash8, steps, 0, container.FORMAT_VERSION)
 
 
-def v2_archive(shared: archive.Shared, records: list[bytes], entries: list[bytes]) -> bytes:
-    """Header, members, index and footer of format 2 around the given parts."""
-    out = shared.pack() + b"".join(records)
-    index = archive._varint(len(entries)) + b"".join(entries)
-    return out + index + archive._crc(index) + archive._footer(len(out))
-
-
-def build_archive(kind: str, arrays: list[ArraySpec], members: list[tuple[str, bytes]], version: int = 2) -> bytes:
-    """An archive laid out exactly as the writer lays it out (format 2, or 1), whatever the
-    names say; ``members`` are (name, single .ardm file)."""
+def v2_archive(shared: archive.Shared, records: list[bytes], entries: list[bytes], version: int = 3) -> bytes:
+    """Header, members, index and footer of format 3 (or 2) around the given parts."""
+    head = shared.pack(version)
+    out = head + b"".join(records)
     if version == 2:
+        index = archive._varint(len(entries)) + b"".join(entries)
+        return out + index + archive._crc(index) + archive._footer_v2(len(out))
+    index = b"".join(entries)
+    return out + index + archive._footer(head, index)
+
+
+def build_archive(kind: str, arrays: list[ArraySpec], members: list[tuple[str, bytes]], version: int = 3) -> bytes:
+    """An archive laid out exactly as the writer lays it out (format 3, or 2 or 1), whatever the
+    names say; ``members`` are (name, single .ardm file)."""
+    if version > 1:
         steps = container.peek_header(members[0][1]).steps if members else STEPS
         shared = shared_for(kind, arrays, steps)
-        parts = [archive._member_parts(shared, name, blob) for name, blob in members]
-        return v2_archive(shared, [r for r, _, _ in parts], [e for _, e, _ in parts])
+        parts = [archive._member_parts(shared, name, blob, version) for name, blob in members]
+        return v2_archive(shared, [r for r, _, _ in parts], [e for _, e, _ in parts], version)
     out = bytearray(HEADER_V1)
     infos = []
     for name, blob in members:
@@ -162,7 +166,8 @@ def _hostile_archives(blob: bytes, version: int) -> dict[str, bytes]:
         "npz absolute key": build_archive("npz", [ArraySpec("/tmp/x", rgb)], [("/tmp/x/000000", blob)]),
         "npz key with escape codes": build_archive("npz", [ArraySpec("\x1b]0;pwned\x07", rgb)],
                                                    [("\x1b]0;pwned\x07/000000", blob)]),
-        "npy with a key": build_archive("npy", [ArraySpec("../x", rgb)], [("../x/000000", blob)]),
+        "npy with a key": build_archive("npy", [ArraySpec("../x", rgb)], [("../x/000000", blob)]) if version < 3
+        else b"",
         "image ../evil.png": build_archive("images", [], [("../evil.png", blob)]),
         "image with escape codes": build_archive("images", [], [("a\x1b[2J.png", blob)]),
         "image with backslash": build_archive("images", [], [("..\\evil.png", blob)]),
@@ -171,7 +176,7 @@ def _hostile_archives(blob: bytes, version: int) -> dict[str, bytes]:
     }
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 @pytest.mark.parametrize("case", ["npz key ../../victim", "npz key with NUL", "npz absolute key",
                                   "npz key with escape codes", "npy with a key", "image ../evil.png",
                                   "image with escape codes", "image with backslash", "duplicate npz keys"])
@@ -179,6 +184,10 @@ def test_hostile_names_are_refused_on_reading(case, version, rgb_blob, tmp_path,
     work = tmp_path / "a" / "b"
     work.mkdir(parents=True)
     evil = work / "evil.ardm"
+    if case == "npy with a key" and version == 3:
+        with pytest.raises(ValueError, match="key"):               # format 3 has no place for one
+            shared_for("npy", [ArraySpec("../x", (1, 2, 2, 3))]).pack()
+        return
     evil.write_bytes(_hostile_archives(rgb_blob, version)[case])
     with pytest.raises(FormatError, match="corrupt archive"):
         read_index(evil)
@@ -347,11 +356,10 @@ def test_an_input_bomb_is_refused_before_decoding_and_pillows_limit_is_restored(
 
 def build_count_bomb(images: int, members: int, footer: int, version: int) -> bytes:
     """An npy-kind archive without member bytes whose array claims ``images`` 1x1 images, its
-    index ``members`` members and (format 1) its footer ``footer``."""
-    if version == 2:
-        index = archive._varint(members)
-        out = shared_for("npy", [ArraySpec("", (images, 1, 1))]).pack()
-        return out + index + archive._crc(index) + archive._footer(len(out))
+    index ``members`` members (format 2; format 3 has no count) and (format 1) its footer ``footer``."""
+    if version > 1:
+        return v2_archive(shared_for("npy", [ArraySpec("", (images, 1, 1))]), [],
+                          [archive._varint(members)] if version == 2 else [], version)
     index = bytearray((archive.KINDS.index("npy"), 0))
     index += archive._varint(1) + archive._varint(0) + bytes((3,))
     for d in (images, 1, 1):
@@ -361,7 +369,7 @@ def build_count_bomb(images: int, members: int, footer: int, version: int) -> by
     return HEADER_V1 + bytes(index) + archive._footer_v1(len(HEADER_V1), footer)
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 @pytest.mark.parametrize("images, members, footer", [
     (10**6, 0, 0),              # the issue's bomb (with 10^7): names were made from the array's claim
     (10**12, 0, 0), (10**12, 10**12, 10**12), (10**7, 10**7, 10**7), (10**7, 10**7, 1)])
@@ -370,7 +378,7 @@ def test_claimed_member_counts_are_checked_against_the_bytes(tmp_path, invoke, i
     path.write_bytes(build_count_bomb(images, members, footer, version))
     assert path.stat().st_size < 96
     t0 = time.perf_counter()
-    claim = footer if version == 1 else members            # format 2 keeps the count in the index
+    claim = {1: footer, 2: members, 3: images}[version]   # format 2 keeps the count in the index, 3 in the arrays
     with pytest.raises(FormatError, match="cannot fit" if claim > 10**9 else "corrupt archive"):
         read_index(path)                     # a footer's claim is refused before the index is read
     assert time.perf_counter() - t0 < 1.0
@@ -714,35 +722,46 @@ class TestFuzz:
         assert_safe_index(ix)
 
     @FUZZ
-    @given(st.data())
-    def test_archive_index(self, data):
-        """Format 2 headers and indexes with drawn names, keys, shapes, modes, stream lengths and
-        counts (valid CRCs), then mutated and re-checksummed: read_index refuses them or returns
-        only safe members that tile the file, no more than its bytes can hold."""
+    @pytest.mark.parametrize("version", [2, 3])
+    @given(data=st.data())
+    def test_archive_index(self, version, data):
+        """Format 2 and 3 headers and indexes with drawn names, keys, shapes, modes, stream
+        lengths and counts (valid CRCs), then mutated and re-checksummed: read_index refuses them
+        or returns only safe members that tile the file, no more than its bytes can hold."""
         alphabet = st.sampled_from(["a", "b", ".", "..", "/", "\\", "\x00", "\x1b", "é", "000000"])
         names = st.lists(alphabet, min_size=1, max_size=6).map("".join)
         kind = data.draw(st.sampled_from(archive.KINDS))
         arrays = draw_arrays(data, kind, names)
+        if kind == "npy" and version == 3:                # no place for a .npy's key
+            arrays = [ArraySpec("", a.shape) for a in arrays]
         shared = shared_for(kind, arrays)
-        head = shared.pack()
-        if data.draw(st.booleans()):                      # mutate the header and fix its CRC
-            head = mutate(head[:-4], data.draw)
-            head += archive._crc(head)
+        head = shared.pack(version)
+        if data.draw(st.booleans()):                      # mutate the header (and fix its CRC)
+            head = mutate(head[:-4] if version == 2 else head, data.draw)
+            head += archive._crc(head) if version == 2 else b""
         entries, members = bytearray(), 0
         count = data.draw(st.integers(0, 4))
         for _ in range(count):
             if kind == "images":
                 name = data.draw(names).encode()
-                entries += archive._varint(len(name)) + name + bytes((data.draw(st.integers(0, 12)),))
-                entries += bytes(data.draw(st.lists(st.integers(0, 4), min_size=4, max_size=4)))
+                entries += archive._varint(len(name)) + name + bytes((data.draw(st.integers(0, 12)) |
+                                                                     data.draw(st.sampled_from([0, 0x80])),))
+                fields = 4 if version == 2 else data.draw(st.integers(2, 3))      # width, height (, ...)
+                entries += bytes(data.draw(st.lists(st.integers(0, 4), min_size=fields, max_size=fields)))
             for _ in range(data.draw(st.integers(1, 2))):
                 n = data.draw(st.integers(0, 20))
                 entries += archive._varint(n)
                 members += n + 4
-        index = archive._varint(data.draw(st.sampled_from([count, 10**12, 0]))) + bytes(entries)
+        index = bytes(entries)
+        if version == 2:
+            index = archive._varint(data.draw(st.sampled_from([count, 10**12, 0]))) + index
         if data.draw(st.booleans()):
             index = mutate(index, data.draw)
-        blob = head + bytes(members) + index + archive._crc(index) + archive._footer(len(head) + members)
+        body = head + bytes(members) + index
+        if version == 2:
+            blob = body + archive._crc(index) + archive._footer_v2(len(head) + members)
+        else:
+            blob = body + archive._footer(head, index)
         try:
             ix = archive._read_index(io.BytesIO(blob), len(blob))
         except FormatError:
