@@ -190,58 +190,68 @@ def train(args: argparse.Namespace) -> int:
                    "[{elapsed}<{remaining}{postfix}]")
     else:
         bar = tqdm(total=args.steps, initial=step, unit="step", desc="training", disable=not show_bar)
-    while step < args.steps and (progress() or 0.0) < 1.0:
-        mode = "qat" if step >= args.qat_from else "float"
-        net.set_mode(mode)
-        ema.set_mode(mode)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, args.steps, args.lr, args.warmup, progress())
-        if use_tensor_sampler:
-            groups = sampler.sample(args.batch)
-        else:
-            crops, gray = sampler.sample(args.batch)
-            groups = [(torch.as_tensor(crops).permute(0, 3, 1, 2).long().to(device), torch.as_tensor(gray).to(device))]
-        bpsp, frac, per_var = (torch.cat(parts) for parts in
-                               zip(*(group_loss(net, x, g, args) for x, g in groups)))
-        loss = bpsp.mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        with torch.no_grad():
-            decay = min(args.ema, (1 + step) / (10 + step))
-            ema_params, params = list(ema.parameters()), [p.detach() for p in net.parameters()]
-            torch._foreach_mul_(ema_params, decay)
-            torch._foreach_add_(ema_params, params, alpha=1 - decay)
-            bins = (frac * 20).long().clamp(0, 19)
-            curve_sum.index_add_(0, bins, per_var.detach())
-            curve_n.index_add_(0, bins, torch.ones_like(per_var))
-        step += 1
-        seen += args.batch
-        run_loss.append(loss.detach())
-        bar.update(min(round(spent + time.time() - t0), round(args.time_limit)) - bar.n if args.time_limit else 1)
-        done = step >= args.steps or (progress() or 0.0) >= 1.0
-        if step % args.log_every == 0 or done:
-            dt = time.time() - t0
-            rec = {"step": step, "mode": mode, "loss_bpsp": float(torch.stack(run_loss).mean()),
-                   "lr": lr_at(step, args.steps, args.lr, args.warmup, progress()),
-                   "crops_per_s": seen / dt, "elapsed_s": spent + dt}
-            bar.set_postfix(step=step, bpsp=f"{rec['loss_bpsp']:.3f}", refresh=False)
-            run_loss = []
-            if step % args.eval_every == 0 or done:
-                ema.eval()
-                rec["val_bpsp"] = evaluate(ema, val, device) if val else {}
-                rec["curve_bits"] = (curve_sum / curve_n.clamp(min=1)).cpu().numpy().round(3).tolist()
-            if not getattr(args, "quiet", False):
-                print(json.dumps(rec), flush=True)
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-        if step % args.ckpt_every == 0 or done or (args.time_limit and time.time() - last_ckpt > 60):
-            state = {"model": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-                     "elapsed_s": spent + time.time() - t0, "config": config.to_dict(), "args": vars(args)}
-            torch.save(state, out / "ckpt.tmp")
-            (out / "ckpt.tmp").replace(ckpt)
-            last_ckpt = time.time()
+
+    def save() -> None:
+        state = {"model": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
+                 "elapsed_s": spent + time.time() - t0, "config": config.to_dict(), "args": vars(args)}
+        torch.save(state, out / "ckpt.tmp")
+        (out / "ckpt.tmp").replace(ckpt)
+
+    start_step = step
+    try:
+        while step < args.steps and (progress() or 0.0) < 1.0:
+            mode = "qat" if step >= args.qat_from else "float"
+            net.set_mode(mode)
+            ema.set_mode(mode)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, args.steps, args.lr, args.warmup, progress())
+            if use_tensor_sampler:
+                groups = sampler.sample(args.batch)
+            else:
+                crops, gray = sampler.sample(args.batch)
+                groups = [(torch.as_tensor(crops).permute(0, 3, 1, 2).long().to(device), torch.as_tensor(gray).to(device))]
+            bpsp, frac, per_var = (torch.cat(parts) for parts in
+                                   zip(*(group_loss(net, x, g, args) for x, g in groups)))
+            loss = bpsp.mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            with torch.no_grad():
+                decay = min(args.ema, (1 + step) / (10 + step))
+                ema_params, params = list(ema.parameters()), [p.detach() for p in net.parameters()]
+                torch._foreach_mul_(ema_params, decay)
+                torch._foreach_add_(ema_params, params, alpha=1 - decay)
+                bins = (frac * 20).long().clamp(0, 19)
+                curve_sum.index_add_(0, bins, per_var.detach())
+                curve_n.index_add_(0, bins, torch.ones_like(per_var))
+            step += 1
+            seen += args.batch
+            run_loss.append(loss.detach())
+            bar.update(min(round(spent + time.time() - t0), round(args.time_limit)) - bar.n if args.time_limit else 1)
+            done = step >= args.steps or (progress() or 0.0) >= 1.0
+            if step % args.log_every == 0 or done:
+                dt = time.time() - t0
+                rec = {"step": step, "mode": mode, "loss_bpsp": float(torch.stack(run_loss).mean()),
+                       "lr": lr_at(step, args.steps, args.lr, args.warmup, progress()),
+                       "crops_per_s": seen / dt, "elapsed_s": spent + dt}
+                bar.set_postfix(step=step, bpsp=f"{rec['loss_bpsp']:.3f}", refresh=False)
+                run_loss = []
+                if step % args.eval_every == 0 or done:
+                    ema.eval()
+                    rec["val_bpsp"] = evaluate(ema, val, device) if val else {}
+                    rec["curve_bits"] = (curve_sum / curve_n.clamp(min=1)).cpu().numpy().round(3).tolist()
+                if not getattr(args, "quiet", False):
+                    print(json.dumps(rec), flush=True)
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+            if step % args.ckpt_every == 0 or done or (args.time_limit and time.time() - last_ckpt > 60):
+                save()
+                last_ckpt = time.time()
+    except KeyboardInterrupt:      # Ctrl-C, or `timeout -s INT` ending a leased machine's share: keep the steps done
+        if step > start_step:
+            save()
+        print(f"interrupted at step {step}; checkpoint saved", file=sys.stderr)
     bar.close()
     log.close()
     return step

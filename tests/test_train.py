@@ -224,3 +224,22 @@ def test_a_slim_checkpoint_is_smaller_and_resumes_the_run(tmp_path):
     assert resumed["step"] == 3
     assert all(v.dtype == torch.float32 for st in resumed["opt"]["state"].values() for k, v in st.items()
                if k.startswith("exp_avg"))
+
+
+def test_an_interrupted_run_keeps_its_steps(tmp_path, monkeypatch, capsys):
+    """Ctrl-C (or `timeout -s INT` on a leased machine) saves the steps done, then returns."""
+    data, run = photos(tmp_path / "photos"), tmp_path / "run"
+    calls = {"n": 0}
+    real = train.group_loss
+
+    def interrupted_on_the_fourth(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "group_loss", interrupted_on_the_fourth)
+    train.main([str(data), "--out", str(run), "--steps", "50", "--batch", "2", "--crop", "16", "--channels", "8",
+                "--ckpt-every", "1000", "--log-every", "1000", "--threads", "1", "--quiet"])
+    assert torch.load(run / "ckpt.pt", weights_only=False)["step"] == 3
+    assert "interrupted at step 3" in capsys.readouterr().err
