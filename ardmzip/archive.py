@@ -939,6 +939,28 @@ def _carried_model(f: BinaryIO, index: ArchiveIndex) -> tuple[str, bytes] | None
     return shared.model_name, data
 
 
+def _workers_model(f: BinaryIO, index: ArchiveIndex) -> tuple[str, bytes] | None:
+    """The model decode jobs take along to worker processes (-j, Ray), as (name, file bytes):
+    a carried one, or an unregistered model the archive names that this process was given
+    (``--model FILE``, ``weights.load(path)``); None for a registered model (or one this process
+    lacks too: each member then fails naming it, as without workers)."""
+    carried = _carried_model(f, index)
+    if carried is not None:
+        return carried
+    named = index.shared
+    if named is None and index.members:                # format 1: the first member's header
+        with contextlib.suppress(FormatError):
+            named = container.peek_header(_read_blob(f, index, index.members[0]))
+    registered = weights.REGISTRY.get(named.model_name) if named else None
+    if named is None or (registered and bytes.fromhex(registered[1])[:container.HASH_BYTES] == named.model_hash):
+        return None                                     # every ardmzip has it (not loaded here for nothing)
+    try:
+        model = weights.find_by_hash(named.model_name, named.model_hash)
+    except ModelMismatch:
+        return None
+    return None if weights.registered_name(model.sha256) else (model.name, model.data)
+
+
 def _read_blob(f: BinaryIO, index: ArchiveIndex, m: MemberInfo) -> bytes:
     """Member ``m`` as the single .ardm file it was coded as (versions 2, 3: rebuilt from the
     archive's header, its index entry and its bytes)."""
@@ -1072,7 +1094,8 @@ def _ordered_map(fn: Callable, tasks: Iterable[tuple[Any, tuple]], jobs: Jobs) -
 
 
 def _decompress_job(blobs: list[bytes], device: str, max_pixels: int, model: tuple[str, bytes] | None = None) -> list:
-    """Decode a batch of .ardm files; ``model``: an archive's carried model (name, file bytes)."""
+    """Decode a batch of .ardm files; ``model``: the archive's model (name, file bytes) where
+    a worker may not have it (``_workers_model``)."""
     if model is not None:
         weights.remember(model[1], model[0])
     return decompress_pictures(blobs, device, max_pixels=max_pixels)
@@ -1082,10 +1105,11 @@ def _decoded(f: BinaryIO, index: ArchiveIndex, device: str, jobs: int = 1,
              max_pixels: int = container.MAX_PIXELS) -> Iterator[tuple[MemberInfo, Any]]:
     """(member, Picture or the exception it raised) for each of ``index``'s members, in order;
     members of one size share network calls (same pixels as decoding each alone). With jobs >
-    1 worker processes decode batches in parallel, at most 2 * jobs batches ahead (a carried
-    model travels with each batch, the same bytes object). A member over ``max_pixels`` (its
+    1 worker processes decode batches in parallel, at most 2 * jobs batches ahead (a model that
+    is carried, or not registered and given to this process, travels with each batch, the same
+    bytes object: Ray puts it in its object store once). A member over ``max_pixels`` (its
     index entry, then its header) fails with LimitError before its bytes are decoded."""
-    model = _carried_model(f, index)
+    model = _workers_model(f, index)
     def read(batch: list[MemberInfo]) -> tuple[list[bytes], dict[int, BaseException]]:
         blobs, errors = [], {}
         for i, m in enumerate(batch):

@@ -921,6 +921,22 @@ def test_a_format_2_archive_carrying_its_model_still_reads(npz_arrays, model_fil
         assert np.array_equal(back["gray"], gray)
 
 
+def test_worker_processes_get_a_named_model_given_by_file(npz_arrays, model_file, tmp_path, monkeypatch):
+    """An archive that names, not carries, a model this ardmzip lacks (registered where it was
+    made), read with its model file given (``--model FILE``): -j workers get the file's bytes."""
+    from ardmzip import weights
+    np.save(tmp_path / "g.npy", npz_arrays["gray"])
+    monkeypatch.setattr(weights, "_CACHE", dict(weights._CACHE))
+    monkeypatch.setattr(weights, "_KNOWN", {})
+    sha = hashlib.sha256(model_file.read_bytes()).hexdigest()
+    monkeypatch.setitem(weights.REGISTRY, "thumbs", (str(model_file), sha))
+    assert write_archive(tmp_path / "g.npy", tmp_path / "g.ardm", STEPS, model="thumbs").index.model_bytes == 0
+    monkeypatch.delitem(weights.REGISTRY, "thumbs")
+    del weights._CACHE["thumbs"]
+    weights.load(model_file)                                          # --model FILE
+    assert all(e is None for _, e in test_archive(tmp_path / "g.ardm", jobs=2))
+
+
 def test_registered_models_are_named_unless_carry_model(npz_arrays, tmp_path):
     from ardmzip import weights
     np.savez(tmp_path / "d.npz", **npz_arrays)

@@ -257,6 +257,35 @@ def test_a_carried_model_travels_with_the_tasks(on_ray, small_batches, tmp_path)
 
 
 @needs_ray
+def test_a_model_file_given_to_the_driver_reaches_the_workers(invoke, on_ray, small_batches, tmp_path):
+    """decompress/test --model FILE --ray of an archive that names, not carries, a model this
+    ardmzip does not have: the driver sends the file's bytes to the workers (once, by reference)."""
+    import hashlib
+    from ardmzip import weights
+    m = weights.load()
+    model = tmp_path / "named.npz"
+    model.write_bytes(weights.to_bytes(m.net, m.curve, dict(m.meta, note="named by an archive, not carried")))
+    images = np.random.default_rng(4).integers(0, 256, (4, 4, 5, 3), np.uint8)
+    np.savez(tmp_path / "set.npz", images=images)
+    out = tmp_path / "named.ardm"
+    with pytest.MonkeyPatch.context() as mp:             # registered where the archive was made
+        mp.setitem(weights.REGISTRY, "named", (str(model), hashlib.sha256(model.read_bytes()).hexdigest()))
+        mp.setattr(weights, "_CACHE", {})
+        mp.setattr(weights, "_KNOWN", {})
+        assert write_archive(tmp_path / "set.npz", out, STEPS, model="named").index.model_bytes == 0
+        mp.setattr(weights, "_CACHE", {})
+        mp.delitem(weights.REGISTRY, "named")
+        result = invoke("test", out, "--ray")
+        assert result.exit_code == 4 and "model 'named'" in result.stderr and "--model" in result.stderr
+        result = invoke("test", out, "--model", model, "--ray")
+        assert result.exit_code == 0 and f"{out}: OK (4 images)" in result.stderr, result.stderr
+        result = invoke("decompress", out, "-o", tmp_path / "back.npz", "--model", model, "--ray", "-q")
+        assert result.exit_code == 0 and result.stderr == "", result.stderr
+    with np.load(tmp_path / "back.npz") as back:
+        assert np.array_equal(back["images"], images)
+
+
+@needs_ray
 def test_a_killed_worker_has_its_batch_redone(on_ray, monkeypatch, tree, plain, tmp_path):
     monkeypatch.setattr(codec, "BATCH_SUBPIXELS", 200)            # two or three tiny images a batch
     marker = tmp_path / "crashed"
