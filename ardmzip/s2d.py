@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .features import CLAMP, N_FEATURES, context_features
+from .features import CLAMP, N_FEATURES, FeatureState, context_features
 from .model import ACT_BITS, HEAD_LIMIT, IntegerNet, ModelConfig, load_integer
 from .qlayers import IntConv, QConv
 
@@ -170,10 +170,97 @@ class IntegerS2DNet:
         y = _residual(self.skip(feats).add_(up).clamp_(-127, 127), self.fine)
         return y.clamp_(min=0), anchor
 
+    @torch.no_grad()
     def trunk_banded(self, values: torch.Tensor, mask: torch.Tensor, band_pixels: int = 1 << 15
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``trunk`` (the same values; no band-by-band version for s2d yet)."""
-        return self.trunk(values, mask)
+        """``trunk`` computed band by band, every layer's rows exactly once (the same values),
+        as model.IntegerNet.trunk_banded does: small tensors that stay in cache instead of
+        whole-strip ones streamed through memory at every layer.
+
+        The wavefront counts cell rows (two pixel rows each). Stages, each with the cell rows
+        of its input it reads beyond an output row: the stem (cells of the features' rows; the
+        skip from the same rows is kept for ``up``), the coarse blocks (their dilation), ``up``
+        with the skip (0), the fine blocks (dilation d reads d pixel rows: ceil(d / 2) cell
+        rows). Rows beyond the picture (the grid) are zeros, as ``trunk``'s padding makes them."""
+        values, mask = values.to(self.device), mask.to(self.device)
+        b, _, h, w = values.shape
+        if h * w <= 4 * band_pixels or self.device.type != "cpu":    # one band, or a GPU: the plain call
+            return self.trunk(values, mask)
+        cl = torch.channels_last
+        state = FeatureState(values, mask, self.config.cross_anchor)
+        hc = (h + CELL - 1) // CELL
+        f = self.config.fine_channels
+        out = torch.empty(b, f, h, w, device=self.device).contiguous(memory_format=cl)
+        anchors = torch.empty(b, 3, h, w, dtype=torch.int32, device=self.device)
+        n_coarse = len(self.blocks)
+        # stage l: 0 stem, 1..n coarse blocks, n+1 up, then the fine blocks
+        reach = [0] + [blk.dilation for blk in self.blocks] + [0] + [(blk.dilation + 1) // 2 for blk in self.fine]
+        ahead = [sum(reach[l + 1:]) for l in range(len(reach))]
+        done = [0] * len(reach)                            # cell rows produced per stage
+        kept: list[tuple[int, torch.Tensor | None]] = [(0, None)] * len(reach)   # (first row, rows): cells, or pixels from up on
+        skip: list[tuple[int, torch.Tensor]] = []           # the skip's pixel rows, until up reads them
+
+        def pixel_rows(s: int, e: int) -> tuple[int, int]:
+            return CELL * s, min(h, CELL * e)
+
+        def residual(block: IntConv, first: int, below: torch.Tensor, s: int, e: int, size: int) -> torch.Tensor:
+            """clamp(x + block(relu(x))) for rows s..e-1 of ``below`` (its first row ``first``),
+            rows outside 0..size-1 read as zeros."""
+            d = block.dilation
+            lo, hi = max(0, s - d), min(size, e + d)
+            src = below[:, :, lo - first:hi - first]
+            if lo > s - d or hi < e + d:
+                relu = torch.zeros(b, src.shape[1], e - s + 2 * d, src.shape[3], device=self.device).contiguous(
+                    memory_format=cl)
+                torch.clamp(src, min=0, out=relu[:, :, lo - (s - d):lo - (s - d) + (hi - lo)])
+            else:
+                relu = src.clamp(min=0)
+            return block(relu, (0, d)).add_(below[:, :, s - first:e - first]).clamp_(-127, 127)
+
+        band = max(1, band_pixels // max(1, CELL * CELL * ((w + 1) // CELL)))
+        for target in range(band, hc + band, band):
+            for l in range(len(reach)):
+                s, e = done[l], min(hc, target + ahead[l])
+                if e <= s:
+                    continue
+                p0, p1 = pixel_rows(s, e)
+                if l == 0:                                  # features -> stem (cells) and skip (pixels)
+                    feats, anchor = state.rows(p0, p1, cl)
+                    anchors[:, :, p0:p1] = anchor
+                    skip.append((p0, self.skip(feats)))
+                    x = self.stem(_cells(feats).contiguous(memory_format=cl))
+                elif l <= n_coarse:                         # a coarse block
+                    first, below = kept[l - 1]
+                    x = residual(self.blocks[l - 1], first, below, s, e, hc)
+                elif l == n_coarse + 1:                     # up + skip: the fine stream's pixel rows
+                    first, below = kept[l - 1]
+                    up = _pixels(self.up(below[:, :, s - first:e - first].clamp(min=0)), p1 - p0, w)
+                    parts = []
+                    while skip and skip[0][0] < p1:         # the skip's rows p0..p1-1, in order
+                        q0, rows = skip.pop(0)
+                        take = min(rows.shape[2], p1 - q0)
+                        parts.append(rows[:, :, :take])
+                        if take < rows.shape[2]:
+                            skip.insert(0, (q0 + take, rows[:, :, take:]))
+                    x = up.add_(torch.cat(parts, 2) if len(parts) > 1 else parts[0]).clamp_(-127, 127)
+                else:                                       # a fine block, pixel rows
+                    first, below = kept[l - 1]
+                    x = residual(self.fine[l - n_coarse - 2], first, below, p0, p1, h)
+                if l > 0:                                   # rows of the stage below no later band reads
+                    first, below = kept[l - 1]
+                    if l <= n_coarse + 1:
+                        keep_from = max(first, e - reach[l])
+                    else:
+                        keep_from = max(first, p1 - self.fine[l - n_coarse - 2].dilation)
+                    kept[l - 1] = (keep_from, below[:, :, keep_from - first:])
+                if l == len(reach) - 1:
+                    out[:, :, p0:p1] = x.clamp_(min=0)
+                else:
+                    unit_s = s if l <= n_coarse else p0
+                    first, mine = kept[l]
+                    kept[l] = (unit_s, x) if mine is None else (first, torch.cat([mine, x], 2))
+                done[l] = e
+        return out, anchors
 
     # the head and the per-pixel assembly are model.IntegerNet's: they read only head_hidden,
     # head_out, config.mixtures and trunk, which this class has with the same meaning

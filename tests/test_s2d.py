@@ -314,3 +314,23 @@ def test_train_s2d_from_scratch_exports_and_codes(tmp_path):
     grown = train.grow(net, (4,))
     values, mask = random_inputs(1, 20, 22)
     assert grown.config.dilations == (1, 2, 4) and torch.equal(net(values, mask)[0], grown(values, mask)[0])
+
+
+WIDE = ModelConfig(channels=16, dilations=(1, 4, 2), head_hidden=16, mixtures=2, trunk="s2d", fine_channels=8,
+                   fine_dilations=(1, 3), cross_anchor=True)
+
+
+@pytest.mark.parametrize("shape,band", [((1, 31, 29), 1), ((1, 31, 29), 40), ((2, 40, 17), 7), ((1, 9, 50), 1),
+                                        ((1, 3, 45), 1), ((1, 64, 33), 300), ((2, 57, 64), 1000), ((1, 2, 2), 1)])
+@pytest.mark.parametrize("config", [SMALL, WIDE], ids=["small", "wide"])
+def test_banded_trunk_equals_the_plain_one(config, shape, band):
+    """The s2d wavefront (cell rows, stages of different reach, the skip held for up, fine
+    blocks on pixel rows) gives trunk's values exactly: bands of one cell row, of a few, odd
+    heights and widths, pictures shorter than a dilation, batches."""
+    net = random_s2d(3, config).export()
+    b, h, w = shape
+    values, mask = random_inputs(b, h, w, seed=h * w + band)
+    x, anchor = net.trunk(values, mask)
+    y, anchor_y = net.trunk_banded(values, mask, band)
+    assert torch.equal(x, y) and torch.equal(anchor, anchor_y)
+    assert y.is_contiguous(memory_format=torch.channels_last)
