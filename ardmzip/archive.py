@@ -52,18 +52,7 @@ CRC), so a damaged member fails alone, as a pixel checksum mismatch, and a wrong
 caught the same way; a damaged header or index fails the footer's CRC before anything is
 decoded. A carried model is checked against the model hash before any member is decoded.
 
-Format 2 (still read): header magic, version 2, varint length of the fields, kind byte,
-flags byte, arrays as in format 1, model name and hash, steps, seed, .ardm version byte,
-model size varint (0: registered), header CRC; members as in format 3, a folder member's
-metadata always with its count; index: varint member count, per member (folders: name, mode
-byte, width, height, .ardm version byte, metadata length, stream count) and stream lengths,
-index CRC; footer index offset (8 bytes LE), b"ARDS".
-
-Format 1 (still read): header b"ARDS" 1; per member a record (varint name length, name,
-varint blob length, CRC32 of those) and a complete single-image .ardm; an index (kind,
-flags, arrays (varint count; per array key, ndim byte, ndim varints), member count, per
-member name, blob offset, blob length, mode, width, height; CRC); footer index offset (8),
-member count (8), b"ARDS".
+Formats 2 and 1 (read, no longer written) are described and read in ``archive_old.py``.
 
 Names: every member name and every .npz key, of every kind, passes ``name_problem`` when
 an archive is written and again when it is read: 1..4096 UTF-8 bytes, a relative POSIX
@@ -331,13 +320,6 @@ _varint = container._varint
 _crc = container._crc
 
 
-def _record(name: str, length: int) -> bytes:
-    """The record in front of a member's blob."""
-    raw = name.encode("utf-8")
-    body = _varint(len(raw)) + raw + _varint(length)
-    return body + _crc(body)
-
-
 class _Short(FormatError):
     """The bytes given end inside a field (a version 3 header is read in growing pieces)."""
 
@@ -393,16 +375,6 @@ def name_problem(name: str) -> str | None:
 # ---------------------------------------------------------------- index
 
 
-def _pack_arrays(arrays: Sequence[ArraySpec]) -> bytes:
-    out = bytearray(_varint(len(arrays)))
-    for a in arrays:
-        key = a.key.encode("utf-8")
-        out += _varint(len(key)) + key + bytes((len(a.shape),))
-        for d in a.shape:
-            out += _varint(d)
-    return bytes(out)
-
-
 def _pack_shapes(kind: str, arrays: Sequence[ArraySpec]) -> bytes:
     """Version 3's arrays: none for a folder; a .npy's shape; an .npz's count, keys and shapes.
     A shape is N, H, W, C (0 for an (N, H, W) array)."""
@@ -415,26 +387,6 @@ def _pack_shapes(kind: str, arrays: Sequence[ArraySpec]) -> bytes:
             out += _varint(len(key)) + key
         out += b"".join(_varint(d) for d in (*a.shape[:3], a.shape[3] if len(a.shape) == 4 else 0))
     return bytes(out)
-
-
-def _pack_index(kind: str, deflated: bool, arrays: Sequence[ArraySpec], members: Sequence[MemberInfo]) -> bytes:
-    """A version 1 index (tests build version 1 archives with it)."""
-    out = bytearray((KINDS.index(kind), FLAG_DEFLATED if deflated else 0))
-    out += _pack_arrays(arrays)
-    out += _varint(len(members))
-    for m in members:
-        name = m.name.encode("utf-8")
-        out += _varint(len(name)) + name + _varint(m.offset) + _varint(m.size)
-        out += bytes((container.MODES.index(m.mode),)) + _varint(m.width) + _varint(m.height)
-    return bytes(out + _crc(out))
-
-
-def _footer_v1(index_offset: int, count: int) -> bytes:
-    return index_offset.to_bytes(8, "little") + count.to_bytes(8, "little") + MAGIC
-
-
-def _footer_v2(index_offset: int) -> bytes:
-    return index_offset.to_bytes(8, "little") + MAGIC
 
 
 def _footer(header: bytes, index: bytes) -> bytes:
@@ -578,38 +530,6 @@ def _check_shared(shared: Shared) -> None:
         raise FormatError("corrupt archive: header: bad steps or format version")
 
 
-def _read_shared_v2(f: BinaryIO, size: int) -> tuple[Shared, int]:
-    """A version 2 archive's header, checked, and where it ends."""
-    f.seek(len(HEADER))
-    head = f.read(10)
-    cur = _Cursor(head, "header")
-    length = cur.varint()
-    start = len(HEADER) + cur.pos
-    if length > size - start - 4:
-        raise FormatError("truncated archive (header)")
-    f.seek(0)
-    raw = f.read(start + length + 4)
-    if zlib.crc32(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
-        raise FormatError("corrupt archive: header checksum mismatch")
-    cur = _Cursor(raw[start:-4], "header")
-    kind_code, flags = cur.byte(), cur.byte()
-    if kind_code >= len(KINDS) or flags & ~FLAG_DEFLATED:
-        raise cur.fail("unknown archive kind or flags")
-    kind = KINDS[kind_code]
-    arrays = _read_arrays(cur, kind, None)
-    name = cur.text(1, container.MAX_NAME_BYTES)
-    model_hash = bytes(cur.take(container.HASH_BYTES))
-    steps, seed, codec_version, model_size = cur.varint(), cur.varint(), cur.byte(), cur.varint()
-    if cur.pos != len(cur.data):
-        raise cur.fail("unexpected bytes")
-    shared = Shared(kind, bool(flags & FLAG_DEFLATED), tuple(arrays), name, model_hash, steps, seed, codec_version,
-                    model_size)
-    _check_shared(shared)
-    if model_size > size - len(raw):
-        raise FormatError("truncated archive (carried model)")
-    return shared, len(raw)
-
-
 def _read_shared(f: BinaryIO, size: int) -> tuple[Shared, int]:
     """A version 3 archive's header and where it ends; read in growing pieces (it has no
     length), its values not yet judged (``_check_shared``, once the footer's CRC held)."""
@@ -674,31 +594,6 @@ def _until_end(cur: "_Cursor", item: Any) -> Iterator[Any]:
         yield item
 
 
-def _read_index_v2(f: BinaryIO, size: int) -> ArchiveIndex:
-    shared, header_end = _read_shared_v2(f, size)
-    members_start = header_end + shared.model_size
-    if size < members_start + FOOTER_SIZE_V2 + 5:
-        raise FormatError("truncated archive (no index)")
-    f.seek(size - FOOTER_SIZE_V2)
-    footer = f.read(FOOTER_SIZE_V2)
-    if footer[8:] != MAGIC:
-        raise FormatError("incomplete archive: no footer (truncated, or an unfinished .partial; "
-                          "an interrupted write continues with --resume)")
-    index_offset = int.from_bytes(footer[:8], "little")
-    end = size - FOOTER_SIZE_V2
-    if not members_start <= index_offset <= end - 5:
-        raise FormatError("corrupt archive: index offset out of range")
-    f.seek(index_offset)
-    raw = f.read(end - index_offset)
-    if zlib.crc32(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
-        raise FormatError("corrupt archive: index checksum mismatch")
-    cur = _Cursor(raw[:-4], "index")
-    count = cur.varint()
-    members = _read_members(cur, shared, 2, members_start, index_offset, count)
-    return ArchiveIndex(shared.kind, shared.deflated, shared.arrays, tuple(members), size, index_offset, 2, shared,
-                        header_end)
-
-
 _INCOMPLETE = ("(truncated, or an unfinished .partial; an interrupted write continues with --resume)")
 
 
@@ -746,26 +641,6 @@ def _check_header(head: bytes) -> None:
         raise FormatError(f"corrupt archive: unknown archive version {head[4]}")
 
 
-def _read_arrays(cur: _Cursor, kind: str, members: int | None) -> list[ArraySpec]:
-    """Versions 1 and 2: the arrays, checked: keys (``name_problem``; "" in a .npy archive),
-    shapes, and image counts adding up to ``members`` (so no name is made from a claim; None:
-    the caller checks)."""
-    n_arrays = cur.varint()
-    if n_arrays > min(MAX_ARRAYS, len(cur.data) // MIN_ARRAY_BYTES) or (kind == "images" and n_arrays) \
-            or (kind == "npy" and n_arrays != 1):
-        raise cur.fail("bad array count")
-    arrays = []
-    for _ in range(n_arrays):
-        key = cur.text(0, 0) if kind == "npy" else cur.text()
-        ndim = cur.byte()
-        if ndim not in (3, 4):
-            raise cur.fail("bad array shape")
-        arrays.append(_array(cur, kind, key, tuple(cur.varint() for _ in range(ndim))))
-    if kind != "images" and members is not None and sum(a.count for a in arrays) != members:
-        raise cur.fail("the arrays' images do not add up to the member count")
-    return _distinct(cur, arrays)
-
-
 def _read_shapes(cur: _Cursor, kind: str, size: int) -> tuple[ArraySpec, ...]:
     """Version 3's arrays (``_pack_shapes``), checked as ``_read_arrays`` checks them; ``size``,
     the file's, bounds the count."""
@@ -803,62 +678,6 @@ def _read_index(f: BinaryIO, size: int) -> ArchiveIndex:
     head = f.read(len(HEADER))
     _check_header(head)
     return {1: _read_index_v1, 2: _read_index_v2, 3: _read_index_v3}[head[4]](f, size)
-
-
-def _read_index_v1(f: BinaryIO, size: int) -> ArchiveIndex:
-    if size < len(HEADER) + FOOTER_SIZE_V1:
-        raise FormatError("truncated archive (no index)")
-    f.seek(size - FOOTER_SIZE_V1)
-    footer = f.read(FOOTER_SIZE_V1)
-    if footer[16:] != MAGIC:
-        raise FormatError("incomplete archive: no footer (truncated, or an unfinished .partial; "
-                          "an interrupted write continues with --resume)")
-    index_offset = int.from_bytes(footer[:8], "little")
-    count = int.from_bytes(footer[8:16], "little")
-    end = size - FOOTER_SIZE_V1
-    if not len(HEADER) <= index_offset <= end - 4:
-        raise FormatError("corrupt archive: index offset out of range")
-    if count > (end - 4 - index_offset) // MIN_MEMBER_BYTES:          # before reading anything
-        raise FormatError(f"corrupt archive: {count} members cannot fit in a {end - 4 - index_offset}-byte index")
-    f.seek(index_offset)
-    raw = f.read(end - index_offset)
-    if zlib.crc32(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
-        raise FormatError("corrupt archive: index checksum mismatch")
-    cur = _Cursor(raw[:-4], "index")
-    kind_code, flags = cur.byte(), cur.byte()
-    if kind_code >= len(KINDS) or flags & ~FLAG_DEFLATED:
-        raise cur.fail("unknown archive kind or flags")
-    kind = KINDS[kind_code]
-    arrays = _read_arrays(cur, kind, count)
-    n = cur.varint()
-    if n != count:
-        raise cur.fail("member count disagrees with the footer")
-    members: list[MemberInfo] = []
-    pos = len(HEADER)                      # where the next member's record must start
-    for _ in range(n):
-        name = cur.text()
-        if problem := name_problem(name):
-            raise cur.fail(f"unsafe member name {name!r} ({problem})")
-        offset, length, mode_code, width, height = cur.varint(), cur.varint(), cur.byte(), cur.varint(), cur.varint()
-        if mode_code >= len(container.MODES) or not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
-            raise cur.fail(f"bad image for member {name!r}")
-        if offset != pos + len(_record(name, length)) or offset + length > index_offset:
-            raise cur.fail(f"member {name!r} is not where the index says")
-        members.append(MemberInfo(name, offset, length, container.MODES[mode_code], width, height))
-        pos = offset + length
-    if cur.pos != len(cur.data) or pos != index_offset:
-        raise cur.fail("members and index do not tile the file")
-    names = [m.name for m in members]
-    if kind == "images":
-        if len(set(names)) != len(names):
-            raise cur.fail("duplicate member names")
-    else:
-        # The counts were checked against the index above, so these lists are bounded by it.
-        expected = [name for a in arrays for name in a.member_names()]
-        shapes = [(a.image_shape[:2], a.mode) for a in arrays for _ in range(a.count)]
-        if names != expected or shapes != [((m.height, m.width), m.mode) for m in members]:
-            raise cur.fail("members do not match the recorded arrays")
-    return ArchiveIndex(kind, bool(flags & FLAG_DEFLATED), tuple(arrays), tuple(members), size, index_offset, 1)
 
 
 @contextlib.contextmanager
@@ -964,16 +783,7 @@ def _workers_model(f: BinaryIO, index: ArchiveIndex) -> tuple[str, bytes] | None
 def _read_blob(f: BinaryIO, index: ArchiveIndex, m: MemberInfo) -> bytes:
     """Member ``m`` as the single .ardm file it was coded as (versions 2, 3: rebuilt from the
     archive's header, its index entry and its bytes)."""
-    if index.version >= 2:
-        return _member_ardm(f, index, m)
-    record = _record(m.name, m.size)
-    f.seek(m.offset - len(record))
-    data = f.read(len(record) + m.size)
-    if len(data) != len(record) + m.size:
-        raise FormatError("truncated archive member")
-    if data[:len(record)] != record:
-        raise FormatError("corrupt archive: member record damaged")
-    return data[len(record):]
+    return _member_ardm(f, index, m) if index.version >= 2 else _read_blob_v1(f, m)
 
 
 def _member_ardm(f: BinaryIO, index: ArchiveIndex, m: MemberInfo) -> bytes:
@@ -1067,30 +877,45 @@ def _ordered_map(fn: Callable, tasks: Iterable[tuple[Any, tuple]], jobs: Jobs) -
     import multiprocessing
     pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                                   initializer=_worker_init)
-    pending: deque = deque()
-
-    def drain() -> Iterator[tuple[Any, Any]]:
-        while pending:
-            tag, future = pending.popleft()
-            yield tag, future.result()
-
     try:
-        inputs = iter(tasks)
+        yield from _in_order(tasks, lambda args: pool.submit(fn, *args), lambda future: future.result(), 2 * jobs)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _in_order(tasks: Iterable[tuple[Any, tuple]], start: Callable[[tuple], Any], finish: Callable[[Any], Any],
+              ahead: int, drop: Callable[[Any], Any] | None = None) -> Iterator[tuple[Any, Any]]:
+    """(tag, finish(start(args))) for each (tag, args) in ``tasks``, in order, each task started
+    (``start``: a pool's future, a Ray reference) at most ``ahead`` tasks before its result is
+    taken (``finish``), so memory stays bounded. A task that fails raises from ``finish``:
+    nothing after it is yielded; an error while reading the inputs comes after the work read
+    before it has landed. Tasks still running when it ends (an error, or the caller stopped)
+    are given to ``drop`` (cancel them)."""
+    pending: deque = deque()
+    inputs = iter(tasks)
+    try:
         while True:
             try:
                 tag, args = next(inputs)
             except StopIteration:
                 break
             except Exception:             # a failing input still lets the work before it land
-                yield from drain()
+                while pending:
+                    done, handle = pending.popleft()
+                    yield done, finish(handle)
                 raise
-            pending.append((tag, pool.submit(fn, *args)))
-            if len(pending) >= 2 * jobs:
-                tag, future = pending.popleft()
-                yield tag, future.result()    # a failing task raises here: nothing after it is yielded
-        yield from drain()
+            pending.append((tag, start(args)))
+            if len(pending) >= ahead:
+                done, handle = pending.popleft()
+                yield done, finish(handle)
+        while pending:
+            done, handle = pending.popleft()
+            yield done, finish(handle)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if drop is not None:
+            for _, handle in pending:
+                with contextlib.suppress(Exception):
+                    drop(handle)
 
 
 def _decompress_job(blobs: list[bytes], device: str, max_pixels: int, model: tuple[str, bytes] | None = None) -> list:
@@ -1786,3 +1611,8 @@ def _write(f: BinaryIO, journal: BinaryIO, src: _Source, shared: Shared, prelude
     result_index = ArchiveIndex(src.kind, src.deflated, src.arrays, tuple(members), end + len(index), end, VERSION,
                                 shared, len(header))
     return WriteResult(out, result_index, len(kept), len(members) - len(kept), time.perf_counter() - t0)
+
+
+# Formats 1 and 2 (read, no longer written) are archive_old.py's, which builds on the above.
+from .archive_old import (_footer_v1, _footer_v2, _pack_arrays, _pack_index, _read_blob_v1,  # noqa: E402,F401
+                          _read_index_v1, _read_index_v2, _record)

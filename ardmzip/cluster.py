@@ -25,7 +25,6 @@ import logging
 import os
 import socket
 import sys
-from collections import deque
 from typing import Any, Callable, Iterable, Iterator
 
 from .errors import ArdmzipError
@@ -86,34 +85,17 @@ class RayMap:
         self.remote = ray.remote(_task).options(num_cpus=1, max_retries=retries, retry_exceptions=False)
 
     def __call__(self, fn: Callable, tasks: Iterable[tuple[Any, tuple]]) -> Iterator[tuple[Any, Any]]:
-        pending: deque = deque()
+        from .archive import _in_order
         shared = _SharedArgs(self.ray)
         code = code_id()
-        source = iter(tasks)
-        try:
-            while True:
-                try:
-                    tag, args = next(source)
-                except StopIteration:
-                    break
-                except Exception:                # a failing input still lets the work before it land
-                    while pending:
-                        yield self._result(*pending.popleft())
-                    raise
-                pending.append((tag, self.remote.remote(fn, code, *shared.args(args))))
-                if len(pending) >= self.in_flight:
-                    yield self._result(*pending.popleft())
-            while pending:
-                yield self._result(*pending.popleft())
-        finally:
-            for _, ref in pending:               # an error, ^C, or the caller stopped: drop the rest
-                with contextlib.suppress(Exception):
-                    self.ray.cancel(ref)
+        # An error, ^C, or the caller stopped: the tasks still in flight are cancelled.
+        yield from _in_order(tasks, lambda args: self.remote.remote(fn, code, *shared.args(args)), self._result,
+                             self.in_flight, self.ray.cancel)
 
-    def _result(self, tag: Any, ref: Any) -> tuple[Any, Any]:
+    def _result(self, ref: Any) -> Any:
         exceptions = self.ray.exceptions
         try:
-            return tag, self.ray.get(ref)
+            return self.ray.get(ref)
         except exceptions.RayTaskError as e:     # fn raised: that error, as without Ray
             if isinstance(e.cause, BaseException):
                 raise e.cause from None
