@@ -178,7 +178,20 @@ def _conv2d_gemm(x: torch.Tensor, w: torch.Tensor, padding: int, dilation: int) 
 # so the result equals the float32 convolution under the 2^24 bound, bit for bit, in any
 # order and thread count. ~1.5x faster per 48-channel 3x3 layer than oneDNN's float32
 # direct convolution on the project VM (AVX-512 VNNI), im2col and conversions included.
-INT8_GEMM = hasattr(torch, "_int_mm")
+
+
+def _int8_gemm_works() -> bool:
+    """Whether this torch has a CPU int8 GEMM that gives exact int32 products (torch._int_mm
+    is private: older versions lack it or its CPU kernel, so probe once, never assume)."""
+    try:
+        a = torch.arange(-64, 64, dtype=torch.int8).view(32, 4).repeat(1, 8)        # (32, 32)
+        b = torch.arange(-128, 128, 2, dtype=torch.int8).view(32, 4)                # (32, 4)
+        return bool(torch.equal(torch._int_mm(a, b), a.to(torch.int32) @ b.to(torch.int32)))
+    except (AttributeError, RuntimeError, TypeError, NotImplementedError):
+        return False
+
+
+INT8_GEMM = _int8_gemm_works()
 GEMM_ROWS = 1 << 15          # output pixels per GEMM: the int8 im2col block stays ~14 MB at 48 channels
 
 
