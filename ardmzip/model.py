@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 
 from .features import HALO, N_FEATURES, FeatureState, context_features
-from .qlayers import IntConv, QConv
+from .qlayers import IntConv, QConv, set_mode
 
 if TYPE_CHECKING:
     from .s2d import IntegerS2DNet
@@ -102,9 +102,7 @@ class ARDMNet(nn.Module):
 
     def set_mode(self, mode: str) -> None:
         """'float' (clamped float training) or 'qat' (fake-quant, same arithmetic as export)."""
-        for m in self.modules():
-            if isinstance(m, QConv):
-                m.mode = mode
+        set_mode(self, mode)
 
     def forward(self, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """values, mask: (B, 3, H, W) ints. Returns params (B, 3, 3, M, H, W) real and anchors (B, 3, H, W)."""

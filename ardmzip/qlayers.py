@@ -82,6 +82,14 @@ class QConv(nn.Module):
                        self.conv.padding[0], self.conv.dilation[0], self.lo, self.hi)
 
 
+def set_mode(module: nn.Module, mode: str) -> None:
+    """Put every QConv under ``module`` in 'float' (clamped float training) or 'qat' mode
+    (fake-quant, the same arithmetic as export)."""
+    for m in module.modules():
+        if isinstance(m, QConv):
+            m.mode = mode
+
+
 @dataclass
 class IntConv:
     """Integer conv parameters stored as float32 tensors holding exact integers."""

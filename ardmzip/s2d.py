@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from .features import CLAMP, N_FEATURES, FeatureState, context_features
 from .model import ACT_BITS, HEAD_LIMIT, IntegerNet, ModelConfig, load_integer
-from .qlayers import IntConv, QConv
+from .qlayers import IntConv, QConv, set_mode
 
 CELL = 2                 # pixels per cell side
 
@@ -81,9 +81,7 @@ class S2DNet(nn.Module):
 
     def set_mode(self, mode: str) -> None:
         """'float' (clamped float training) or 'qat' (fake-quant, same arithmetic as export)."""
-        for m in self.modules():
-            if isinstance(m, QConv):
-                m.mode = mode
+        set_mode(self, mode)
 
     def forward(self, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """values, mask: (B, 3, H, W) ints. Returns params (B, 3, 3, M, H, W) real and anchors (B, 3, H, W)."""

@@ -7,7 +7,6 @@ it runs on a crop or the full image.
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,6 +16,7 @@ from ardmzip.dlm import exact_frequencies
 from ardmzip.features import context_features
 from ardmzip.model import ARDMNet, IntegerNet, ModelConfig
 from ardmzip.qlayers import IntConv
+from helpers import random_inputs, reference_layer
 
 SMALL = ModelConfig(channels=16, dilations=(1, 2, 4), head_hidden=24, mixtures=3)
 SMALL_CROSS = ModelConfig(channels=16, dilations=(1, 2, 4), head_hidden=24, mixtures=3, cross_anchor=True)
@@ -32,18 +32,8 @@ def random_integer_net(seed: int = 0, config: ModelConfig = SMALL) -> IntegerNet
     return net.export()
 
 
-def random_inputs(b: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    values = torch.randint(0, 256, (b, 3, h, w), generator=g)
-    mask = (torch.rand(b, 3, h, w, generator=g) < torch.rand(b, 1, 1, 1, generator=g)).int()
-    return values, mask
 
 
-def reference_layer(layer: IntConv, x: torch.Tensor) -> torch.Tensor:
-    """The integer layer in float64, where every sum here is exact by a wide margin."""
-    acc = F.conv2d(x.double(), layer.weight.double(), padding=layer.padding, dilation=layer.dilation)
-    acc = acc + layer.bias.double().view(1, -1, 1, 1)
-    return torch.floor(acc * layer.scale.double().view(1, -1, 1, 1)).clamp(layer.lo, layer.hi)
 
 
 def reference_full(net: IntegerNet, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 import ardmzip
@@ -18,8 +17,8 @@ from ardmzip import codec, constraint, container, train, weights
 from ardmzip.errors import ModelMismatch
 from ardmzip.features import HALO, context_features
 from ardmzip.model import ARDMNet, IntegerNet, ModelConfig, integer_from_layers, make_net
-from ardmzip.qlayers import IntConv
 from ardmzip.s2d import IntegerS2DNet, S2DNet
+from helpers import photos, random_inputs, reference_layer
 
 SMALL = ModelConfig(channels=16, dilations=(1, 2), head_hidden=16, mixtures=2, trunk="s2d", fine_channels=8,
                     fine_dilations=(1,))
@@ -39,11 +38,6 @@ def random_s2d(seed: int = 0, config: ModelConfig = SMALL) -> S2DNet:
     return net
 
 
-def random_inputs(b: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    values = torch.randint(0, 256, (b, 3, h, w), generator=g)
-    mask = (torch.rand(b, 3, h, w, generator=g) < torch.rand(b, 1, 1, 1, generator=g)).int()
-    return values, mask
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +45,6 @@ def inet() -> IntegerS2DNet:
     return random_s2d(0).export()
 
 
-def reference_layer(layer: IntConv, x: torch.Tensor) -> torch.Tensor:
-    """The integer layer in float64, where every sum here is exact by a wide margin."""
-    acc = F.conv2d(x.double(), layer.weight.double(), padding=layer.padding, dilation=layer.dilation)
-    acc = acc + layer.bias.double().view(1, -1, 1, 1)
-    return torch.floor(acc * layer.scale.double().view(1, -1, 1, 1)).clamp(layer.lo, layer.hi)
 
 
 def reference_full(net: IntegerS2DNet, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -278,19 +267,10 @@ def test_first_step_canvas_gives_the_full_pictures_outputs(model_file, shape, gr
         assert torch.equal(p0, p1) and torch.equal(a0, a1)
 
 
-def photos(folder, n: int = 3, size: int = 40):
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:size, 0:size]
-    for i in range(n):
-        base = 120 + 50 * np.sin(x / (4 + i)) + 30 * np.cos(y / 6)
-        rgb = np.stack([base + 15 * c + rng.normal(0, 4, base.shape) for c in range(3)], -1)
-        Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(folder / f"{i}.png")
-    return folder
 
 
 def test_train_s2d_from_scratch_exports_and_codes(tmp_path):
-    data, run = photos(tmp_path / "photos"), tmp_path / "run"
+    data, run = photos(tmp_path / "photos", size=40), tmp_path / "run"
     train.main([str(data), "--out", str(run), "--trunk", "s2d", "--channels", "16", "--dilations", "1,2",
                 "--fine-channels", "8", "--fine-dilations", "1", "--mixtures", "2", "--steps", "3", "--batch", "2",
                 "--crop", "16", "--qat-from", "2", "--threads", "1", "--log-every", "1", "--eval-every", "100",

@@ -12,17 +12,9 @@ import ardmzip
 from ardmzip import train, weights
 from ardmzip.data import TensorCropSampler
 from ardmzip.model import ARDMNet
+from helpers import photos
 
 
-def photos(folder, n: int = 3, size: int = 70):
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:size, 0:size]
-    for i in range(n):
-        base = 120 + 50 * np.sin(x / (4 + i)) + 30 * np.cos(y / 6)
-        rgb = np.stack([base + 15 * c + rng.normal(0, 4, base.shape) for c in range(3)], -1)
-        Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(folder / f"{i}.png")
-    return folder
 
 
 def test_fine_tune_from_a_shipped_model_resumes_and_exports(tmp_path, monkeypatch):

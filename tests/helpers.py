@@ -1,0 +1,38 @@
+"""Helpers shared by several test files (imported as ``helpers``: pytest puts tests/ on the path)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ardmzip.qlayers import IntConv
+
+
+def random_inputs(b: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random values and a random mask, revealed at a random density per picture."""
+    g = torch.Generator().manual_seed(seed)
+    values = torch.randint(0, 256, (b, 3, h, w), generator=g)
+    mask = (torch.rand(b, 3, h, w, generator=g) < torch.rand(b, 1, 1, 1, generator=g)).int()
+    return values, mask
+
+
+def reference_layer(layer: IntConv, x: torch.Tensor) -> torch.Tensor:
+    """The integer layer in float64, where every sum here is exact by a wide margin."""
+    acc = F.conv2d(x.double(), layer.weight.double(), padding=layer.padding, dilation=layer.dilation)
+    acc = acc + layer.bias.double().view(1, -1, 1, 1)
+    return torch.floor(acc * layer.scale.double().view(1, -1, 1, 1)).clamp(layer.lo, layer.hi)
+
+
+def photos(folder: Path, n: int = 3, size: int = 70) -> Path:
+    """A folder of n smooth, slightly noisy size x size RGB PNGs (training data for smoke runs)."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:size, 0:size]
+    for i in range(n):
+        base = 120 + 50 * np.sin(x / (4 + i)) + 30 * np.cos(y / 6)
+        rgb = np.stack([base + 15 * c + rng.normal(0, 4, base.shape) for c in range(3)], -1)
+        Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(folder / f"{i}.png")
+    return folder
