@@ -22,7 +22,8 @@ are CRC32 (zlib), 4 bytes little-endian::
                              bit 3 the model is carried, bits 4-7 the newest .ardm format
                              version the members were coded with
       arrays        folders: none; .npy: a shape; .npz: varint count, per array varint key
-                    length, key utf-8, shape. A shape is varints N, H, W, C (C 0: (N, H, W))
+                    length, key utf-8 (length 0: the usual key, "images"), shape. A shape is
+                    varints N, H, W, C (C 0: (N, H, W))
       model         varint name length, name utf-8, 8 bytes of the model file's sha256
       steps, seed   varints, as in every member's .ardm header
       model size    varint, only with bit 3: bytes of the carried model file
@@ -45,7 +46,8 @@ A member's stream count comes from its mode and its .ardm format version from it
 (``_streams_version``). An array member thus costs its streams plus 4 bytes and a varint
 per stream (about 6 bytes for a 32x32 picture); the fixed overhead is a header and a footer
 smaller than one single .ardm file's header, so an archive of one image is no larger than its
-single file but for the member's name or array's key, and from two images on smaller.
+single file but for a folder member's name or an .npz key other than "images", and from two
+images on smaller.
 ``ArchiveIndex.overhead_per_image`` is everything but the coded streams per image. Decoding
 a member rebuilds the single .ardm file it was cut from (``_member_crc`` gives back its pixel
 CRC), so a damaged member fails alone, as a pixel checksum mismatch, and a wrong decode is
@@ -345,6 +347,7 @@ class _Cursor(container._Reader):
             raise self.fail("name is not utf-8") from None
 
 
+USUAL_KEY = "images"           # the .npz key most datasets use
 CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")    # C0 and C1: NUL, ESC (terminal codes), ...
 
 
@@ -382,8 +385,8 @@ def _pack_shapes(kind: str, arrays: Sequence[ArraySpec]) -> bytes:
         raise ValueError(f"a {kind} archive with arrays {[a.key for a in arrays]} (a .npy's one array has no key)")
     out = bytearray(_varint(len(arrays)) if kind == "npz" else b"")
     for a in arrays:
-        if kind == "npz":
-            key = a.key.encode("utf-8")
+        if kind == "npz":           # the usual key costs no bytes, so a 1-image .npz archive is
+            key = b"" if a.key == USUAL_KEY else a.key.encode("utf-8")     # no larger than its file
             out += _varint(len(key)) + key
         out += b"".join(_varint(d) for d in (*a.shape[:3], a.shape[3] if len(a.shape) == 4 else 0))
     return bytes(out)
@@ -651,7 +654,7 @@ def _read_shapes(cur: _Cursor, kind: str, size: int) -> tuple[ArraySpec, ...]:
         raise cur.fail("bad array count")
     arrays = []
     for _ in range(n_arrays):
-        key = cur.text() if kind == "npz" else ""
+        key = (cur.text(low=0) or USUAL_KEY) if kind == "npz" else ""
         n, h, w, c = (cur.varint() for _ in range(4))
         arrays.append(_array(cur, kind, key, (n, h, w, c) if c else (n, h, w)))
     return tuple(_distinct(cur, arrays))
