@@ -82,3 +82,27 @@ def test_mixture_files_are_identical_across_devices(monkeypatch):
         assert np.array_equal(ardmzip.decompress(on_cpu, device=DEVICE), image)
     for path in V3_FILES:
         assert np.array_equal(ardmzip.decompress(path.read_bytes(), device=DEVICE), legacy_image()), path.name
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 37, 41), (2, 3, 64, 30)])
+def test_s2d_network_equals_the_cpu(shape):
+    """The s2d network (cells, int8 GEMMs on CPU; im2col + float32 GEMMs on CUDA) gives the
+    same integers on the device, whole and band by band, odd sizes included."""
+    from ardmzip.model import ModelConfig, make_net
+    torch.manual_seed(1)
+    config = ModelConfig(channels=24, dilations=(1, 2, 4), head_hidden=16, mixtures=2, trunk="s2d",
+                         fine_channels=16, fine_dilations=(1, 2), cross_anchor=True)
+    net = make_net(config)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.05)
+    inet = net.export()
+    g = torch.Generator().manual_seed(sum(shape))
+    values = torch.randint(0, 256, shape, generator=g)
+    mask = (torch.rand(shape, generator=g) < 0.4).int()
+    cpu_params, cpu_anchor = inet.full(values, mask)
+    dev = inet.to(DEVICE)
+    dev_params, dev_anchor = dev.full(values.to(DEVICE), mask.to(DEVICE))
+    assert torch.equal(cpu_params, dev_params.cpu()) and torch.equal(cpu_anchor, dev_anchor.cpu())
+    banded, _ = dev.trunk_banded(values.to(DEVICE), mask.to(DEVICE), 64)
+    assert torch.equal(banded.cpu(), inet.trunk(values, mask)[0])
