@@ -11,7 +11,9 @@ a CRC (format 3; format 1 and 2 archives still read).
 Sources are a folder of images (walked recursively; member names are the relative POSIX
 paths, sorted by code point) or a .npz/.npy file of uint8 image arrays (N, H, W) or
 (N, H, W, C), C in 1..4 (members named "KEY/000123" for .npz, "000123" for .npy; the
-archive keeps each array's key and shape so extraction rebuilds the same arrays, bit-exact).
+archive keeps each array's key and shape so extraction rebuilds the same arrays, bit-exact);
+sources.py reads them. Members are coded and decoded in batches, in order, in this process,
+in worker processes or on a Ray cluster (jobs.py, cluster.py), the same bytes every way.
 
 Byte layout, format version 3.  "varint" is the unsigned LEB128 of container.py; CRCs
 are CRC32 (zlib), 4 bytes little-endian::
@@ -82,14 +84,11 @@ import contextlib
 import dataclasses
 import hashlib
 import itertools
-import math
 import os
 import tempfile
-import re
 import time
 import zipfile
 import zlib
-from collections import deque
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
@@ -99,8 +98,12 @@ import numpy as np
 from . import codec, container, weights
 from .codec import DEFAULT_STEPS, check_steps, compress_pictures, decompress_picture, decompress_pictures, pixel_crc
 from .errors import FormatError, InputError, ModelMismatch, OutputError
-from .imageio import MODE_CHANNELS, PNG_LEVEL, Picture, check_png_level, commit_file, picture_from_array, read_picture
+from .imageio import MODE_CHANNELS, PNG_LEVEL, Picture, check_png_level, commit_file
+from .jobs import Jobs, _batches, _ordered_map, _read_ahead
 from .progress import PictureBar, bar as progress_bar, decoded_planes, for_picture
+# What a source is (names, arrays, the pictures) is sources.py's; its names stay importable from here.
+from .sources import (ARRAY_MODES, ARRAY_SUFFIXES, CONTROL_CHARACTERS, IMAGE_SUFFIXES, MAX_ARRAYS,  # noqa: F401
+                      MAX_NAME_BYTES, MAX_SIDE, _U1, ArraySpec, _open_source, _Source, name_problem)
 
 __all__ = [
     "MAGIC", "VERSION", "IMAGE_SUFFIXES", "ARRAY_SUFFIXES", "PARTIAL_SUFFIX", "JOURNAL_SUFFIX", "FOOTER_SIZE",
@@ -124,9 +127,6 @@ FLAG_DEFLATED = 1                   # versions 1 and 2: the flags byte
 # newest .ardm format version of the members; and bit 7 of a folder member's mode byte.
 KIND_MASK, DEFLATED, CARRIED, CODEC_SHIFT = 0x03, 0x04, 0x08, 4
 HAS_METADATA = 0x80
-MAX_NAME_BYTES = 4096
-MAX_ARRAYS = 1 << 16
-MAX_SIDE = 2**31 - 1                # the largest width or height a single .ardm can hold
 # Fewest index bytes one member / one array takes (each field at least one byte), so the
 # index's size bounds the counts it may claim before anything is built from them.
 MIN_MEMBER_BYTES = 7               # version 1: name length, name, offset, size, mode, width, height
@@ -135,45 +135,9 @@ MIN_SHAPE_BYTES = 4
 MIN_ENTRY_BYTES = {2: {"images": 9, "npy": 1, "npz": 1},      # index bytes of one member (name .. one length)
                    3: {"images": 6, "npy": 1, "npz": 1}}
 MEMBER_CRC_BYTES = 4               # versions 2, 3: each member ends with its CRC, so takes at least these
-IMAGE_SUFFIXES = {".png", ".bmp", ".dib", ".ppm", ".pgm", ".pbm", ".pnm", ".tif", ".tiff", ".webp", ".gif",
-                  ".tga", ".qoi", ".pcx"}
-ARRAY_SUFFIXES = (".npz", ".npy")
-ARRAY_MODES = ("L", "LA", "RGB", "RGBA")           # channels 1..4 of an array image
-_NPY_MAGIC = b"\x93NUMPY"
-_ZIP_MAGIC = b"PK\x03\x04"
-_EMPTY_ZIP = b"PK\x05\x06"
-_U1 = np.dtype(np.uint8)
 
 
 # ---------------------------------------------------------------- data types
-
-
-@dataclass(frozen=True)
-class ArraySpec:
-    """One source array: its .npz key ("" for a .npy) and shape (N, H, W) or (N, H, W, C)."""
-    key: str
-    shape: tuple[int, ...]
-
-    @property
-    def count(self) -> int:
-        return self.shape[0]
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        return self.shape[1:]
-
-    @property
-    def image_bytes(self) -> int:
-        return math.prod(self.shape[1:])            # Python ints: a hostile shape cannot wrap
-
-    @property
-    def mode(self) -> str:
-        return "L" if len(self.shape) == 3 else ARRAY_MODES[self.shape[3] - 1]
-
-    def member_names(self) -> list[str]:
-        width = max(6, len(str(max(0, self.count - 1))))
-        prefix = f"{self.key}/" if self.key else ""
-        return [f"{prefix}{i:0{width}d}" for i in range(self.count)]
 
 
 @dataclass(frozen=True)
@@ -310,8 +274,6 @@ class WriteResult:
 
 OnWrite = Callable[[MemberInfo, bool], None]                      # (member, resumed)
 OnRead = Callable[[str, "BaseException | None"], None]             # (name, error)
-# Worker processes, or a mapper that runs archive.py's jobs elsewhere (``_ordered_map``).
-Jobs = int | Callable[[Callable, Iterable[tuple[Any, tuple]]], Iterator[tuple[Any, Any]]]
 
 
 # ---------------------------------------------------------------- small encodings
@@ -348,31 +310,6 @@ class _Cursor(container._Reader):
 
 
 USUAL_KEY = "images"           # the .npz key most datasets use
-CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")    # C0 and C1: NUL, ESC (terminal codes), ...
-
-
-def name_problem(name: str) -> str | None:
-    """Why ``name`` cannot be an archive member name or .npz array key, or None.
-
-    The one check, for every kind of archive, on writing and on reading: 1..4096 UTF-8
-    bytes, a relative POSIX path whose parts are plain names (not "", "." or ".."), no
-    backslash (a separator elsewhere) and no control character (NUL, or escape codes a
-    terminal would obey when the name is listed)."""
-    if not isinstance(name, str):
-        return "is not text"
-    try:
-        raw = name.encode("utf-8")
-    except UnicodeEncodeError:
-        return "is not valid UTF-8"
-    if not 1 <= len(raw) <= MAX_NAME_BYTES:
-        return f"must be 1..{MAX_NAME_BYTES} bytes"
-    if CONTROL_CHARACTERS.search(name):
-        return "contains a control character"
-    if "\\" in name:
-        return "contains a backslash"
-    if any(part in ("", ".", "..") for part in name.split("/")):
-        return "is not a plain relative path"
-    return None
 
 
 # ---------------------------------------------------------------- index
@@ -839,88 +776,6 @@ def _decode(f: BinaryIO, index: ArchiveIndex, m: MemberInfo, device: str, max_pi
         return _check_member(m, decompress_picture(blob, device, bar, max_pixels=max_pixels))
 
 
-def _batches(items: Iterable[Any], size: Callable[[Any], int]) -> Iterator[list[Any]]:
-    """Consecutive items, about codec.BATCH_SUBPIXELS subpixels at a time (at least one), so
-    that pictures of one size share network calls; reading stays one batch ahead. An error
-    while reading comes after the batch read before it, so finished work still lands."""
-    batch: list[Any] = []
-    total = 0
-    source = iter(items)
-    while True:
-        try:
-            item = next(source)
-        except StopIteration:
-            break
-        except Exception:
-            if batch:
-                yield batch
-            raise
-        if batch and total + size(item) > codec.BATCH_SUBPIXELS:
-            yield batch
-            batch, total = [], 0
-        batch.append(item)
-        total += size(item)
-    if batch:
-        yield batch
-
-
-def _ordered_map(fn: Callable, tasks: Iterable[tuple[Any, tuple]], jobs: Jobs) -> Iterator[tuple[Any, Any]]:
-    """(tag, fn(*args)) for each (tag, args) in ``tasks``, in order. With jobs > 1 in a pool
-    of spawned worker processes (one torch thread each), at most 2 * jobs tasks ahead, so
-    memory stays bounded; ``fn`` must be a module-level function. ``jobs`` may instead be a
-    mapper with this contract, ``jobs(fn, tasks)`` (cluster.RayMap: the tasks on a Ray cluster)."""
-    if callable(jobs):
-        yield from jobs(fn, tasks)
-        return
-    if jobs <= 1:
-        for tag, args in tasks:
-            yield tag, fn(*args)
-        return
-    import concurrent.futures
-    import multiprocessing
-    pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                                  initializer=_worker_init)
-    try:
-        yield from _in_order(tasks, lambda args: pool.submit(fn, *args), lambda future: future.result(), 2 * jobs)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _in_order(tasks: Iterable[tuple[Any, tuple]], start: Callable[[tuple], Any], finish: Callable[[Any], Any],
-              ahead: int, drop: Callable[[Any], Any] | None = None) -> Iterator[tuple[Any, Any]]:
-    """(tag, finish(start(args))) for each (tag, args) in ``tasks``, in order, each task started
-    (``start``: a pool's future, a Ray reference) at most ``ahead`` tasks before its result is
-    taken (``finish``), so memory stays bounded. A task that fails raises from ``finish``:
-    nothing after it is yielded; an error while reading the inputs comes after the work read
-    before it has landed. Tasks still running when it ends (an error, or the caller stopped)
-    are given to ``drop`` (cancel them)."""
-    pending: deque = deque()
-    inputs = iter(tasks)
-    try:
-        while True:
-            try:
-                tag, args = next(inputs)
-            except StopIteration:
-                break
-            except Exception:             # a failing input still lets the work before it land
-                while pending:
-                    done, handle = pending.popleft()
-                    yield done, finish(handle)
-                raise
-            pending.append((tag, start(args)))
-            if len(pending) >= ahead:
-                done, handle = pending.popleft()
-                yield done, finish(handle)
-        while pending:
-            done, handle = pending.popleft()
-            yield done, finish(handle)
-    finally:
-        if drop is not None:
-            for _, handle in pending:
-                with contextlib.suppress(Exception):
-                    drop(handle)
-
-
 def _decompress_job(blobs: list[bytes], device: str, max_pixels: int, model: tuple[str, bytes] | None = None) -> list:
     """Decode a batch of .ardm files; ``model``: the archive's model (name, file bytes) where
     a worker may not have it (``_workers_model``)."""
@@ -1156,167 +1011,6 @@ def _atomic_output(path: str, force: bool) -> Iterator[str]:
             os.unlink(tmp)
 
 
-# ---------------------------------------------------------------- sources
-
-
-class _Source:
-    """What to archive: the kind, array specs, member names, and the pictures lazily."""
-    kind: str = "images"
-    deflated: bool = False
-    arrays: tuple[ArraySpec, ...] = ()
-    names: list[str]
-
-    def pictures(self) -> Iterator[tuple[str, Picture]]:
-        raise NotImplementedError
-
-
-class _FolderSource(_Source):
-    def __init__(self, root: str, max_pixels: int = container.MAX_PIXELS) -> None:
-        self.max_pixels = max_pixels
-        def fail(e: OSError) -> None:
-            raise InputError(f"cannot read folder {e.filename}: {e.strerror or e}")
-
-        files: list[tuple[str, str]] = []
-        for dirpath, dirnames, filenames in os.walk(root, onerror=fail):
-            dirnames.sort()
-            for fn in filenames:
-                if os.path.splitext(fn)[1].lower() in IMAGE_SUFFIXES:
-                    full = os.path.join(dirpath, fn)
-                    name = PurePosixPath(*os.path.relpath(full, root).split(os.sep)).as_posix()
-                    if problem := name_problem(name):
-                        raise InputError(f"{full}: file name {problem}; cannot be an archive member")
-                    files.append((name, full))
-        files.sort()
-        if not files:
-            raise InputError(f"no images in {root}")
-        self.files = files
-        self.names = [n for n, _ in files]
-
-    def pictures(self) -> Iterator[tuple[str, Picture]]:
-        for name, full in self.files:
-            yield name, read_picture(full, self.max_pixels)
-
-
-class _ArraySource(_Source):
-    def __init__(self, path: str, max_pixels: int = container.MAX_PIXELS) -> None:
-        self.path, self.max_pixels = path, max_pixels
-        try:
-            with open(path, "rb") as f:
-                head = f.read(6)
-        except FileNotFoundError:
-            raise InputError(f"{path}: no such file") from None
-        except OSError as e:
-            raise InputError(f"cannot read {path}: {e.strerror or e}") from None
-        if head == _NPY_MAGIC:
-            self.kind = "npy"
-            with open(path, "rb") as f:
-                shape, fortran, dtype = self._header(f, path)
-                spec = self._spec("", shape, dtype, path, os.fstat(f.fileno()).st_size - f.tell())
-            self.arrays = (spec,)
-            self.entries = [(None, fortran)]
-        elif head[:4] in (_ZIP_MAGIC, _EMPTY_ZIP):
-            self.kind = "npz"
-            specs, self.entries = [], []
-            try:
-                with zipfile.ZipFile(path) as zf:
-                    for info in zf.infolist():
-                        if not info.filename.endswith(".npy"):
-                            raise InputError(f"{path}: entry {info.filename!r} is not a .npy array")
-                        key = info.filename[:-4]
-                        if problem := name_problem(key):
-                            raise InputError(f"{path}: array key {key!r} {problem}; cannot name archive members")
-                        with zf.open(info) as fp:
-                            shape, fortran, dtype = self._header(fp, f"{path}[{key}]")
-                            held = info.file_size - fp.tell()
-                        specs.append(self._spec(key, shape, dtype, f"{path}[{key}]", held))
-                        self.entries.append((info.filename, fortran))
-                        self.deflated |= info.compress_type == zipfile.ZIP_DEFLATED
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as e:
-                raise InputError(f"cannot read {path} as a .npz file ({e})") from None
-            if len(specs) > MAX_ARRAYS:
-                raise InputError(f"{path}: more than {MAX_ARRAYS} arrays")
-            self.arrays = tuple(specs)
-        else:
-            raise InputError(f"{path} is not a .npy or .npz file")
-        # The image counts were checked against the bytes held, so these names are bounded.
-        self.names = [n for a in self.arrays for n in a.member_names()]
-        for name in self.names:
-            if problem := name_problem(name):
-                raise InputError(f"{path}: member name {name!r} {problem}")
-        if len(set(self.names)) != len(self.names):
-            raise InputError(f"{path}: array keys give clashing member names")
-
-    @staticmethod
-    def _header(fp: BinaryIO, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
-        try:
-            version = np.lib.format.read_magic(fp)
-            if version == (1, 0):
-                return np.lib.format.read_array_header_1_0(fp)
-            if version == (2, 0):
-                return np.lib.format.read_array_header_2_0(fp)
-        except ValueError as e:
-            raise InputError(f"cannot read {where} as a .npy array ({e})") from None
-        raise InputError(f"{where}: unsupported .npy version {version}")
-
-    def _spec(self, key: str, shape: tuple[int, ...], dtype: np.dtype, where: str, held: int) -> ArraySpec:
-        """The array's spec, its shape checked, and against the ``held`` bytes after its header
-        (so that a few bytes cannot claim 10^12 images) and the pixel limit."""
-        if dtype != _U1:
-            raise InputError(f"{where} has dtype {dtype}; only uint8 images can be archived")
-        if len(shape) not in (3, 4) or (len(shape) == 4 and not 1 <= shape[3] <= 4):
-            raise InputError(f"{where} has shape {shape}; expected (N, H, W) or (N, H, W, C) with C in 1..4")
-        spec = ArraySpec(key, tuple(int(d) for d in shape))
-        if spec.count and not (spec.shape[1] and spec.shape[2]):
-            raise InputError(f"{where} has empty images (shape {shape})")
-        if spec.count and max(spec.shape[1:3]) > MAX_SIDE:
-            raise InputError(f"{where} has images of {shape[2]}x{shape[1]}; at most {MAX_SIDE} a side")
-        if spec.count * spec.image_bytes > held:
-            raise InputError(f"{where} is truncated: shape {shape} needs {spec.count * spec.image_bytes} bytes, "
-                             f"it holds {held}")
-        if spec.count:
-            container.check_pixels(spec.shape[2], spec.shape[1], self.max_pixels, f"{where}: each image")
-        return spec
-
-    def pictures(self) -> Iterator[tuple[str, Picture]]:
-        if self.kind == "npy":
-            yield from self._images(self.arrays[0], *self.entries[0], None)
-            return
-        with zipfile.ZipFile(self.path) as zf:
-            for spec, (entry, fortran) in zip(self.arrays, self.entries):
-                yield from self._images(spec, entry, fortran, zf)
-
-    def _images(self, spec: ArraySpec, entry: str | None, fortran: bool,
-                zf: zipfile.ZipFile | None) -> Iterator[tuple[str, Picture]]:
-        """Pictures of one array, read one image at a time (a Fortran-order array whole)."""
-        names = spec.member_names()
-        n = spec.image_bytes
-        if fortran:
-            if zf is None:
-                array = np.load(self.path, mmap_mode="r", allow_pickle=False)
-            else:
-                with np.load(self.path, allow_pickle=False) as npz:
-                    array = npz[spec.key]
-            for name, image in zip(names, array):
-                yield name, picture_from_array(np.ascontiguousarray(image))
-            return
-        with (open(self.path, "rb") if zf is None else zf.open(entry)) as fp:
-            self._header(fp, self.path)
-            for name in names:
-                data = fp.read(n)
-                if len(data) != n:
-                    raise InputError(f"{self.path}: array {spec.key or 'data'!r} is truncated")
-                yield name, picture_from_array(np.frombuffer(data, np.uint8).reshape(spec.image_shape))
-
-
-def _open_source(source: str | os.PathLike, max_pixels: int = container.MAX_PIXELS) -> _Source:
-    path = os.fsdecode(source)
-    if os.path.isdir(path):
-        return _FolderSource(path, max_pixels)
-    if not os.path.lexists(path):
-        raise InputError(f"{path}: no such file or folder")
-    return _ArraySource(path, max_pixels)
-
-
 # ---------------------------------------------------------------- writing
 
 
@@ -1386,14 +1080,6 @@ def _finished(f: BinaryIO, pos: int, entry: bytes, m: MemberInfo, shared: Shared
     return int.from_bytes(data[-MEMBER_CRC_BYTES:], "little") == want
 
 
-def _worker_init() -> None:
-    import torch
-
-    from .runtime import keep_freed_memory
-    torch.set_num_threads(1)        # one process per core; threads would only contend
-    keep_freed_memory()             # our own process: fewer page faults (runtime.py)
-
-
 def _compress_job(pictures: list[Picture], steps: int, model: str | tuple[str, bytes] | None, seed: int,
                   device: str, max_pixels: int) -> list[bytes]:
     """One .ardm file per picture (the writer cuts each into a member); ``model``: a registered
@@ -1401,45 +1087,6 @@ def _compress_job(pictures: list[Picture], steps: int, model: str | tuple[str, b
     if isinstance(model, tuple):
         model = weights.remember(model[1], model[0])
     return compress_pictures(pictures, steps, model, seed, device, max_pixels=max_pixels)
-
-
-def _read_ahead(items: Iterable[Any], depth: int = 64) -> Iterator[Any]:
-    """``items``, read by a background thread up to ``depth`` ahead, so that decoding the
-    next images overlaps the network (which releases the GIL). An error while reading
-    arrives in order, after the items read before it."""
-    import queue
-    import threading
-    box: queue.Queue = queue.Queue(depth)
-    done = object()
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        box.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            box.put((done, None))
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer, in order
-            box.put((done, e))
-
-    reader = threading.Thread(target=produce, name="ardmzip-read-ahead", daemon=True)
-    reader.start()
-    try:
-        while True:
-            item, error = box.get()
-            if item is done:
-                if error is not None:
-                    raise error
-                return
-            yield item
-    finally:
-        stop.set()
 
 
 def _compressed(items: Iterable[tuple[str, Picture]], jobs: int, steps: int, model: Any, seed: int,

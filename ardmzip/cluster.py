@@ -6,9 +6,9 @@
 
 Ray is the engine: it places the tasks, retries those whose worker or node died, and moves
 the data; this module only keeps them in order and bounded. ``RayMap`` has the contract of
-``archive._ordered_map``: ``(tag, fn(*args))`` for each ``(tag, args)`` in order, at most
+``jobs._ordered_map``: ``(tag, fn(*args))`` for each ``(tag, args)`` in order, at most
 ``in_flight`` tasks ahead (2 per CPU of the cluster), and an error while reading the inputs
-arrives after the work read before it. A task is one batch of an archive (``archive._batches``).
+arrives after the work read before it. A task is one batch of an archive (``jobs._batches``).
 
 What travels: a batch's pictures (or, to decode, its members' coded bytes) go to a worker with
 the small arguments (steps, seed, a model name); the coded members (or decoded pictures) come
@@ -73,7 +73,7 @@ def _one_line(error: BaseException) -> str:
 
 
 class RayMap:
-    """An ordered map over Ray tasks (``archive._ordered_map``'s contract); see the module docstring."""
+    """An ordered map over Ray tasks (``jobs._ordered_map``'s contract); see the module docstring."""
 
     def __init__(self, ray: Any, retries: int = RETRIES, in_flight: int | None = None) -> None:
         self.ray = ray
@@ -85,7 +85,7 @@ class RayMap:
         self.remote = ray.remote(_task).options(num_cpus=1, max_retries=retries, retry_exceptions=False)
 
     def __call__(self, fn: Callable, tasks: Iterable[tuple[Any, tuple]]) -> Iterator[tuple[Any, Any]]:
-        from .archive import _in_order
+        from .jobs import _in_order
         shared = _SharedArgs(self.ray)
         code = code_id()
         # An error, ^C, or the caller stopped: the tasks still in flight are cancelled.
