@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from . import chroma, copies
+from .container import _varint    # LEB128, as everywhere in the formats
 from .errors import FormatError
 
 PLAIN, VALUES, PALETTE, CONSTANT, GRAY, CHROMA, COPY, STORED = 0, 1, 2, 3, 4, 5, 6, 7
@@ -54,14 +55,6 @@ WRAPPERS = (CHROMA, COPY)         # kinds that wrap an inner constraint (format 
 MAX_PALETTE = 4096
 # Where only a rule decides (large planes): a palette must cost under 1/4 bit per pixel.
 PALETTE_BITS_PER_PIXEL = 0.25
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    return bytes(out + bytes([n]))
 
 
 class Constraint:

@@ -37,6 +37,7 @@ import zlib
 import numpy as np
 
 from .coder import Decoder, Encoder
+from .container import _varint    # LEB128, as everywhere in the formats
 from .errors import FormatError
 
 __all__ = ["encode", "decode", "describe", "split", "join"]
@@ -355,14 +356,6 @@ def _pass(high: np.ndarray, low: np.ndarray, options: list[tuple[np.ndarray | No
 
 def _join16(high: np.ndarray, low: np.ndarray) -> np.ndarray:
     return (high.astype(np.int64) << 8) | low
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    return bytes(out + bytes([n]))
 
 
 def decode(high: np.ndarray, data: bytes) -> np.ndarray:
