@@ -30,11 +30,8 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +44,7 @@ from PIL import Image
 from ardmzip import archive, cluster
 
 from .compare import load_array_file, load_sets
+from .throughput import publish
 
 
 def _timed_job(log: str, fn, *args):
@@ -173,16 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             n, raw = photo_crops(a.photos, a.photo_limit, a.photo_side, os.path.join(tmp, "photos"))
             rows += run_source(f"{Path(a.photos).name} {a.photo_side}px crops", os.path.join(tmp, "photos"), n, raw,
                                workers, a.steps, tmp)
-    rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    env = {"date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count(), "machine": platform.machine(),
-           "torch": torch.__version__, "ray": ray.__version__, "git_revision": rev,
-           "argv": sys.argv[1:] if argv is None else argv}
-    md = f"{table(rows)}\n\n{json.dumps(env)}\n"
-    print(md)
-    if a.out:
-        Path(a.out).mkdir(parents=True, exist_ok=True)
-        (Path(a.out) / "ray_scaling.md").write_text(md)
-        (Path(a.out) / "ray_scaling.json").write_text(json.dumps({"environment": env, "rows": rows}, indent=1))
+    publish(rows, table(rows), a.out, "ray_scaling", sys.argv[1:] if argv is None else argv, ray=ray.__version__)
     return 0
 
 

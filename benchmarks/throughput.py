@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from PIL import Image
 from ardmzip import archive
 
 from .codecs import make_codec
-from .compare import load_array_file, load_sets
+from .compare import _git_revision, load_array_file, load_sets
 
 
 def _row(name: str, n: int, raw: int, size: int, enc: float, dec: float) -> dict:
@@ -72,7 +71,7 @@ def run(images: list[np.ndarray], as_array: bool, jobs_list: list[int], threads:
             if errors or not _same(back, images, as_array):
                 raise SystemExit(f"ardmzip round trip failed ({errors[:1]})")
             label = f"ardmzip archive, {jobs} process{'es' if jobs > 1 else ''}" + \
-                (f" x 1 thread" if jobs > 1 else f" x {threads} thread{'s' if threads > 1 else ''}")
+                (" x 1 thread" if jobs > 1 else f" x {threads} thread{'s' if threads > 1 else ''}")
             rows.append(_row(label, len(images), raw, os.path.getsize(out), enc, dec))
     for key in references:
         codec = make_codec(key)
@@ -118,16 +117,21 @@ def main(argv: list[str] | None = None) -> int:
         images = [im.reshape(*im.shape[:2], -1) for im in next(iter(load_sets([a.source], a.limit)[0].values()))]
     rows = run(images, as_array, [int(j) for j in a.jobs.split(",")], a.threads,
                [k for k in a.references.split(",") if k])
-    rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    env = {"date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count(), "machine": platform.machine(),
-           "torch": torch.__version__, "git_revision": rev, "argv": sys.argv[1:] if argv is None else argv}
-    md = f"{table(rows)}\n\n{json.dumps(env)}\n"
-    print(md)
-    if a.out:
-        Path(a.out).mkdir(parents=True, exist_ok=True)
-        (Path(a.out) / "throughput.md").write_text(md)
-        (Path(a.out) / "throughput.json").write_text(json.dumps({"environment": env, "rows": rows}, indent=1))
+    publish(rows, table(rows), a.out, "throughput", sys.argv[1:] if argv is None else argv)
     return 0
+
+
+def publish(rows: list[dict], table_md: str, out: str | None, stem: str, argv: list[str], **extra) -> None:
+    """Print the table and what produced it; with ``out``, also write OUT/STEM.md and STEM.json
+    (the throughput and Ray benchmarks' reports)."""
+    env = {"date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count(), "machine": platform.machine(),
+           "torch": torch.__version__, **extra, "git_revision": _git_revision(), "argv": argv}
+    md = f"{table_md}\n\n{json.dumps(env)}\n"
+    print(md)
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / f"{stem}.md").write_text(md)
+        (Path(out) / f"{stem}.json").write_text(json.dumps({"environment": env, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
