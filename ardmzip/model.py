@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 
-from .features import HALO, N_FEATURES, FeatureState, context_features
+from .features import CLAMP, HALO, N_FEATURES, FeatureState, context_features
 from .qlayers import IntConv, QConv, set_mode
 
 if TYPE_CHECKING:
@@ -100,6 +100,11 @@ class ARDMNet(nn.Module):
         self.head_out = QConv(config.head_hidden, 3 * 3 * config.mixtures, 1, a_in=ACT_BITS, a_out=ACT_BITS,
                               lo=-HEAD_LIMIT, hi=HEAD_LIMIT)
 
+    def named_layers(self) -> list[tuple[str, QConv]]:
+        """The layers under the names a model file stores their exports by."""
+        return ([("stem", self.stem)] + [(f"block{i}", b) for i, b in enumerate(self.blocks)]
+                + [("head_hidden", self.head_hidden), ("head_out", self.head_out)])
+
     def set_mode(self, mode: str) -> None:
         """'float' (clamped float training) or 'qat' (fake-quant, same arithmetic as export)."""
         set_mode(self, mode)
@@ -117,26 +122,13 @@ class ARDMNet(nn.Module):
 
     @classmethod
     def from_integer(cls, inet: "IntegerNet", config: ModelConfig | None = None) -> "ARDMNet":
-        """The float network whose export is ``inet`` again (to fine-tune a shipped model).
-
-        Undoes export's arithmetic: W = W_int * 2^-j, b = (b_int - rounding) * 2^-(j + a_in).
+        """The float network whose export is ``inet`` again (to fine-tune a shipped model);
         ``config`` may change what does not touch the weights (e.g. the anchor)."""
-        net = cls(config or inet.config)
-        layers = [net.stem, *net.blocks, net.head_hidden, net.head_out]
-        ints = [inet.stem, *inet.blocks, inet.head_hidden, inet.head_out]
-        for q, ic in zip(layers, ints):
-            load_integer(q, ic)
-        return net
+        return load_layers(cls(config or inet.config), inet)
 
     def export(self) -> "IntegerNet":
         """The exact integer network (checks the 2^24 bound for every layer)."""
-        return IntegerNet(
-            self.config,
-            self.stem.export(max_in=255),
-            [blk.export(max_in=127) for blk in self.blocks],
-            self.head_hidden.export(max_in=127),
-            self.head_out.export(max_in=127),
-        )
+        return IntegerNet.from_layers(self.config, export_layers(self))
 
 
 class IntegerNet:
@@ -162,8 +154,7 @@ class IntegerNet:
 
     def to(self, device: torch.device | str) -> "IntegerNet":
         device = torch.device(device)
-        return IntegerNet(self.config, self.stem.to(device), [b.to(device) for b in self.blocks],
-                          self.head_hidden.to(device), self.head_out.to(device))
+        return IntegerNet.from_layers(self.config, {n: layer.to(device) for n, layer in self.named_layers()})
 
     @torch.no_grad()
     def trunk(self, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -172,13 +163,7 @@ class IntegerNet:
         # on CPU oneDNN's native layout (channels last): no reorders around each conv
         layout = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
         feats, anchor = context_features(values.to(self.device), mask.to(self.device), self.config.cross_anchor, layout)
-        x = self.stem(feats)
-        # in place, one ReLU buffer: these passes are memory-bound (same values as the
-        # functional x = clamp(x + block(relu(x))), ~10% faster on a strip)
-        relu = torch.empty_like(x)
-        for block in self.blocks:
-            x.add_(block(torch.clamp(x, min=0, out=relu))).clamp_(-127, 127)
-        return x.clamp_(min=0), anchor
+        return residual_blocks(self.stem(feats), self.blocks).clamp_(min=0), anchor
 
     @torch.no_grad()
     def trunk_banded(self, values: torch.Tensor, mask: torch.Tensor, band_pixels: int = 1 << 15
@@ -217,19 +202,10 @@ class IntegerNet:
                     anchors[:, :, s:e] = anchor
                     x = self.stem(feats)
                 else:
-                    d = layer.dilation
                     first, below = kept[l - 1]
-                    lo, hi = max(0, s - d), min(h, e + d)
-                    src = below[:, :, lo - first:hi - first]
-                    if lo > s - d or hi < e + d:          # the picture's edge: zero rows, as trunk pads
-                        relu = torch.empty(b, src.shape[1], e - s + 2 * d, w, device=self.device, memory_format=(
-                            torch.channels_last if cpu else torch.contiguous_format)).zero_()
-                        torch.clamp(src, min=0, out=relu[:, :, lo - (s - d):lo - (s - d) + (hi - lo)])
-                    else:
-                        relu = src.clamp(min=0)
-                    x = layer(relu, (0, d)).add_(below[:, :, s - first:e - first]).clamp_(-127, 127)
+                    x = residual_rows(layer, first, below, s, e, h)
                     # rows of the layer below that no later band will read
-                    keep_from = max(first, e - d)
+                    keep_from = max(first, e - layer.dilation)
                     kept[l - 1] = (keep_from, below[:, :, keep_from - first:])
                 if l == len(layers) - 1:
                     out[:, :, s:e] = x.clamp_(min=0)
@@ -284,8 +260,48 @@ def load_integer(q: QConv, ic: IntConv) -> None:
     """Set ``q``'s float weights to those whose export is ``ic`` again (``from_integer``).
 
     Undoes export's arithmetic: W = W_int * 2^-j, b = (b_int - rounding) * 2^-(j + a_in)."""
-    shift = (-torch.log2(ic.scale.cpu())).round()
+    shift = ic.shift().float()
     j = shift - q.a_in + q.a_out
     rounding = torch.where(shift > 0, 2.0 ** (shift - 1).clamp(min=0), torch.zeros_like(shift))
     q.conv.weight.copy_(ic.weight.cpu() / (2.0 ** j).view(-1, 1, 1, 1))
     q.conv.bias.copy_((ic.bias.cpu() - rounding) / 2.0 ** (j + q.a_in))
+
+
+def load_layers(net: nn.Module, inet) -> nn.Module:
+    """Set ``net``'s float weights (ARDMNet or s2d.S2DNet) to those whose export is ``inet``."""
+    ints = dict(inet.named_layers())
+    for name, q in net.named_layers():
+        load_integer(q, ints[name])
+    return net
+
+
+def export_layers(net: nn.Module) -> dict[str, IntConv]:
+    """``net``'s layers exported by name, each checked against the 2^24 bound: layers fed the
+    features see |x| <= CLAMP (255), the others a ReLU of a clamped stream, [0, 127]."""
+    return {name: q.export(max_in=CLAMP if q.a_in == 0 else 127) for name, q in net.named_layers()}
+
+
+def residual_blocks(x: torch.Tensor, blocks: list[IntConv]) -> torch.Tensor:
+    """x = clamp(x + block(relu(x)), -127, 127) for each block, in place with one ReLU buffer:
+    these passes are memory-bound (the same values as the functional form, ~10% faster)."""
+    relu = torch.empty_like(x)
+    for block in blocks:
+        x.add_(block(torch.clamp(x, min=0, out=relu))).clamp_(-127, 127)
+    return x
+
+
+def residual_rows(block: IntConv, first: int, below: torch.Tensor, s: int, e: int, size: int) -> torch.Tensor:
+    """Rows s..e-1 of clamp(x + block(relu(x)), -127, 127), where ``below`` holds rows of x from
+    row ``first`` on (a band-by-band trunk); rows outside 0..size-1 read as zeros, as the
+    whole-picture convolution's padding makes them."""
+    d = block.dilation
+    lo, hi = max(0, s - d), min(size, e + d)
+    src = below[:, :, lo - first:hi - first]
+    if lo > s - d or hi < e + d:                    # an edge of the picture: zero rows
+        layout = torch.channels_last if below.device.type == "cpu" else torch.contiguous_format
+        relu = torch.zeros(src.shape[0], src.shape[1], e - s + 2 * d, src.shape[3], device=below.device
+                           ).contiguous(memory_format=layout)
+        torch.clamp(src, min=0, out=relu[:, :, lo - (s - d):lo - (s - d) + (hi - lo)])
+    else:
+        relu = src.clamp(min=0)
+    return block(relu, (0, d)).add_(below[:, :, s - first:e - first]).clamp_(-127, 127)

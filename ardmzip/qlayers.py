@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn as nn
@@ -109,12 +109,15 @@ class IntConv:
         weight = self.weight.to(device)
         if weight.device.type == "cpu":      # oneDNN's native layout (~20% faster convs, same sums)
             weight = weight.contiguous(memory_format=torch.channels_last)
-        return IntConv(weight, self.bias.to(device), self.scale.to(device),
-                       self.padding, self.dilation, self.lo, self.hi, self.small_input)
+        return replace(self, weight=weight, bias=self.bias.to(device), scale=self.scale.to(device), _gemm=None)
 
     def with_small_input(self) -> "IntConv":
         """This layer, marked as fed integers in [-128, 127] (see ``small_input``)."""
-        return IntConv(self.weight, self.bias, self.scale, self.padding, self.dilation, self.lo, self.hi, True)
+        return replace(self, small_input=True, _gemm=None)
+
+    def shift(self) -> torch.Tensor:
+        """(Cout,) int64 s with scale = 2^-s (what a model file stores)."""
+        return torch.round(-torch.log2(self.scale.cpu())).to(torch.int64)
 
     def __call__(self, x: torch.Tensor, padding: int | tuple[int, int] | None = None) -> torch.Tensor:
         """x: (B, Cin, H, W) float32 integers. Returns (B, Cout, H, W) float32 integers.
@@ -214,7 +217,7 @@ class Int8Weights:
     @classmethod
     def of(cls, layer: IntConv) -> "Int8Weights | None":
         """None where the integer GEMM cannot reproduce the layer (a scale above 1)."""
-        shift = torch.round(-torch.log2(layer.scale.cpu())).to(torch.int32)
+        shift = layer.shift().to(torch.int32)
         if bool((shift < 0).any()):
             return None
         w = layer.weight.cpu()

@@ -5,7 +5,8 @@ allocates memory. Here it pays: the trunk allocates and frees multi-megabyte ten
 times per network call, and glibc hands blocks that large to mmap, so every call gets fresh
 pages from the kernel and faults them in again (~650,000 minor page faults per network
 call on a 0.47 MP photo). Keeping freed memory in the heap cut them to ~170,000 and a
-network call's time by ~10% (1.15 -> 1.03 s, same integers), for about the same peak memory.
+network call's time by ~10% (1.15 -> 1.03 s, same integers), for 8-15% more peak memory
+(benchmarks/results/2026-11-30-speed-v5).
 """
 from __future__ import annotations
 

@@ -34,8 +34,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .features import CLAMP, N_FEATURES, FeatureState, context_features
-from .model import ACT_BITS, HEAD_LIMIT, IntegerNet, ModelConfig, load_integer
+from .features import N_FEATURES, FeatureState, context_features
+from .model import (ACT_BITS, HEAD_LIMIT, IntegerNet, ModelConfig, export_layers, load_layers, residual_blocks,
+                    residual_rows)
 from .qlayers import IntConv, QConv, set_mode
 
 CELL = 2                 # pixels per cell side
@@ -103,26 +104,11 @@ class S2DNet(nn.Module):
     def from_integer(cls, inet: "IntegerS2DNet", config: ModelConfig | None = None) -> "S2DNet":
         """The float network whose export is ``inet`` again (to fine-tune a model file);
         ``config`` may change what does not touch the weights (e.g. the anchor)."""
-        net = cls(config or inet.config)
-        ints = dict(inet.named_layers())
-        for name, q in net.named_layers():
-            load_integer(q, ints[name])
-        return net
+        return load_layers(cls(config or inet.config), inet)
 
     def export(self) -> "IntegerS2DNet":
-        """The exact integer network (checks the 2^24 bound for every layer): layers fed the
-        features see |x| <= 255, the others a ReLU of the clamped streams, [0, 127]."""
-        layers = {name: q.export(max_in=CLAMP if q.a_in == 0 else 127) for name, q in self.named_layers()}
-        return IntegerS2DNet.from_layers(self.config, layers)
-
-
-def _residual(x: torch.Tensor, blocks: list[IntConv]) -> torch.Tensor:
-    """x = clamp(x + block(relu(x)), -127, 127) for each block, in place (one ReLU buffer:
-    these passes are memory-bound, as in model.IntegerNet.trunk)."""
-    relu = torch.empty_like(x)
-    for block in blocks:
-        x.add_(block(torch.clamp(x, min=0, out=relu))).clamp_(-127, 127)
-    return x
+        """The exact integer network (checks the 2^24 bound for every layer)."""
+        return IntegerS2DNet.from_layers(self.config, export_layers(self))
 
 
 class IntegerS2DNet:
@@ -163,9 +149,9 @@ class IntegerS2DNet:
         layout = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
         feats, anchor = context_features(values.to(self.device), mask.to(self.device), self.config.cross_anchor, layout)
         h, w = feats.shape[-2:]
-        x = _residual(self.stem(_cells(feats).contiguous(memory_format=layout)), self.blocks)
+        x = residual_blocks(self.stem(_cells(feats).contiguous(memory_format=layout)), self.blocks)
         up = _pixels(self.up(x.clamp_(min=0)), h, w)
-        y = _residual(self.skip(feats).add_(up).clamp_(-127, 127), self.fine)
+        y = residual_blocks(self.skip(feats).add_(up).clamp_(-127, 127), self.fine)
         return y.clamp_(min=0), anchor
 
     @torch.no_grad()
@@ -201,20 +187,6 @@ class IntegerS2DNet:
         def pixel_rows(s: int, e: int) -> tuple[int, int]:
             return CELL * s, min(h, CELL * e)
 
-        def residual(block: IntConv, first: int, below: torch.Tensor, s: int, e: int, size: int) -> torch.Tensor:
-            """clamp(x + block(relu(x))) for rows s..e-1 of ``below`` (its first row ``first``),
-            rows outside 0..size-1 read as zeros."""
-            d = block.dilation
-            lo, hi = max(0, s - d), min(size, e + d)
-            src = below[:, :, lo - first:hi - first]
-            if lo > s - d or hi < e + d:
-                relu = torch.zeros(b, src.shape[1], e - s + 2 * d, src.shape[3], device=self.device).contiguous(
-                    memory_format=cl)
-                torch.clamp(src, min=0, out=relu[:, :, lo - (s - d):lo - (s - d) + (hi - lo)])
-            else:
-                relu = src.clamp(min=0)
-            return block(relu, (0, d)).add_(below[:, :, s - first:e - first]).clamp_(-127, 127)
-
         band = max(1, band_pixels // max(1, CELL * CELL * ((w + 1) // CELL)))
         for target in range(band, hc + band, band):
             for l in range(len(reach)):
@@ -229,7 +201,7 @@ class IntegerS2DNet:
                     x = self.stem(_cells(feats).contiguous(memory_format=cl))
                 elif l <= n_coarse:                         # a coarse block
                     first, below = kept[l - 1]
-                    x = residual(self.blocks[l - 1], first, below, s, e, hc)
+                    x = residual_rows(self.blocks[l - 1], first, below, s, e, hc)
                 elif l == n_coarse + 1:                     # up + skip: the fine stream's pixel rows
                     first, below = kept[l - 1]
                     up = _pixels(self.up(below[:, :, s - first:e - first].clamp(min=0)), p1 - p0, w)
@@ -243,7 +215,7 @@ class IntegerS2DNet:
                     x = up.add_(torch.cat(parts, 2) if len(parts) > 1 else parts[0]).clamp_(-127, 127)
                 else:                                       # a fine block, pixel rows
                     first, below = kept[l - 1]
-                    x = residual(self.fine[l - n_coarse - 2], first, below, p0, p1, h)
+                    x = residual_rows(self.fine[l - n_coarse - 2], first, below, p0, p1, h)
                 if l > 0:                                   # rows of the stage below no later band reads
                     first, below = kept[l - 1]
                     if l <= n_coarse + 1:

@@ -147,7 +147,7 @@ def train(args: argparse.Namespace) -> int:
         config = replace(init.config, cross_anchor=args.cross_anchor or init.config.cross_anchor)
         net = net_class(config).from_integer(init, config)
         if args.grow:
-            net = grow(net, tuple(int(d) for d in args.grow.split(",")))
+            net = grow(net, _dilations(args.grow))
         net = net.to(device)
         config = net.config
     else:

@@ -63,18 +63,14 @@ class Model:
         return bytes.fromhex(self.sha256)[:8]
 
 
-def _layers(inet: IntegerNet) -> list[tuple[str, IntConv]]:
-    return inet.named_layers()        # either architecture (model.IntegerNet, s2d.IntegerS2DNet)
-
-
 def to_bytes(inet: IntegerNet, curve: np.ndarray, meta: dict) -> bytes:
     arrays = {}
     specs = []
-    for name, layer in _layers(inet):
+    for name, layer in inet.named_layers():      # either architecture (IntegerNet, s2d.IntegerS2DNet)
         w = layer.weight.cpu()
         arrays[f"{name}.w"] = w.numpy().astype(np.int8)
         arrays[f"{name}.b"] = layer.bias.cpu().numpy().astype(np.int32)
-        arrays[f"{name}.shift"] = (-torch.log2(layer.scale.cpu())).round().numpy().astype(np.int8)
+        arrays[f"{name}.shift"] = layer.shift().numpy().astype(np.int8)
         specs.append({"name": name, "padding": layer.padding, "dilation": layer.dilation,
                       "lo": layer.lo, "hi": layer.hi})
     meta = dict(meta, file_version=FILE_VERSION, config=inet.config.to_dict(), layers=specs,
