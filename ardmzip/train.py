@@ -251,7 +251,8 @@ def train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:      # Ctrl-C, or `timeout -s INT` ending a leased machine's share: keep the steps done
         if step > start_step:
             save()
-        print(f"interrupted at step {step}; checkpoint saved", file=sys.stderr)
+        print(f"interrupted at step {step}; " + ("checkpoint saved" if step > start_step else "nothing new to save"),
+              file=sys.stderr)
     bar.close()
     log.close()
     return step
