@@ -36,6 +36,7 @@ from tqdm import tqdm
 from .ardm import oa_loss
 from .data import CropSampler, TensorCropSampler, pyramid, scan, subsample_chroma
 from .model import TRUNKS, ARDMNet, ModelConfig, make_net, net_class
+from .qlayers import set_bf16
 from .weights import load
 
 
@@ -157,6 +158,7 @@ def train(args: argparse.Namespace) -> int:
     if args.interlace_fraction > 0:         # the model is meant to be coded in that order
         net.config = config = replace(config, order="interlace2")
     ema = copy.deepcopy(net)
+    set_bf16(net, args.bf16)            # the trained copy only: validation (the EMA) stays float32
     opt = torch.optim.Adam(net.parameters(), lr=args.lr, fused=device.type == "cuda")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True      # fixed shapes: pick the fastest conv once
@@ -309,6 +311,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--bf16", action="store_true",
+                   help="3x3 convolutions multiply in bfloat16 (training only): 1.4x the crops/s on CPUs "
+                        "with AVX512-BF16; slower where bfloat16 is emulated")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--interlace-fraction", type=float, default=0.0,
                    help="share of training masks drawn from the 2x2-interlaced order; > 0 makes the model "

@@ -235,3 +235,36 @@ def test_an_interrupted_run_keeps_its_steps(tmp_path, monkeypatch, capsys):
                 "--ckpt-every", "1000", "--log-every", "1000", "--threads", "1", "--quiet"])
     assert torch.load(run / "ckpt.pt", weights_only=False)["step"] == 3
     assert "interrupted at step 3" in capsys.readouterr().err
+
+
+def test_bf16_training_products_match_float32_and_leave_the_ema_alone(tmp_path):
+    """--bf16 rounds only the 3x3 blocks' sums: the QAT loss and its gradient stay those of
+    float32 to within rounding noise, the 1x1 layers and the EMA (validation) keep float32,
+    and a run with it trains."""
+    from ardmzip.ardm import oa_loss
+    from ardmzip.model import ModelConfig, make_net
+    from ardmzip.qlayers import QConv, set_bf16
+    torch.manual_seed(0)
+    net = make_net(ModelConfig(channels=16, dilations=(1, 2), head_hidden=16, mixtures=2))
+    net.set_mode("qat")
+    folder = photos(tmp_path / "data", n=2)
+    x = torch.as_tensor(np.stack([np.asarray(Image.open(f))[:24, :24] for f in sorted(folder.iterdir())]))
+    x = x.permute(0, 3, 1, 2).long()
+    gray = torch.zeros(len(x), dtype=torch.bool)
+    results = []
+    for on in (False, True):
+        set_bf16(net, on)
+        net.zero_grad()
+        torch.manual_seed(1)
+        loss = oa_loss(net, x, gray, None, 0.5)[0].mean()
+        loss.backward()
+        results.append((float(loss.detach()), torch.cat([p.grad.flatten() for p in net.parameters()])))
+    flags = {m.conv.kernel_size[0]: m.bf16 for m in net.modules() if isinstance(m, QConv)}
+    assert flags == {3: True, 1: False}
+    (l32, g32), (l16, g16) = results
+    assert l16 != l32 and abs(l16 - l32) < 1e-3 * l32
+    assert float(torch.nn.functional.cosine_similarity(g16, g32, 0)) > 0.999
+    out = tmp_path / "run"
+    train.main([str(folder), "--out", str(out), "--steps", "2", "--batch", "2", "--crop", "16", "--channels", "8",
+                "--qat-from", "0", "--bf16", "--quiet", "--log-every", "1"])
+    assert json.loads((out / "log.jsonl").read_text().splitlines()[-1])["step"] == 2

@@ -24,7 +24,7 @@ timeout -s INT "$SECONDS_BUDGET" python3 -m ardmzip.train runs/gpu-data/imagenet
     runs/gpu-data/imagecompression_info --out runs/s2d-gpu --trunk s2d --channels 96 \
     --dilations 1,2,1,4,1,8,1,2 --fine-channels 48 --fine-dilations 1 --cross-anchor \
     --interlace-fraction 0.9 --chroma-fraction 0.1 --crop 64 --batch 128 --lr 2e-3 --warmup 200 \
-    --qat-from 0 --steps 100000000 --time-limit 30000 --log-every 50 --ckpt-every 100 --seed 41 \
+    --qat-from 0 --steps 100000000 --time-limit 30000 --bf16 --log-every 50 --ckpt-every 100 --seed 41 \
     --device "$DEVICE" --quiet
 echo "train exit $?"
 tail -2 runs/s2d-gpu/log.jsonl
