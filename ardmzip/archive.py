@@ -815,7 +815,7 @@ def _decoded(f: BinaryIO, index: ArchiveIndex, device: str, jobs: int = 1,
             yield m, result
 
     def tasks() -> Iterator[tuple[Any, tuple]]:
-        for batch in _batches(index.members, lambda m: m.subpixels):
+        for batch in _batches(index.members, lambda m: m.subpixels, device):
             blobs, errors = read(batch)
             yield (batch, errors), (blobs, device, max_pixels, model)
 
@@ -1096,7 +1096,7 @@ def _compressed(items: Iterable[tuple[str, Picture]], jobs: int, steps: int, mod
     serial = not callable(jobs) and jobs <= 1           # else workers (or a cluster) work ahead
 
     def tasks() -> Iterator[tuple[Any, tuple]]:
-        for batch in _batches(_read_ahead(items) if serial else items, lambda item: item[1].pixels.size):
+        for batch in _batches(_read_ahead(items) if serial else items, lambda item: item[1].pixels.size, device):
             yield [n for n, _ in batch], ([p for _, p in batch], steps, model, seed, device, max_pixels)
 
     for names, blobs in _ordered_map(_compress_job, tasks(), jobs):

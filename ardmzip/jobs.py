@@ -24,12 +24,12 @@ from . import codec
 Jobs = int | Callable[[Callable, Iterable[tuple[Any, tuple]]], Iterator[tuple[Any, Any]]]
 
 
-def _batches(items: Iterable[Any], size: Callable[[Any], int]) -> Iterator[list[Any]]:
-    """Consecutive items, about codec.BATCH_SUBPIXELS subpixels at a time (at least one), so
+def _batches(items: Iterable[Any], size: Callable[[Any], int], device: str = "cpu") -> Iterator[list[Any]]:
+    """Consecutive items, about codec.batch_subpixels(device) subpixels at a time (at least one), so
     that pictures of one size share network calls; reading stays one batch ahead. An error
     while reading comes after the batch read before it, so finished work still lands."""
     batch: list[Any] = []
-    total = 0
+    total, limit = 0, codec.batch_subpixels(device)
     source = iter(items)
     while True:
         try:
@@ -40,7 +40,7 @@ def _batches(items: Iterable[Any], size: Callable[[Any], int]) -> Iterator[list[
             if batch:
                 yield batch
             raise
-        if batch and total + size(item) > codec.BATCH_SUBPIXELS:
+        if batch and total + size(item) > limit:
             yield batch
             batch, total = [], 0
         batch.append(item)

@@ -2,13 +2,15 @@
 
     python -m benchmarks.throughput ../shared/data/eval/cifar10_test_partial.npz --limit 200 --jobs 1,2
     python -m benchmarks.throughput ../shared/data/eval/McMaster --limit 4 --jobs 2
+    python -m benchmarks.throughput cifar.npz --limit 10000 --jobs 1 --device cuda   # a lent GPU
 
 Compresses the images into one archive and extracts it back (``archive.write_archive`` /
 ``extract_all``: ``jobs`` worker processes with one torch thread each, or one process with
 ``--threads`` torch threads) to an .npz for an array or a folder of PNGs for a folder of
 images, checks it bit-exact, and times both; then times lossless
 WebP and JPEG-XL on the same images in one process for comparison. Writes a markdown
-table (and JSON with ``--out``).
+table (and JSON with ``--out``). With ``--device cuda`` the network runs on the GPU, whose
+calls take codec.GPU_BATCH_FACTOR times as many pictures (the entropy coder stays on the CPU).
 """
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ def _same(back: str, images: list[np.ndarray], as_array: bool) -> bool:
 
 
 def run(images: list[np.ndarray], as_array: bool, jobs_list: list[int], threads: int,
-        references: list[str]) -> list[dict]:
+        references: list[str], device: str = "cpu") -> list[dict]:
     rows = []
     raw = sum(im.nbytes for im in images)
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,15 +65,16 @@ def run(images: list[np.ndarray], as_array: bool, jobs_list: list[int], threads:
             if jobs == 1:
                 torch.set_num_threads(threads)
             t0 = time.perf_counter()
-            archive.write_archive(src, out, jobs=jobs)
+            archive.write_archive(src, out, jobs=jobs, device=device)
             enc = time.perf_counter() - t0
             t0 = time.perf_counter()
-            errors = [e for _, e in archive.extract_all(out, back, jobs=jobs) if e is not None]
+            errors = [e for _, e in archive.extract_all(out, back, jobs=jobs, device=device) if e is not None]
             dec = time.perf_counter() - t0
             if errors or not _same(back, images, as_array):
                 raise SystemExit(f"ardmzip round trip failed ({errors[:1]})")
             label = f"ardmzip archive, {jobs} process{'es' if jobs > 1 else ''}" + \
-                (" x 1 thread" if jobs > 1 else f" x {threads} thread{'s' if threads > 1 else ''}")
+                (" x 1 thread" if jobs > 1 else f" x {threads} thread{'s' if threads > 1 else ''}") + \
+                (f" @{device}" if device != "cpu" else "")
             rows.append(_row(label, len(images), raw, os.path.getsize(out), enc, dec))
     for key in references:
         codec = make_codec(key)
@@ -108,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", default="1,2", help="comma-separated worker counts to time")
     p.add_argument("--threads", type=int, default=1, help="torch threads for the 1-process run")
     p.add_argument("--references", default="webp,jxl7")
+    p.add_argument("--device", default="cpu", help="ardmzip's network on cpu or cuda (a lent GPU: --jobs 1)")
     p.add_argument("--out", default=None, help="folder for throughput.md / throughput.json")
     a = p.parse_args(argv)
     as_array = not os.path.isdir(a.source)
@@ -116,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         images = [im.reshape(*im.shape[:2], -1) for im in next(iter(load_sets([a.source], a.limit)[0].values()))]
     rows = run(images, as_array, [int(j) for j in a.jobs.split(",")], a.threads,
-               [k for k in a.references.split(",") if k])
+               [k for k in a.references.split(",") if k], a.device)
     publish(rows, table(rows), a.out, "throughput", sys.argv[1:] if argv is None else argv)
     return 0
 

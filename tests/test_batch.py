@@ -62,3 +62,15 @@ def test_a_damaged_file_fails_alone_in_its_batch(alone):
     for i, (picture, result) in enumerate(zip(mixed_pictures(), decoded)):
         if i not in (1, 2):
             assert np.array_equal(result.pixels, picture.pixels)
+
+
+def test_a_gpu_takes_larger_batches_and_archives_batch_by_the_device(monkeypatch):
+    """GPU calls carry GPU_BATCH_FACTOR times the pictures; "auto" follows torch; the archive's
+    batching asks the device, so a GPU run groups many CIFAR-size images per call."""
+    from ardmzip import jobs
+    assert codec.batch_subpixels("cuda") == codec.GPU_BATCH_FACTOR * codec.batch_subpixels("cpu") > 1 << 20
+    monkeypatch.setattr(codec.torch.cuda, "is_available", lambda: True)
+    assert codec.batch_subpixels("auto") == codec.batch_subpixels("cuda")
+    sizes = [3072] * 2000
+    assert [len(b) for b in jobs._batches(sizes, int, "cpu")][:2] == [42, 42]
+    assert [len(b) for b in jobs._batches(sizes, int, "cuda")] == [1365, 635]
