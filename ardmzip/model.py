@@ -188,7 +188,7 @@ class IntegerNet:
         done = [0] * len(layers)                           # rows produced per layer
         kept: list[tuple[int, torch.Tensor | None]] = [(0, None)] * len(layers)   # (first row, rows kept)
         c = self.blocks[0].weight.shape[0] if self.blocks else self.stem.weight.shape[0]
-        out = torch.empty(b, c, h, w, device=self.device).contiguous(memory_format=torch.channels_last)
+        out = torch.empty(b, c, h, w, device=self.device, memory_format=torch.channels_last)   # (not a copy)
         anchors = torch.empty(b, 3, h, w, dtype=torch.int32, device=self.device)
         band = max(1, band_pixels // max(1, w))
         cpu = self.device.type == "cpu"
@@ -299,8 +299,8 @@ def residual_rows(block: IntConv, first: int, below: torch.Tensor, s: int, e: in
     src = below[:, :, lo - first:hi - first]
     if lo > s - d or hi < e + d:                    # an edge of the picture: zero rows
         layout = torch.channels_last if below.device.type == "cpu" else torch.contiguous_format
-        relu = torch.zeros(src.shape[0], src.shape[1], e - s + 2 * d, src.shape[3], device=below.device
-                           ).contiguous(memory_format=layout)
+        relu = torch.empty(src.shape[0], src.shape[1], e - s + 2 * d, src.shape[3], device=below.device,
+                           memory_format=layout).zero_()
         torch.clamp(src, min=0, out=relu[:, :, lo - (s - d):lo - (s - d) + (hi - lo)])
     else:
         relu = src.clamp(min=0)

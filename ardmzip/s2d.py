@@ -174,7 +174,7 @@ class IntegerS2DNet:
         state = FeatureState(values, mask, self.config.cross_anchor)
         hc = (h + CELL - 1) // CELL
         f = self.config.fine_channels
-        out = torch.empty(b, f, h, w, device=self.device).contiguous(memory_format=cl)
+        out = torch.empty(b, f, h, w, device=self.device, memory_format=cl)
         anchors = torch.empty(b, 3, h, w, dtype=torch.int32, device=self.device)
         n_coarse = len(self.blocks)
         # stage l: 0 stem, 1..n coarse blocks, n+1 up, then the fine blocks
