@@ -15,10 +15,10 @@ archive keeps each array's key and shape so extraction rebuilds the same arrays,
 sources.py reads them. Members are coded and decoded in batches, in order, in this process,
 in worker processes or on a Ray cluster (jobs.py, cluster.py), the same bytes every way.
 
-Byte layout, format version 3.  "varint" is the unsigned LEB128 of container.py; CRCs
+Byte layout, format version 4.  "varint" is the unsigned LEB128 of container.py; CRCs
 are CRC32 (zlib), 4 bytes little-endian::
 
-    header        magic b"ARDS", version 3, then:
+    header        magic b"ARDS", version 4, then:
       flags         1 byte   bits 0-1 the kind (0 images from a folder, 1 one .npy array,
                              2 .npz arrays), bit 2 the .npz entries were deflate-compressed,
                              bit 3 the model is carried, bits 4-7 the newest .ardm format
@@ -28,8 +28,9 @@ are CRC32 (zlib), 4 bytes little-endian::
                     varints N, H, W, C (C 0: (N, H, W))
       model         varint name length, name utf-8, 8 bytes of the model file's sha256
       steps, seed   varints, as in every member's .ardm header
-      model size    varint, only with bit 3: bytes of the carried model file
-    model         the carried model file (its sha256 must start with the model hash)
+      model size    varint, only with bit 3: bytes of the carried model as stored
+    model         the carried model file, xz-compressed (lzma; about 2/3 of a model file's
+                  bytes); the decompressed file's sha256 must start with the model hash
     members       one after another, in index order; each is
       metadata      folder members that have any: varint count, per entry varint key
                     length, key, varint value length, value (PNG text, ICC, EXIF: as in .ardm)
@@ -56,7 +57,8 @@ CRC), so a damaged member fails alone, as a pixel checksum mismatch, and a wrong
 caught the same way; a damaged header or index fails the footer's CRC before anything is
 decoded. A carried model is checked against the model hash before any member is decoded.
 
-Formats 2 and 1 (read, no longer written) are described and read in ``archive_old.py``.
+Format 3 (read, no longer written) is format 4 with the carried model stored as the file
+itself. Formats 2 and 1 (read, no longer written) are described and read in ``archive_old.py``.
 
 Names: every member name and every .npz key, of every kind, passes ``name_problem`` when
 an archive is written and again when it is read: 1..4096 UTF-8 bytes, a relative POSIX
@@ -84,6 +86,7 @@ import contextlib
 import dataclasses
 import hashlib
 import itertools
+import lzma
 import os
 import tempfile
 import time
@@ -113,8 +116,9 @@ __all__ = [
 ]
 
 MAGIC = b"ARDS"
-VERSION = 3                         # what this ardmzip writes; versions 1 and 2 still read
-VERSIONS = (1, 2, 3)
+VERSION = 4                         # what this ardmzip writes; versions 1, 2 and 3 still read
+VERSIONS = (1, 2, 3, 4)
+MAX_CARRIED_MODEL = 1 << 28         # bytes a carried model may decompress to (model files are a few MB)
 HEADER = MAGIC + bytes([VERSION])
 FOOTER_SIZE = 4                     # version 3: the CRC32 that ends the file (the index length before it)
 FOOTER_SIZE_V2 = 12                 # index offset, magic
@@ -133,8 +137,8 @@ MIN_MEMBER_BYTES = 7               # version 1: name length, name, offset, size,
 MIN_ARRAY_BYTES = 5                # versions 1, 2: key length, ndim, N, H, W (version 3: N, H, W, C)
 MIN_SHAPE_BYTES = 4
 MIN_ENTRY_BYTES = {2: {"images": 9, "npy": 1, "npz": 1},      # index bytes of one member (name .. one length)
-                   3: {"images": 6, "npy": 1, "npz": 1}}
-MEMBER_CRC_BYTES = 4               # versions 2, 3: each member ends with its CRC, so takes at least these
+                   3: {"images": 6, "npy": 1, "npz": 1}, 4: {"images": 6, "npy": 1, "npz": 1}}
+MEMBER_CRC_BYTES = 4               # versions 2-4: each member ends with its CRC, so takes at least these
 
 
 # ---------------------------------------------------------------- data types
@@ -145,12 +149,12 @@ class MemberInfo:
     """One archive member as the index describes it (no member bytes are read)."""
     name: str
     offset: int          # of the member's bytes in the archive (version 1: of its .ardm blob)
-    size: int            # bytes of the member (versions 2, 3: metadata, streams and CRC; 1: the .ardm blob)
+    size: int            # bytes of the member (versions 2-4: metadata, streams and CRC; 1: the .ardm blob)
     mode: str
     width: int
     height: int
-    streams: tuple[int, ...] = ()     # versions 2, 3: the length of each coded plane stream
-    meta_size: int = 0                # versions 2, 3, folders: bytes of metadata before the streams
+    streams: tuple[int, ...] = ()     # versions 2-4: the length of each coded plane stream
+    meta_size: int = 0                # versions 2-4, folders: bytes of metadata before the streams
     codec_version: int = 0            # version 2, folders: the member's .ardm format version (3: from its streams)
 
     @property
@@ -172,7 +176,7 @@ class MemberInfo:
 
 @dataclass(frozen=True)
 class Shared:
-    """What every member of a version 2 or 3 archive has in common, written once in its header."""
+    """What every member of a version 2-4 archive has in common, written once in its header."""
     kind: str                          # "images", "npy" or "npz"
     deflated: bool
     arrays: tuple[ArraySpec, ...]
@@ -212,8 +216,8 @@ class ArchiveIndex:
     size: int                          # bytes of the whole archive
     index_offset: int
     version: int = VERSION
-    shared: Shared | None = None       # versions 2, 3 (version 1 members carry these in their headers)
-    model_offset: int = 0              # versions 2, 3: where a carried model's bytes start
+    shared: Shared | None = None       # versions 2-4 (version 1 members carry these in their headers)
+    model_offset: int = 0              # versions 2-4: where a carried model's bytes start
 
     @property
     def member_bytes(self) -> int:
@@ -500,6 +504,24 @@ def _read_shared(f: BinaryIO, size: int) -> tuple[Shared, int]:
                       model_size), cur.pos
 
 
+def _pack_model(data: bytes) -> bytes:
+    """A model file as a version 4 archive carries it: xz (lzma, the standard library's;
+    186,851 -> 123,012 bytes for cifar10-s48: its int8 weights and zip headers compress).
+    Deterministic, so a resumed archive's header matches the one it started with."""
+    return lzma.compress(data, format=lzma.FORMAT_XZ, preset=9 | lzma.PRESET_EXTREME)
+
+
+def _unpack_model(stored: bytes) -> bytes:
+    """The model file a version 4 archive carries; b"" (a hash mismatch for the caller) when the
+    bytes are not one complete xz stream of at most MAX_CARRIED_MODEL bytes."""
+    inflate = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+    try:
+        data = inflate.decompress(stored, max_length=MAX_CARRIED_MODEL)
+    except lzma.LZMAError:
+        return b""
+    return data if inflate.eof and not inflate.unused_data else b""
+
+
 def _read_members(cur: "_Cursor", shared: Shared, version: int, start: int, end: int,
                   count: int | None) -> list[MemberInfo]:
     """The members the index at ``cur`` lists, tiling the file from ``start`` to ``end`` (the
@@ -537,7 +559,8 @@ def _until_end(cur: "_Cursor", item: Any) -> Iterator[Any]:
 _INCOMPLETE = ("(truncated, or an unfinished .partial; an interrupted write continues with --resume)")
 
 
-def _read_index_v3(f: BinaryIO, size: int) -> ArchiveIndex:
+def _read_index_v3(f: BinaryIO, size: int, version: int = 3) -> ArchiveIndex:
+    """Formats 3 and 4 (the same but for how a carried model is stored)."""
     shared, header_end = _read_shared(f, size)
     members_start = header_end + shared.model_size
     if size < members_start + FOOTER_SIZE + 1:
@@ -561,9 +584,9 @@ def _read_index_v3(f: BinaryIO, size: int) -> ArchiveIndex:
         raise FormatError(f"corrupt archive: header or index checksum mismatch {_INCOMPLETE}")
     _check_shared(shared)
     count = None if shared.kind == "images" else sum(a.count for a in shared.arrays)
-    members = _read_members(_Cursor(raw[:length], "index"), shared, 3, members_start, index_offset, count)
-    return ArchiveIndex(shared.kind, shared.deflated, shared.arrays, tuple(members), size, index_offset, 3, shared,
-                        header_end)
+    members = _read_members(_Cursor(raw[:length], "index"), shared, version, members_start, index_offset, count)
+    return ArchiveIndex(shared.kind, shared.deflated, shared.arrays, tuple(members), size, index_offset, version,
+                        shared, header_end)
 
 
 def _check_header(head: bytes) -> None:
@@ -617,7 +640,9 @@ def _read_index(f: BinaryIO, size: int) -> ArchiveIndex:
     f.seek(0)
     head = f.read(len(HEADER))
     _check_header(head)
-    return {1: _read_index_v1, 2: _read_index_v2, 3: _read_index_v3}[head[4]](f, size)
+    if head[4] >= 3:
+        return _read_index_v3(f, size, head[4])
+    return {1: _read_index_v1, 2: _read_index_v2}[head[4]](f, size)
 
 
 @contextlib.contextmanager
@@ -679,8 +704,10 @@ def archive_info(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _model_source(index: ArchiveIndex) -> str:
-    """How the archive's model is found: "carried (N bytes)" in the archive, or "registered"."""
-    return f"carried ({index.model_bytes} bytes)" if index.model_bytes else "registered"
+    """How the archive's model is found: "carried (N bytes[, xz])" in the archive, or "registered"."""
+    if not index.model_bytes:
+        return "registered"
+    return f"carried ({index.model_bytes} bytes{', xz' if index.version >= 4 else ''})"
 
 
 def _carried_model(f: BinaryIO, index: ArchiveIndex) -> tuple[str, bytes] | None:
@@ -691,7 +718,10 @@ def _carried_model(f: BinaryIO, index: ArchiveIndex) -> tuple[str, bytes] | None
     shared = index.shared
     f.seek(index.model_offset)
     data = f.read(shared.model_size)
-    if len(data) != shared.model_size or hashlib.sha256(data).digest()[:container.HASH_BYTES] != shared.model_hash:
+    data = data if len(data) == shared.model_size else b""
+    if index.version >= 4 and data:
+        data = _unpack_model(data)
+    if hashlib.sha256(data).digest()[:container.HASH_BYTES] != shared.model_hash:
         raise FormatError(f"corrupt archive: the carried model {shared.model_name!r} does not match its hash "
                           f"({shared.model_hash.hex()})")
     weights.remember(data, shared.model_name)
@@ -721,7 +751,7 @@ def _workers_model(f: BinaryIO, index: ArchiveIndex) -> tuple[str, bytes] | None
 
 
 def _read_blob(f: BinaryIO, index: ArchiveIndex, m: MemberInfo) -> bytes:
-    """Member ``m`` as the single .ardm file it was coded as (versions 2, 3: rebuilt from the
+    """Member ``m`` as the single .ardm file it was coded as (versions 2-4: rebuilt from the
     archive's header, its index entry and its bytes)."""
     return _member_ardm(f, index, m) if index.version >= 2 else _read_blob_v1(f, m)
 
@@ -1133,10 +1163,11 @@ def write_archive(source: str | os.PathLike, out_path: str | os.PathLike, steps:
         raise OutputError(f"{out} exists; use -f to overwrite")
     src = _open_source(source, max_pixels)
     choice = _choose_model(model, carry_model)
+    stored_model = _pack_model(choice.carried) if choice.carried else b""
     shared = Shared(src.kind, src.deflated, src.arrays, choice.model.name, choice.model.hash8, steps, seed,
-                    container.FORMAT_VERSION, len(choice.carried))
+                    container.FORMAT_VERSION, len(stored_model))
     try:
-        prelude = shared.pack() + choice.carried
+        prelude = shared.pack() + stored_model
     except ValueError as e:                      # a model file name that cannot be a model name
         raise InputError(f"model {choice.model.name!r}: {e}") from None
     if os.path.lexists(partial) and not (resume or force):

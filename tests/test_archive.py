@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import lzma
 import os
 import signal
 import subprocess
@@ -85,6 +86,11 @@ def varint_len(value: int) -> int:
     return n
 
 
+def xz(data: bytes) -> bytes:
+    """A model file as format 4 stores it (the documented xz stream, made here with lzma)."""
+    return lzma.compress(data, format=lzma.FORMAT_XZ, preset=9 | lzma.PRESET_EXTREME)
+
+
 def blob_bytes(values: list[bytes]) -> int:
     return sum(varint_len(len(v)) + len(v) for v in values)
 
@@ -92,7 +98,8 @@ def blob_bytes(values: list[bytes]) -> int:
 def expected_archive_size(names: list[str], blobs: list[bytes], kind: str = "images",
                           arrays: list[tuple[str, tuple[int, ...]]] = (), carried: int = 0) -> tuple[int, int]:
     """(archive size, overhead: everything but the coded streams) from the documented layout of
-    format 3, independently of archive.py; ``blobs`` are the members' single .ardm files."""
+    format 4, independently of archive.py; ``blobs`` are the members' single .ardm files; ``carried``:
+    the bytes of the carried model as stored."""
     headers = [container.unpack(b) for b in blobs]
     h0 = headers[0][0]
     shapes = sum(varint_len(d) for _, shape in arrays for d in (*shape[:3], shape[3] if len(shape) == 4 else 0))
@@ -258,11 +265,11 @@ def test_size_is_streams_plus_exact_overhead(tree, packed):
     data = packed.read_bytes()
     assert len(data) == size
     index = read_index(packed)
-    assert index.version == 3 and index.overhead_bytes == overhead
+    assert index.version == 4 and index.overhead_bytes == overhead
     assert index.overhead_per_image == pytest.approx(overhead / len(blobs))
     with open(packed, "rb") as f:                     # each member rebuilds its single .ardm, byte for byte
         assert [archive._read_blob(f, index, m) for m in index.members] == blobs
-    assert data[:5] == b"ARDS\x03"
+    assert data[:5] == b"ARDS\x04"
 
 
 def test_npz_size_is_streams_plus_exact_overhead(npz_arrays, tmp_path):
@@ -834,6 +841,25 @@ def test_format_2_archives_still_read_bit_exact(tmp_path):
             [compress_picture(read_picture(V1 / "photos" / n), 2) for n in photos]
 
 
+V3 = Path(__file__).parent / "data" / "archive-v3"
+
+
+def test_format_3_archives_still_read_bit_exact(tmp_path, elsewhere):
+    """Archives written in format 3 (tests/data/archive-v3, by 90092ae): one naming the shipped
+    model, one carrying a tiny unregistered model as the file itself (format 4 compresses it)."""
+    with np.load(V3 / "arrays.npz") as z:
+        want = z["images"]
+    for name, source in (("arrays.ardm", "registered"), ("carried.ardm", "carried (5620 bytes)")):
+        index = read_index(V3 / name)
+        assert index.version == 3 and len(index.members) == 3
+        assert archive.archive_info(V3 / name)["model_source"] == source
+        assert all(e is None for _, e in test_archive(V3 / name))
+        extract_all(V3 / name, tmp_path / f"{name}.npz")
+        with np.load(tmp_path / f"{name}.npz") as back:
+            assert np.array_equal(back["images"], want)
+    assert read_index(V3 / "carried.ardm").model_bytes == (V3 / "tiny.npz").stat().st_size
+
+
 # ---------------------------------------------------------------- archives that carry their model
 
 
@@ -862,11 +888,12 @@ def test_an_archive_carries_an_unregistered_model_and_decodes_without_it(npz_arr
     np.savez(tmp_path / "d.npz", **npz_arrays)
     index = write_archive(tmp_path / "d.npz", tmp_path / "d.ardm", STEPS, model=str(model_file)).index
     data = model_file.read_bytes()
-    assert index.model_bytes == len(data) and index.shared.model_name == "thumbs"
+    stored = len(xz(data))                                                    # format 4 carries it xz-compressed
+    assert index.model_bytes == stored < 0.75 * len(data) and index.shared.model_name == "thumbs"
     assert index.shared.model_hash == hashlib.sha256(data).digest()[:8]
-    assert index.overhead_bytes - len(data) < 8 * len(index.members) + 100     # carried once, not per member
+    assert index.overhead_bytes - stored < 8 * len(index.members) + 100      # carried once, not per member
     info = archive.archive_info(tmp_path / "d.ardm")
-    assert info["model_source"] == f"carried ({len(data)} bytes)" and info["model"] == "thumbs"
+    assert info["model_source"] == f"carried ({stored} bytes, xz)" and info["model"] == "thumbs"
     monkeypatch.setattr(weights, "_KNOWN", {})                                # another machine
     for jobs in (1, 2):                                                       # workers get the carried bytes
         out = tmp_path / f"back{jobs}.npz"
@@ -888,6 +915,25 @@ def test_a_carried_model_resumes_and_codes_in_workers_byte_identical(npz_arrays,
     assert result.resumed == 5
     write_archive(tmp_path / "d.npz", tmp_path / "one.ardm", STEPS, model=str(model_file), jobs=2)    # workers
     assert (tmp_path / "r.ardm").read_bytes() == (tmp_path / "one.ardm").read_bytes()
+
+
+def test_a_carried_model_that_is_not_one_complete_xz_stream_is_refused(npz_arrays, model_file, tmp_path,
+                                                                       elsewhere, monkeypatch):
+    """Format 4's model section must be one xz stream of the model file, nothing after it and
+    nothing past MAX_CARRIED_MODEL once decompressed; anything else is a corrupt archive."""
+    np.savez(tmp_path / "d.npz", **npz_arrays)
+    index = write_archive(tmp_path / "d.npz", tmp_path / "d.ardm", STEPS, model=str(model_file)).index
+    assert archive._unpack_model(xz(model_file.read_bytes())) == model_file.read_bytes()
+    assert archive._unpack_model(xz(b"x") + b"\0") == archive._unpack_model(b"not xz") == b""
+    limit = archive.MAX_CARRIED_MODEL
+    monkeypatch.setattr(archive, "MAX_CARRIED_MODEL", len(model_file.read_bytes()) - 1)
+    with pytest.raises(FormatError, match="carried model 'thumbs' does not match its hash"):
+        extract_all(tmp_path / "d.ardm", tmp_path / "back.npz")
+    monkeypatch.setattr(archive, "MAX_CARRIED_MODEL", limit)
+    assert all(e is None for _, e in test_archive(tmp_path / "d.ardm"))
+    flip(tmp_path / "d.ardm", index.model_offset + index.model_bytes // 2)
+    with pytest.raises(FormatError, match="corrupt archive"):
+        extract_all(tmp_path / "d.ardm", tmp_path / "back2.npz")
 
 
 def test_a_damaged_carried_model_is_refused(invoke, npz_arrays, model_file, tmp_path, elsewhere):
@@ -947,7 +993,7 @@ def test_registered_models_are_named_unless_carry_model(npz_arrays, tmp_path):
     by_path = write_archive(tmp_path / "d.npz", tmp_path / "p.ardm", STEPS,
                             model=str(weights.MODEL_DIR / "xic-s48.npz")).index    # a registered model's file
     assert named.model_bytes == by_path.model_bytes == 0 and by_path.shared == named.shared
-    assert carried.model_bytes == len(weights.load().data)
+    assert carried.model_bytes == len(xz(weights.load().data))
     assert carried.members == tuple(dataclasses.replace(m, offset=m.offset + carried.model_offset + carried.model_bytes
                                                         - named.model_offset) for m in named.members)
     assert all(e is None for _, e in test_archive(tmp_path / "c.ardm"))
@@ -959,12 +1005,12 @@ def test_cli_carried_model(invoke, npz_arrays, model_file, tmp_path, elsewhere):
     r = invoke("compress", "-s", STEPS, tmp_path / "d.npz", "-o", tmp_path / "d.ardm", "--model", model_file)
     assert r.exit_code == 0, r.stderr
     weights._KNOWN.clear()
-    size = model_file.stat().st_size
+    size = len(xz(model_file.read_bytes()))
     r = invoke("info", tmp_path / "d.ardm")
-    assert r.exit_code == 0 and f"model thumbs (" in r.stdout and f"carried ({size} bytes)" in r.stdout, r.stdout
+    assert r.exit_code == 0 and f"model thumbs (" in r.stdout and f"carried ({size} bytes, xz)" in r.stdout, r.stdout
     rows = [json.loads(line) for line in invoke("list", "--json", tmp_path / "d.ardm").stdout.splitlines()]
-    assert {(row["model"], row["model_source"]) for row in rows} == {("thumbs", f"carried ({size} bytes)")}
-    assert f"carried ({size} bytes)" in invoke("list", tmp_path / "d.ardm").stdout
+    assert {(row["model"], row["model_source"]) for row in rows} == {("thumbs", f"carried ({size} bytes, xz)")}
+    assert f"carried ({size} bytes, xz)" in invoke("list", tmp_path / "d.ardm").stdout
     d = json.loads(invoke("info", "--json", tmp_path / "d.ardm").stdout)
     assert d["model_carried_bytes"] == size and d["model_hash"] == hashlib.sha256(model_file.read_bytes()).hexdigest()[:16]
     r = invoke("decompress", tmp_path / "d.ardm", "-o", tmp_path / "back.npz")
