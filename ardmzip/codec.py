@@ -337,9 +337,10 @@ def batch_subpixels(device: str | torch.device) -> int:
     """Subpixels per network call for same-size planes. A CPU is as fast on 42 CIFAR images
     at a time as on more; a GPU needs far larger calls to be more than launch overhead.
     Batches are not part of the format (each plane's stream is the one it gets alone)."""
-    if isinstance(device, str) and device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return BATCH_SUBPIXELS * (GPU_BATCH_FACTOR if torch.device(device).type == "cuda" else 1)
+    kind = str(device).split(":")[0]         # (an unknown name is resolve_device's to refuse)
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    return BATCH_SUBPIXELS * (GPU_BATCH_FACTOR if kind == "cuda" else 1)
 
 
 def _batches(members: list, subpixels: int, device: torch.device) -> list[list]:
