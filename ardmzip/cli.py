@@ -769,9 +769,11 @@ def models_cmd():
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="CPU threads (0: torch's default)")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--bf16/--no-bf16", default=None,
+              help="train in bfloat16 products (default: where the CPU or GPU has them in hardware)")
 @click.option("-f", "--force", is_flag=True, help="overwrite MODEL.npz")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
-def fit_cmd(data, output, base, minutes, steps, run_dir, val, lr, device, threads, seed, force, quiet):
+def fit_cmd(data, output, base, minutes, steps, run_dir, val, lr, device, threads, seed, bf16, force, quiet):
     """Fit a model to DATA (folders, .npz/.npy arrays of one kind of picture): fine-tune a
     shipped model and write MODEL.npz, for `compress --model MODEL.npz`. Resumable."""
     from .fit import fit
@@ -779,7 +781,7 @@ def fit_cmd(data, output, base, minutes, steps, run_dir, val, lr, device, thread
     with rep.each(output):
         r = fit(list(data), output, base=base, minutes=minutes, steps=steps,
                 run_dir=run_dir, lr=lr, device=device, threads=threads, seed=seed, val=list(val),
-                force=force, progress=False if quiet else None)
+                force=force, progress=False if quiet else None, bf16=bf16)
         rep.say(f"{r.path}: model {r.path.stem} sha256 {r.sha256[:16]}, {r.steps} steps, "
                 f"{r.seconds / 60:.1f} min of training; use: ardmzip compress ... --model {r.path}")
     sys.exit(rep.exit_code)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import train, weights
+from .codec import resolve_device
 from .data import CropSampler, pyramid, scan
 from .errors import InputError
 from .imageio import write_file_atomic
@@ -73,11 +74,14 @@ def fit(data: list[str | os.PathLike], output: str | os.PathLike, *, base: str |
         minutes: float | None = None, steps: int | None = None, run_dir: str | os.PathLike | None = None,
         lr: float = 2e-4, batch: int = 32, device: str = "auto", threads: int = 0, seed: int = 0,
         val: list[str | os.PathLike] = (), force: bool = False, progress: bool | None = None,
-        curve_crops: int = CURVE_CROPS) -> FitResult:
+        curve_crops: int = CURVE_CROPS, bf16: bool | None = None) -> FitResult:
     """Fine-tune ``base`` (default: the default model) on ``data`` and write the model file
     ``output`` (its name is the file's stem). Resumes from ``run_dir`` if it holds a run.
     The budget is ``minutes`` of training (default DEFAULT_MINUTES) or ``steps``.
-    ``val``: held-out folders / arrays whose bpsp (OA estimate) is logged as training goes."""
+    ``val``: held-out folders / arrays whose bpsp (OA estimate) is logged as training goes.
+    ``bf16``: multiply the 3x3 blocks in bfloat16 while training (train --bf16: 1.3x the steps
+    per second of the default network on a CPU with AVX512-BF16); None: where the device does
+    it in hardware. The model written is exact either way."""
     output = Path(output)
     name = output.stem
     if output.suffix != ".npz":
@@ -107,6 +111,8 @@ def fit(data: list[str | os.PathLike], output: str | os.PathLike, *, base: str |
     argv += ["--steps", str(steps)] if steps is not None else ["--steps", str(2**62), "--time-limit", str(minutes * 60)]
     if val:
         argv += ["--val", *map(str, val)]
+    if train.bf16_native(resolve_device(device)) if bf16 is None else bf16:
+        argv += ["--bf16"]
     args = train.parser().parse_args(argv)
     args.progress = progress
     try:

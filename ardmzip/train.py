@@ -112,6 +112,18 @@ def architecture(args: argparse.Namespace) -> dict:
     return arch
 
 
+def bf16_native(device: torch.device | str) -> bool:
+    """Whether ``device`` multiplies bfloat16 in hardware, so that ``--bf16`` speeds training
+    up (CPUs with AVX512-BF16, GPUs from Ampere on); where it is emulated it slows it down."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        return device.type == "cpu" and bool(torch.cpu._is_avx512_bf16_supported())
+    except (AttributeError, RuntimeError):         # a torch without the probe: assume not
+        return False
+
+
 def group_loss(net: ARDMNet, x: torch.Tensor, gray: torch.Tensor, args: argparse.Namespace
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """oa_loss on one group of crops; with --chroma-fraction, that share of the RGB crops gets

@@ -68,3 +68,27 @@ def test_fit_command_refuses_bad_requests_in_one_line(tmp_path, invoke):
     r = invoke("fit", tiny, "-o", tmp_path / "m.npz", "--steps", "1", "--threads", "1", "-q")
     assert r.exit_code == 2 and "at least 32x32" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     assert (tmp_path / "taken.npz").read_bytes() == b"x" and not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_fit_trains_in_bfloat16_where_the_hardware_has_it_unless_told(tmp_path, monkeypatch, invoke, native):
+    """fit's default follows train.bf16_native(device); --bf16 / --no-bf16 decide otherwise."""
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(args):
+        seen.append(args.bf16)
+        raise Stop
+    monkeypatch.setattr(fit.train, "train", fake_train)
+    monkeypatch.setattr(fit.train, "bf16_native", lambda device: native)
+    data = thumbnails(tmp_path / "thumbs.npz", n=2)
+    for bf16 in (None, True, False):
+        with pytest.raises(Stop):
+            fit.fit([data], tmp_path / "m.npz", steps=1, device="cpu", bf16=bf16, progress=False)
+    assert seen == [native, True, False]
+    invoke("fit", data, "-o", tmp_path / "m.npz", "--steps", "1", "--no-bf16")
+    invoke("fit", data, "-o", tmp_path / "m.npz", "--steps", "1", "--bf16")
+    assert seen[3:] == [False, True]
+
