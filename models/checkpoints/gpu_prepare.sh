@@ -20,4 +20,4 @@ for pkg in pytest pluggy iniconfig packaging; do        # tests/test_gpu.py (gpu
 done
 du -shc runs/gpu-data .whl models/checkpoints/s2d.ckpt.pt
 echo 'now: run(command="bash models/checkpoints/gpu_run.sh 480", carry=["runs/gpu-data", ".whl"], timeout_s=600)'
-echo 'or, training then the GPU checks: run(command="bash models/checkpoints/gpu_run.sh 330; bash benchmarks/gpu_check.sh", ...)'
+echo 'or, training then the GPU checks: run(command="bash models/checkpoints/gpu_run.sh 300; bash benchmarks/gpu_check.sh", ...)'
