@@ -120,7 +120,7 @@ VERSION = 4                         # what this ardmzip writes; versions 1, 2 an
 VERSIONS = (1, 2, 3, 4)
 MAX_CARRIED_MODEL = 1 << 28         # bytes a carried model may decompress to (model files are a few MB)
 HEADER = MAGIC + bytes([VERSION])
-FOOTER_SIZE = 4                     # version 3: the CRC32 that ends the file (the index length before it)
+FOOTER_SIZE = 4                     # versions 3, 4: the CRC32 that ends the file (the index length before it)
 FOOTER_SIZE_V2 = 12                 # index offset, magic
 FOOTER_SIZE_V1 = 20                 # index offset, member count, magic
 PARTIAL_SUFFIX = ".partial"
@@ -137,7 +137,8 @@ MIN_MEMBER_BYTES = 7               # version 1: name length, name, offset, size,
 MIN_ARRAY_BYTES = 5                # versions 1, 2: key length, ndim, N, H, W (version 3: N, H, W, C)
 MIN_SHAPE_BYTES = 4
 MIN_ENTRY_BYTES = {2: {"images": 9, "npy": 1, "npz": 1},      # index bytes of one member (name .. one length)
-                   3: {"images": 6, "npy": 1, "npz": 1}, 4: {"images": 6, "npy": 1, "npz": 1}}
+                   3: {"images": 6, "npy": 1, "npz": 1}}
+MIN_ENTRY_BYTES[4] = MIN_ENTRY_BYTES[3]                         # format 4 differs only in the carried model
 MEMBER_CRC_BYTES = 4               # versions 2-4: each member ends with its CRC, so takes at least these
 
 

@@ -111,7 +111,9 @@ def fit(data: list[str | os.PathLike], output: str | os.PathLike, *, base: str |
     argv += ["--steps", str(steps)] if steps is not None else ["--steps", str(2**62), "--time-limit", str(minutes * 60)]
     if val:
         argv += ["--val", *map(str, val)]
-    if train.bf16_native(resolve_device(device)) if bf16 is None else bf16:
+    if bf16 is None:
+        bf16 = train.bf16_native(resolve_device(device))
+    if bf16:
         argv += ["--bf16"]
     args = train.parser().parse_args(argv)
     args.progress = progress
