@@ -204,7 +204,7 @@ class IntegerS2DNet:
                     x = residual_rows(self.blocks[l - 1], first, below, s, e, hc)
                 elif l == n_coarse + 1:                     # up + skip: the fine stream's pixel rows
                     first, below = kept[l - 1]
-                    up = _pixels(self.up(below[:, :, s - first:e - first].clamp(min=0)), p1 - p0, w)
+                    up = _pixels(self.up.relu_conv(below[:, :, s - first:e - first]), p1 - p0, w)
                     parts = []
                     while skip and skip[0][0] < p1:         # the skip's rows p0..p1-1, in order
                         q0, rows = skip.pop(0)

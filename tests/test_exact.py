@@ -231,13 +231,19 @@ def test_banded_trunk_equals_the_whole_strip(shipped, shape, band):
 @pytest.mark.parametrize("k,dilation,padding,shape", [(3, 1, 1, (1, 16, 9, 13)), (3, 2, (0, 2), (2, 16, 11, 7)),
                                                       (3, 8, 8, (1, 48, 5, 30)), (1, 1, 0, (3, 24, 6, 5)),
                                                       (3, 4, (4, 0), (1, 8, 3, 12))])
-@pytest.mark.parametrize("gemm_rows", [1, 1 << 15])
-def test_int8_gemm_layer_equals_float64_and_the_float32_convolution(monkeypatch, k, dilation, padding, shape, gemm_rows):
-    """The CPU int8 path (im2col + torch._int_mm, blocks of output rows) gives the float32
-    convolution's integers and the float64 reference's, for inputs over all of [-128, 127],
-    weights over the whole int8 range, scales 2^0..2^-10, any padding, batch and blocking."""
+@pytest.mark.parametrize("path", ["im2col-1", "im2col-32768", "onednn"])
+def test_int8_gemm_layer_equals_float64_and_the_float32_convolution(monkeypatch, k, dilation, padding, shape, path):
+    """The CPU int8 paths (oneDNN's int8 convolution; im2col + torch._int_mm in blocks of
+    output rows) give the float32 convolution's integers and the float64 reference's, for
+    inputs over all of [0, 127] (im2col: [-128, 127]), weights over the whole range, scales
+    2^0..2^-10, large biases, any padding, batch and blocking."""
     from ardmzip import qlayers
-    monkeypatch.setattr(qlayers, "GEMM_ROWS", gemm_rows)
+    if path == "onednn":
+        if not qlayers.ONEDNN_QCONV:
+            pytest.skip("this torch has no oneDNN int8 convolution")
+    else:
+        monkeypatch.setattr(qlayers, "ONEDNN_QCONV", False)
+        monkeypatch.setattr(qlayers, "GEMM_ROWS", int(path.split("-")[1]))
     b, cin, h, w = shape
     g = torch.Generator().manual_seed(k * 100 + dilation + h)
     cout = 24
@@ -245,12 +251,13 @@ def test_int8_gemm_layer_equals_float64_and_the_float32_convolution(monkeypatch,
     bias = torch.randint(-50000, 50000, (cout,), generator=g).float()
     scale = 2.0 ** -torch.randint(0, 11, (cout,), generator=g).float()
     layer = IntConv(weight, bias, scale, padding if isinstance(padding, int) else 0, dilation, -127, 127)
-    x = torch.randint(-128, 128, (b, cin, h, w), generator=g).float()
+    x = torch.randint(0 if path == "onednn" else -128, 128, (b, cin, h, w), generator=g).float()
     pad = padding if isinstance(padding, int) else padding
     plain = layer(x, pad)
     fast = layer.with_small_input()
     got = fast(x, pad)
-    assert fast._gemm is not None                     # the int8 path ran
+    # the int8 path ran (on this project's CPUs oneDNN's passes its check against float64)
+    assert isinstance(fast._gemm, qlayers.OneDNNConv if path == "onednn" else qlayers.Int8Weights)
     pr, pc = (pad, pad) if isinstance(pad, int) else pad
     acc = F.conv2d(F.pad(x.double(), (pc, pc, pr, pr)), weight.double(), dilation=dilation) + bias.double().view(1, -1, 1, 1)
     want = torch.floor(acc * scale.double().view(1, -1, 1, 1)).clamp(-127, 127).float()
@@ -258,8 +265,8 @@ def test_int8_gemm_layer_equals_float64_and_the_float32_convolution(monkeypatch,
 
 
 def test_int8_gemm_same_with_one_and_two_threads_and_off(shipped, monkeypatch):
-    """The shipped trunk gives the same integers through int8 GEMMs on 1 and 2 threads as
-    through float32 convolutions (qlayers.INT8_GEMM off)."""
+    """The shipped trunk gives the same integers through oneDNN's int8 convolutions on 1 and
+    2 threads as through im2col int8 GEMMs and float32 convolutions (both paths off)."""
     from ardmzip import qlayers
     values, mask = random_inputs(2, 37, 45, seed=5)
     before = torch.get_num_threads()
@@ -270,7 +277,9 @@ def test_int8_gemm_same_with_one_and_two_threads_and_off(shipped, monkeypatch):
         two = shipped.trunk(values, mask)
     finally:
         torch.set_num_threads(before)
+    monkeypatch.setattr(qlayers, "ONEDNN_QCONV", False)
+    im2col = shipped.to("cpu").trunk(values, mask)          # fresh layers: the im2col path
     monkeypatch.setattr(qlayers, "INT8_GEMM", False)
-    off = shipped.trunk(values, mask)
-    for a, b_, c in zip(one, two, off):
-        assert torch.equal(a, b_) and torch.equal(a, c)
+    off = shipped.to("cpu").trunk(values, mask)
+    for a, b_, c, d in zip(one, two, off, im2col):
+        assert torch.equal(a, b_) and torch.equal(a, c) and torch.equal(a, d)
