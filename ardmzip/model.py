@@ -23,6 +23,7 @@ A second architecture, ``ModelConfig(trunk="s2d")`` (s2d.py), runs the residual 
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -186,7 +187,7 @@ class IntegerNet:
         # rows layer l must have produced before the layer above can reach row t of the last one
         ahead = [sum(reach[l + 1:]) for l in range(len(layers))]
         done = [0] * len(layers)                           # rows produced per layer
-        kept: list[tuple[int, torch.Tensor | None]] = [(0, None)] * len(layers)   # (first row, rows kept)
+        kept = RowBuffer.reused(len(layers))               # each layer's rows still to be read
         c = self.blocks[0].weight.shape[0] if self.blocks else self.stem.weight.shape[0]
         out = torch.empty(b, c, h, w, device=self.device, memory_format=torch.channels_last)   # (not a copy)
         anchors = torch.empty(b, 3, h, w, dtype=torch.int32, device=self.device)
@@ -197,21 +198,17 @@ class IntegerNet:
                 s, e = done[l], min(h, target + ahead[l])
                 if e <= s:
                     continue
+                last = l == len(layers) - 1
+                dest = out[:, :, s:e] if last else kept[l].claim(e - s, b, c, w, self.device)
                 if layer is None:
                     feats, anchor = state.rows(s, e, torch.channels_last if cpu else torch.contiguous_format)
                     anchors[:, :, s:e] = anchor
-                    x = self.stem(feats)
+                    dest.copy_(self.stem(feats))
                 else:
-                    first, below = kept[l - 1]
-                    x = residual_rows(layer, first, below, s, e, h)
-                    # rows of the layer below that no later band will read
-                    keep_from = max(first, e - layer.dilation)
-                    kept[l - 1] = (keep_from, below[:, :, keep_from - first:])
-                if l == len(layers) - 1:
-                    out[:, :, s:e] = x.clamp_(min=0)
-                else:
-                    first, mine = kept[l]
-                    kept[l] = (s, x) if mine is None else (first, torch.cat([mine, x], 2))
+                    residual_rows(layer, kept[l - 1].first, kept[l - 1].rows(), s, e, h, out=dest)
+                    kept[l - 1].drop_before(e - layer.dilation)     # rows no later band reads
+                if last:
+                    dest.clamp_(min=0)
                 done[l] = e
         return out, anchors
 
@@ -289,10 +286,58 @@ def residual_blocks(x: torch.Tensor, blocks: list[IntConv]) -> torch.Tensor:
     return x
 
 
-def residual_rows(block: IntConv, first: int, below: torch.Tensor, s: int, e: int, size: int) -> torch.Tensor:
+_ROW_BUFFERS = threading.local()
+
+
+class RowBuffer:
+    """Rows ``first`` .. ``first + n - 1`` of one layer's output in a band-by-band trunk, held
+    in one buffer reused across bands: each band's rows are written in place after the rows
+    still kept (no concatenation, no fresh pages), and rows no longer read are dropped from
+    the front; the kept rows move to the buffer's start only when it runs out of room."""
+
+    def __init__(self) -> None:
+        self.buf: torch.Tensor | None = None
+        self.start = self.n = self.first = 0
+
+    @staticmethod
+    def reused(count: int) -> "list[RowBuffer]":
+        """``count`` empty buffers, this thread's from earlier calls where there are (their
+        memory already mapped: fresh pages fault on first write, dearer than the writes)."""
+        pool = _ROW_BUFFERS.__dict__.setdefault("pool", [])
+        pool.extend(RowBuffer() for _ in range(count - len(pool)))
+        for rb in pool[:count]:
+            rb.start = rb.n = rb.first = 0
+        return pool[:count]
+
+    def rows(self) -> torch.Tensor:
+        return self.buf[:, :, self.start:self.start + self.n]
+
+    def drop_before(self, row: int) -> None:
+        k = min(self.n, max(0, row - self.first))
+        self.start, self.n, self.first = self.start + k, self.n - k, self.first + k
+
+    def claim(self, count: int, b: int, c: int, w: int, device: torch.device) -> torch.Tensor:
+        """A view of the next ``count`` rows (contents undefined), now counted as kept."""
+        need = self.n + count
+        if (self.buf is None or self.buf.shape[2] < need or self.buf.device != device
+                or (self.buf.shape[0], self.buf.shape[1], self.buf.shape[3]) != (b, c, w)):   # a new one
+            buf = torch.empty(b, c, need, w, device=device, memory_format=torch.channels_last)
+            if self.n:
+                buf[:, :, :self.n] = self.rows()
+            self.buf, self.start = buf, 0
+        elif self.start + need > self.buf.shape[2]:              # no room after the kept rows: move them
+            self.buf[:, :, :self.n] = self.rows().clone() if self.start < self.n else self.rows()
+            self.start = 0
+        view = self.buf[:, :, self.start + self.n:self.start + need]
+        self.n = need
+        return view
+
+
+def residual_rows(block: IntConv, first: int, below: torch.Tensor, s: int, e: int, size: int,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
     """Rows s..e-1 of clamp(x + block(relu(x)), -127, 127), where ``below`` holds rows of x from
     row ``first`` on (a band-by-band trunk); rows outside 0..size-1 read as zeros, as the
-    whole-picture convolution's padding makes them."""
+    whole-picture convolution's padding makes them. ``out``: where to write them."""
     d = block.dilation
     lo, hi = max(0, s - d), min(size, e + d)
     src = below[:, :, lo - first:hi - first]
@@ -302,4 +347,7 @@ def residual_rows(block: IntConv, first: int, below: torch.Tensor, s: int, e: in
                              memory_format=layout).zero_()
         padded[:, :, lo - (s - d):lo - (s - d) + (hi - lo)] = src
         src = padded
-    return block.relu_conv(src, (0, d)).add_(below[:, :, s - first:e - first]).clamp_(-127, 127)
+    conv = block.relu_conv(src, (0, d))
+    if out is None:
+        return conv.add_(below[:, :, s - first:e - first]).clamp_(-127, 127)
+    return torch.add(conv, below[:, :, s - first:e - first], out=out).clamp_(-127, 127)
