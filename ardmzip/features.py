@@ -39,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 RADII = (1, 3, 7, 15)          # window half-sizes: 3x3, 7x7, 15x15, 31x31
 HALO = max(RADII)              # how far features look
@@ -91,9 +92,12 @@ class FeatureState:
         # original row y sits at y + big + 1 of the integral (see window_sums); float64 holds the
         # sums exactly (below 2^53: 65025 per pixel of a sum of squares, ~10^11 pixels)
         b, c, h, w = self.both.shape
-        self.integral = self.both.new_zeros((b, c, h + 2 * big + 1, w + 2 * big + 1), dtype=torch.float64)
-        self.integral[:, :, big + 1:big + 1 + h, big + 1:big + 1 + w] = self.both
-        self.integral.cumsum_(2).cumsum_(3)
+        # the integral of the picture alone (a zero row and column first), then padded: before
+        # the picture it is 0 (row and column 0 repeated), after it constant (the last ones
+        # repeated). Cumulative sums over the padded area would cost up to 9x more (32x32).
+        integral = self.both.new_zeros((b, c, h + 1, w + 1), dtype=torch.float64)
+        integral[:, :, 1:, 1:] = self.both
+        self.integral = F.pad(integral.cumsum_(2).cumsum_(3), (big, big, big, big), mode="replicate")
 
     def window_sums(self, r0: int, r1: int, channels: slice = slice(None), radii: tuple[int, ...] = RADII
                     ) -> list[torch.Tensor]:
@@ -136,8 +140,11 @@ class FeatureState:
             feats.append((_round_div(s, c.clamp(min=1)) - anchor) * has)
             area = (2 * r + 1) ** 2 - 1
             feats.append(_floor_div(c * MASK_SCALE, float(area)))
-        out = torch.cat(feats, dim=1).clamp_(-CLAMP, CLAMP)
-        return out.contiguous(memory_format=memory_format), anchor.to(torch.int32)
+        b, _, n, w = vm.shape
+        # concatenated straight into the layout asked for (one pass, not a copy after)
+        out = torch.empty((b, N_FEATURES, n, w), device=vm.device, memory_format=memory_format)
+        torch.cat(feats, dim=1, out=out).clamp_(-CLAMP, CLAMP)
+        return out, anchor.to(torch.int32)
 
 
 def context_features(values: torch.Tensor, mask: torch.Tensor, cross_anchor: bool = False,
