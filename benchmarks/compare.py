@@ -574,6 +574,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log("error: no images found")
         return 2
 
+    # the process settings the ardmzip command runs with, so that its rows time what users run
+    from ardmzip.runtime import keep_freed_memory
+    keep_freed_memory()
     codecs, skipped = available_codecs(make_codecs(keys, args.ardmzip_steps, args.ardmzip_device, args.ardmzip_model))
     for name, reason in skipped:
         log(f"note: skipping {name}: {reason}")

@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from ardmzip import archive
+from ardmzip.runtime import keep_freed_memory
 
 from .codecs import make_codec
 from .compare import _git_revision, load_array_file, load_sets
@@ -104,6 +105,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()       # the process settings of the ardmzip command (and its workers)
     p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", help=".npz/.npy of uint8 images (N, H, W, C), or a folder of images")
