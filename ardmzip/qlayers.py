@@ -319,7 +319,8 @@ class OneDNNConv:
 
     @classmethod
     def of(cls, layer: IntConv) -> "OneDNNConv | None":
-        """None where this torch or CPU cannot run the layer exactly (checked on two inputs)."""
+        """None where this torch or CPU cannot run the layer exactly (checked on three inputs:
+        small random, all 127, and one as large as a band, as oneDNN may pick its kernel by shape)."""
         try:
             d, k = layer.dilation, layer.weight.shape[-1]
             scale = layer.scale.cpu().float().contiguous()
@@ -328,13 +329,17 @@ class OneDNNConv:
             conv = cls(packed, scale, torch.zeros(len(scale), dtype=torch.int64), layer.bias.cpu().float() * scale, d)
             g = torch.Generator().manual_seed(0)
             side = d * (k - 1) + 1
-            probes = [torch.randint(0, 128, (2, weight.shape[1], side + 9, side + 40), generator=g).float(),
-                      torch.full((1, weight.shape[1], side + 2, side + 3), 127.0)]
-            for x in probes:
-                x = x.contiguous(memory_format=torch.channels_last)
-                acc = F.conv2d(x.double(), layer.weight.cpu().double(), layer.bias.cpu().double(),
-                               padding=layer.padding, dilation=d)
-                if not torch.equal(conv(x, layer.padding).double(), acc * scale.double().view(1, -1, 1, 1)):
+            # (the band-sized one against the float32 convolution, exact under the same bound and
+            # itself tested against float64, so that the check costs milliseconds)
+            probes = [(torch.randint(0, 128, (2, weight.shape[1], side + 9, side + 40), generator=g), torch.float64),
+                      (torch.full((1, weight.shape[1], side + 2, side + 3), 127), torch.float64),
+                      (torch.randint(0, 128, (1, weight.shape[1], side + 16, 256), generator=g), torch.float32)]
+            for x, dtype in probes:
+                x = x.float().contiguous(memory_format=torch.channels_last)
+                with full_fp32():
+                    acc = F.conv2d(x.to(dtype), layer.weight.cpu().to(dtype), layer.bias.cpu().to(dtype),
+                                   padding=layer.padding, dilation=d)
+                if not torch.equal(conv(x, layer.padding).double(), acc.double() * scale.double().view(1, -1, 1, 1)):
                     return None
             return conv
         except (RuntimeError, TypeError, AttributeError, NotImplementedError, ValueError):
