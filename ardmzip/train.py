@@ -21,10 +21,12 @@ separate step (weights.py), which also measures the loss curve L(t/D).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 from dataclasses import replace
 import json
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -137,6 +139,48 @@ def group_loss(net: ARDMNet, x: torch.Tensor, gray: torch.Tensor, args: argparse
     return oa_loss(net, x, gray, None, args.interlace_fraction, phase)
 
 
+class TrainingClock:
+    """Seconds spent training, for a time budget that survives pauses: a step that took more
+    than ``PAUSE_FACTOR`` times the median of the recent ones (the process was stopped, as
+    with SIGSTOP while a benchmark runs, or the machine slept; or a validation ran) counts as
+    a median step. Otherwise the cosine would decay through time nobody trained in."""
+
+    PAUSE_FACTOR = 10.0
+
+    def __init__(self, spent: float = 0.0, now=time.monotonic):
+        self.spent, self._now = spent, now
+        self._last = now()
+        self._recent: list[float] = []
+
+    def tick(self) -> float:
+        """End a step; returns the seconds spent so far."""
+        t = self._now()
+        dt, self._last = t - self._last, t
+        if len(self._recent) >= 5:
+            typical = sorted(self._recent)[len(self._recent) // 2]
+            dt = min(dt, typical) if dt > self.PAUSE_FACTOR * typical else dt
+        self._recent = (self._recent + [dt])[-50:]
+        self.spent += dt
+        return self.spent
+
+
+@contextlib.contextmanager
+def term_saves():
+    """Within: SIGTERM acts as Ctrl-C, so ``kill`` (or a background job, which ignores
+    SIGINT) stops a run with its steps saved. A no-op outside the main thread."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:              # not the main thread: signals cannot be set here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def train(args: argparse.Namespace) -> int:
     """Run (or continue) the training ``args`` describe; returns the step it ended at."""
     out = Path(args.out)
@@ -188,12 +232,12 @@ def train(args: argparse.Namespace) -> int:
         print(f"resumed at step {step}")
     val = val_batches(args.val, args.val_crop, args.val_crops) if args.val else {}
     log = open(out / "log.jsonl", "a")
-    t0, seen, run_loss, last_ckpt = time.time(), 0, [], time.time()
+    clock, seen, run_loss, last_ckpt = TrainingClock(spent), 0, [], time.time()
     # loss curve and running loss stay on the device: no host sync per step
     curve_sum, curve_n = torch.zeros(20, device=device), torch.zeros(20, device=device)
 
     def progress() -> float | None:
-        return (spent + time.time() - t0) / args.time_limit if args.time_limit else None
+        return clock.spent / args.time_limit if args.time_limit else None
 
     # a time-limited run (the usual case) shows its budget in seconds, else its steps
     show_bar = getattr(args, "progress", None)
@@ -207,66 +251,67 @@ def train(args: argparse.Namespace) -> int:
 
     def save() -> None:
         state = {"model": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-                 "elapsed_s": spent + time.time() - t0, "config": config.to_dict(), "args": vars(args)}
+                 "elapsed_s": clock.spent, "config": config.to_dict(), "args": vars(args)}
         torch.save(state, out / "ckpt.tmp")
         (out / "ckpt.tmp").replace(ckpt)
 
     start_step = step
-    try:
-        while step < args.steps and (progress() or 0.0) < 1.0:
-            mode = "qat" if step >= args.qat_from else "float"
-            net.set_mode(mode)
-            ema.set_mode(mode)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, args.steps, args.lr, args.warmup, progress())
-            if use_tensor_sampler:
-                groups = sampler.sample(args.batch)
-            else:
-                crops, gray = sampler.sample(args.batch)
-                groups = [(torch.as_tensor(crops).permute(0, 3, 1, 2).long().to(device), torch.as_tensor(gray).to(device))]
-            bpsp, frac, per_var = (torch.cat(parts) for parts in
-                                   zip(*(group_loss(net, x, g, args) for x, g in groups)))
-            loss = bpsp.mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            opt.step()
-            with torch.no_grad():
-                decay = min(args.ema, (1 + step) / (10 + step))
-                ema_params, params = list(ema.parameters()), [p.detach() for p in net.parameters()]
-                torch._foreach_mul_(ema_params, decay)
-                torch._foreach_add_(ema_params, params, alpha=1 - decay)
-                bins = (frac * 20).long().clamp(0, 19)
-                curve_sum.index_add_(0, bins, per_var.detach())
-                curve_n.index_add_(0, bins, torch.ones_like(per_var))
-            step += 1
-            seen += args.batch
-            run_loss.append(loss.detach())
-            bar.update(min(round(spent + time.time() - t0), round(args.time_limit)) - bar.n if args.time_limit else 1)
-            done = step >= args.steps or (progress() or 0.0) >= 1.0
-            if step % args.log_every == 0 or done:
-                dt = time.time() - t0
-                rec = {"step": step, "mode": mode, "loss_bpsp": float(torch.stack(run_loss).mean()),
-                       "lr": lr_at(step, args.steps, args.lr, args.warmup, progress()),
-                       "crops_per_s": seen / dt, "elapsed_s": spent + dt}
-                bar.set_postfix(step=step, bpsp=f"{rec['loss_bpsp']:.3f}", refresh=False)
-                run_loss = []
-                if step % args.eval_every == 0 or done:
-                    ema.eval()
-                    rec["val_bpsp"] = evaluate(ema, val, device) if val else {}
-                    rec["curve_bits"] = (curve_sum / curve_n.clamp(min=1)).cpu().numpy().round(3).tolist()
-                if not getattr(args, "quiet", False):
-                    print(json.dumps(rec), flush=True)
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-            if step % args.ckpt_every == 0 or done or (args.time_limit and time.time() - last_ckpt > 60):
+    with term_saves():   # a background job ignores SIGINT: SIGTERM saves the steps too
+        try:
+            while step < args.steps and (progress() or 0.0) < 1.0:
+                mode = "qat" if step >= args.qat_from else "float"
+                net.set_mode(mode)
+                ema.set_mode(mode)
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(step, args.steps, args.lr, args.warmup, progress())
+                if use_tensor_sampler:
+                    groups = sampler.sample(args.batch)
+                else:
+                    crops, gray = sampler.sample(args.batch)
+                    groups = [(torch.as_tensor(crops).permute(0, 3, 1, 2).long().to(device), torch.as_tensor(gray).to(device))]
+                bpsp, frac, per_var = (torch.cat(parts) for parts in
+                                       zip(*(group_loss(net, x, g, args) for x, g in groups)))
+                loss = bpsp.mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                opt.step()
+                with torch.no_grad():
+                    decay = min(args.ema, (1 + step) / (10 + step))
+                    ema_params, params = list(ema.parameters()), [p.detach() for p in net.parameters()]
+                    torch._foreach_mul_(ema_params, decay)
+                    torch._foreach_add_(ema_params, params, alpha=1 - decay)
+                    bins = (frac * 20).long().clamp(0, 19)
+                    curve_sum.index_add_(0, bins, per_var.detach())
+                    curve_n.index_add_(0, bins, torch.ones_like(per_var))
+                step += 1
+                seen += args.batch
+                run_loss.append(loss.detach())
+                clock.tick()
+                bar.update(min(round(clock.spent), round(args.time_limit)) - bar.n if args.time_limit else 1)
+                done = step >= args.steps or (progress() or 0.0) >= 1.0
+                if step % args.log_every == 0 or done:
+                    rec = {"step": step, "mode": mode, "loss_bpsp": float(torch.stack(run_loss).mean()),
+                           "lr": lr_at(step, args.steps, args.lr, args.warmup, progress()),
+                           "crops_per_s": seen / max(clock.spent - spent, 1e-9), "elapsed_s": clock.spent}
+                    bar.set_postfix(step=step, bpsp=f"{rec['loss_bpsp']:.3f}", refresh=False)
+                    run_loss = []
+                    if step % args.eval_every == 0 or done:
+                        ema.eval()
+                        rec["val_bpsp"] = evaluate(ema, val, device) if val else {}
+                        rec["curve_bits"] = (curve_sum / curve_n.clamp(min=1)).cpu().numpy().round(3).tolist()
+                    if not getattr(args, "quiet", False):
+                        print(json.dumps(rec), flush=True)
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+                if step % args.ckpt_every == 0 or done or (args.time_limit and time.time() - last_ckpt > 60):
+                    save()
+                    last_ckpt = time.time()
+        except KeyboardInterrupt:      # Ctrl-C, or `timeout -s INT` ending a leased machine's share: keep the steps done
+            if step > start_step:
                 save()
-                last_ckpt = time.time()
-    except KeyboardInterrupt:      # Ctrl-C, or `timeout -s INT` ending a leased machine's share: keep the steps done
-        if step > start_step:
-            save()
-        print(f"interrupted at step {step}; " + ("checkpoint saved" if step > start_step else "nothing new to save"),
-              file=sys.stderr)
+            print(f"interrupted at step {step}; " + ("checkpoint saved" if step > start_step else "nothing new to save"),
+                  file=sys.stderr)
     bar.close()
     log.close()
     return step

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -235,6 +237,41 @@ def test_an_interrupted_run_keeps_its_steps(tmp_path, monkeypatch, capsys):
                 "--ckpt-every", "1000", "--log-every", "1000", "--threads", "1", "--quiet"])
     assert torch.load(run / "ckpt.pt", weights_only=False)["step"] == 3
     assert "interrupted at step 3" in capsys.readouterr().err
+
+
+def test_sigterm_stops_a_run_with_its_steps_saved(tmp_path, monkeypatch, capsys):
+    """A background job ignores SIGINT: SIGTERM (kill) saves the steps done, like Ctrl-C."""
+    data, run = photos(tmp_path / "photos"), tmp_path / "run"
+    calls = {"n": 0}
+    real = train.group_loss
+
+    def terminated_on_the_fourth(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "group_loss", terminated_on_the_fourth)
+    before = signal.getsignal(signal.SIGTERM)
+    train.main([str(data), "--out", str(run), "--steps", "50", "--batch", "2", "--crop", "16", "--channels", "8",
+                "--ckpt-every", "1000", "--log-every", "1000", "--threads", "1", "--quiet"])
+    assert torch.load(run / "ckpt.pt", weights_only=False)["step"] == 3
+    assert "interrupted at step 3" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) == before                 # restored after the run
+
+
+def test_training_clock_counts_a_pause_as_a_typical_step():
+    """A run stopped with SIGSTOP (while a benchmark runs) does not spend its time budget."""
+    t = {"now": 0.0}
+    clock = train.TrainingClock(100.0, now=lambda: t["now"])
+    for _ in range(8):
+        t["now"] += 1.0
+        clock.tick()
+    assert clock.spent == pytest.approx(108.0)
+    t["now"] += 600.0                                   # stopped for ten minutes mid-step
+    assert clock.tick() == pytest.approx(109.0)
+    t["now"] += 3.0                                     # a slower step still counts in full
+    assert clock.tick() == pytest.approx(112.0)
 
 
 def test_bf16_training_products_match_float32_and_leave_the_ema_alone(tmp_path):
