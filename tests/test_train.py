@@ -220,8 +220,10 @@ def test_a_slim_checkpoint_is_smaller_and_resumes_the_run(tmp_path):
                if k.startswith("exp_avg"))
 
 
-def test_an_interrupted_run_keeps_its_steps(tmp_path, monkeypatch, capsys):
-    """Ctrl-C (or `timeout -s INT` on a leased machine) saves the steps done, then returns."""
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_an_interrupted_run_keeps_its_steps(tmp_path, monkeypatch, capsys, how):
+    """Ctrl-C (or `timeout -s INT` on a leased machine) saves the steps done, then returns;
+    so does SIGTERM (kill), since a background job ignores SIGINT."""
     data, run = photos(tmp_path / "photos"), tmp_path / "run"
     calls = {"n": 0}
     real = train.group_loss
@@ -229,29 +231,12 @@ def test_an_interrupted_run_keeps_its_steps(tmp_path, monkeypatch, capsys):
     def interrupted_on_the_fourth(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train, "group_loss", interrupted_on_the_fourth)
-    train.main([str(data), "--out", str(run), "--steps", "50", "--batch", "2", "--crop", "16", "--channels", "8",
-                "--ckpt-every", "1000", "--log-every", "1000", "--threads", "1", "--quiet"])
-    assert torch.load(run / "ckpt.pt", weights_only=False)["step"] == 3
-    assert "interrupted at step 3" in capsys.readouterr().err
-
-
-def test_sigterm_stops_a_run_with_its_steps_saved(tmp_path, monkeypatch, capsys):
-    """A background job ignores SIGINT: SIGTERM (kill) saves the steps done, like Ctrl-C."""
-    data, run = photos(tmp_path / "photos"), tmp_path / "run"
-    calls = {"n": 0}
-    real = train.group_loss
-
-    def terminated_on_the_fourth(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:
+            if how == "ctrl-c":
+                raise KeyboardInterrupt
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train, "group_loss", terminated_on_the_fourth)
+    monkeypatch.setattr(train, "group_loss", interrupted_on_the_fourth)
     before = signal.getsignal(signal.SIGTERM)
     train.main([str(data), "--out", str(run), "--steps", "50", "--batch", "2", "--crop", "16", "--channels", "8",
                 "--ckpt-every", "1000", "--log-every", "1000", "--threads", "1", "--quiet"])
