@@ -92,12 +92,17 @@ class FeatureState:
         # original row y sits at y + big + 1 of the integral (see window_sums); float64 holds the
         # sums exactly (below 2^53: 65025 per pixel of a sum of squares, ~10^11 pixels)
         b, c, h, w = self.both.shape
-        # the integral of the picture alone (a zero row and column first), then padded: before
-        # the picture it is 0 (row and column 0 repeated), after it constant (the last ones
-        # repeated). Cumulative sums over the padded area would cost up to 9x more (32x32).
-        integral = self.both.new_zeros((b, c, h + 1, w + 1), dtype=torch.float64)
-        integral[:, :, 1:, 1:] = self.both
-        self.integral = F.pad(integral.cumsum_(2).cumsum_(3), (big, big, big, big), mode="replicate")
+        if (h + 2 * big + 1) * (w + 2 * big + 1) > 2 * (h + 1) * (w + 1):
+            # a small picture: the integral of the picture alone (a zero row and column first),
+            # then padded: before the picture it is 0 (row and column 0 repeated), after it
+            # constant (the last ones repeated); summing the padded area would cost up to 9x more
+            integral = self.both.new_zeros((b, c, h + 1, w + 1), dtype=torch.float64)
+            integral[:, :, 1:, 1:] = self.both
+            self.integral = F.pad(integral.cumsum_(2).cumsum_(3), (big, big, big, big), mode="replicate")
+        else:           # a large one: summed in place in the padded buffer (one buffer, not two)
+            self.integral = self.both.new_zeros((b, c, h + 2 * big + 1, w + 2 * big + 1), dtype=torch.float64)
+            self.integral[:, :, big + 1:big + 1 + h, big + 1:big + 1 + w] = self.both
+            self.integral.cumsum_(2).cumsum_(3)
 
     def window_sums(self, r0: int, r1: int, channels: slice = slice(None), radii: tuple[int, ...] = RADII
                     ) -> list[torch.Tensor]:

@@ -53,9 +53,10 @@ def shipped(request) -> IntegerNet:
 
 
 @pytest.mark.parametrize("cross", [False, True])
-def test_context_features_integral_box_sums_equal_a_float64_window_sum(monkeypatch, cross):
+@pytest.mark.parametrize("h,w", [(70, 65), (130, 97)])      # a padded-after integral, one summed padded
+def test_context_features_integral_box_sums_equal_a_float64_window_sum(monkeypatch, cross, h, w):
     import ardmzip.features as features
-    values, mask = random_inputs(2, 70, 65)
+    values, mask = random_inputs(2, h, w)
     feats, anchor = context_features(values, mask, cross)
 
     def reference(state, r0, r1, channels=slice(None), radii=features.RADII):   # direct window sums, float64
@@ -63,7 +64,7 @@ def test_context_features_integral_box_sums_equal_a_float64_window_sum(monkeypat
                              divisor_override=1).long()[:, :, r0:r1] for r in radii]
 
     state = features.FeatureState(values, mask, cross)
-    for r0, r1 in ((0, 70), (0, 1), (13, 41), (69, 70)):          # whole picture and bands
+    for r0, r1 in ((0, h), (0, 1), (13, 41), (h - 1, h)):          # whole picture and bands
         for a, b in zip(state.window_sums(r0, r1), reference(state, r0, r1)):
             assert torch.equal(a, b)
     monkeypatch.setattr(features.FeatureState, "window_sums", reference)
