@@ -192,7 +192,8 @@ def _cross_anchor(vm: torch.Tensor, m: torch.Tensor, pair_window: Callable[[int]
         if not bool(missing.any()):
             break
         window = pair_window(r)
-        stats = torch.where(missing.repeat(1, 6, 1, 1), window, stats)
+        six = (stats.shape[0], 6, 3, *stats.shape[2:])     # a pair's six statistics where it has none yet
+        stats = torch.where(missing.unsqueeze(1), window.view(six), stats.view(six)).flatten(1, 2)
         missing &= window[:, 0:3] == 0
     n, sum_a, sum_b, sum_aa, sum_bb, sum_ab = stats.split(3, dim=1)
     cov = n * sum_ab - sum_a * sum_b
