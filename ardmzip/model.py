@@ -279,8 +279,8 @@ def export_layers(net: nn.Module) -> dict[str, IntConv]:
 
 
 def residual_blocks(x: torch.Tensor, blocks: list[IntConv]) -> torch.Tensor:
-    """x = clamp(x + block(relu(x)), -127, 127) for each block, in place with one ReLU buffer:
-    these passes are memory-bound (the same values as the functional form, ~10% faster)."""
+    """x = clamp(x + block(relu(x)), -127, 127) for each block, in place (``relu_conv`` takes
+    the ReLU): these passes are memory-bound (the same values as the functional form)."""
     for block in blocks:
         x.add_(block.relu_conv(x)).clamp_(-127, 127)
     return x

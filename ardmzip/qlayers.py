@@ -121,7 +121,7 @@ class IntConv:
     # [-127, 127]): on CPU the layer may then run as oneDNN's int8 convolution
     # (OneDNNConv) or an int8 GEMM (int8_conv2d), the same integers.
     small_input: bool = False
-    _gemm: "OneDNNConv | Int8Weights | None" = field(default=None, repr=False, compare=False)
+    _gemm: "OneDNNConv | Int8Weights | bool | None" = field(default=None, repr=False, compare=False)   # False: none
 
     def to(self, device: torch.device) -> "IntConv":
         weight = self.weight.to(device)
@@ -142,13 +142,11 @@ class IntConv:
         ``padding``: (rows, columns) instead of the layer's own (a band whose rows above and
         below are already in ``x``)."""
         padding = self.padding if padding is None else padding
-        if self.small_input and x.device.type == "cpu" and (ONEDNN_QCONV or INT8_GEMM):
-            if self._gemm is None:
-                self._gemm = (OneDNNConv.of(self) if ONEDNN_QCONV else None) or Int8Weights.of(self)
-            if isinstance(self._gemm, OneDNNConv):
-                return self._gemm(x, padding).floor_().clamp_(self.lo, self.hi)
-            if self._gemm is not None:
-                return int8_conv2d(x, self._gemm, padding, self.dilation, self.lo, self.hi)
+        fast = self._fast_path(x)
+        if isinstance(fast, OneDNNConv):
+            return fast(x, padding).floor_().clamp_(self.lo, self.hi)
+        if isinstance(fast, Int8Weights):
+            return int8_conv2d(x, fast, padding, self.dilation, self.lo, self.hi)
         acc = exact_conv2d(x, self.weight, padding, self.dilation, self.bias)
         # in place: a power-of-two scale and floor are exact, and fresh tensors cost time
         return acc.mul_(self.scale.view(1, -1, 1, 1)).floor_().clamp_(self.lo, self.hi)
@@ -159,13 +157,20 @@ class IntConv:
         int8 copy, whose non-negative bytes are already the unsigned input: one pass over
         float32 instead of two."""
         padding = self.padding if padding is None else padding
-        if self.small_input and x.device.type == "cpu" and ONEDNN_QCONV:
-            if self._gemm is None:
-                self._gemm = OneDNNConv.of(self) or (Int8Weights.of(self) if INT8_GEMM else None)
-            if isinstance(self._gemm, OneDNNConv):
-                qx = x.to(torch.int8).clamp_(min=0).view(torch.uint8)
-                return self._gemm(qx, padding).floor_().clamp_(self.lo, self.hi)
+        fast = self._fast_path(x)
+        if isinstance(fast, OneDNNConv):
+            qx = x.to(torch.int8).clamp_(min=0).view(torch.uint8)
+            return fast(qx, padding).floor_().clamp_(self.lo, self.hi)
         return self(x.clamp(min=0), padding)
+
+    def _fast_path(self, x: torch.Tensor) -> "OneDNNConv | Int8Weights | None":
+        """The CPU int8 path this layer runs on (chosen and checked once), None for none."""
+        if not (self.small_input and x.device.type == "cpu"):
+            return None
+        if self._gemm is None:
+            self._gemm = ((OneDNNConv.of(self) if ONEDNN_QCONV else None)
+                          or (Int8Weights.of(self) if INT8_GEMM else None) or False)
+        return self._gemm or None
 
     def linear(self, x: torch.Tensor) -> torch.Tensor:
         """A 1x1 layer applied to per-pixel rows: (N, Cin) -> (N, Cout), same arithmetic."""

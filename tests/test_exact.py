@@ -232,7 +232,7 @@ def test_banded_trunk_equals_the_whole_strip(shipped, shape, band):
 @pytest.mark.parametrize("k,dilation,padding,shape", [(3, 1, 1, (1, 16, 9, 13)), (3, 2, (0, 2), (2, 16, 11, 7)),
                                                       (3, 8, 8, (1, 48, 5, 30)), (1, 1, 0, (3, 24, 6, 5)),
                                                       (3, 4, (4, 0), (1, 8, 3, 12))])
-@pytest.mark.parametrize("path", ["im2col-1", "im2col-32768", "onednn"])
+@pytest.mark.parametrize("path", ["im2col-1", "im2col-32768", "onednn", "none"])
 def test_int8_gemm_layer_equals_float64_and_the_float32_convolution(monkeypatch, k, dilation, padding, shape, path):
     """The CPU int8 paths (oneDNN's int8 convolution; im2col + torch._int_mm in blocks of
     output rows) give the float32 convolution's integers and the float64 reference's, for
@@ -244,7 +244,10 @@ def test_int8_gemm_layer_equals_float64_and_the_float32_convolution(monkeypatch,
             pytest.skip("this torch has no oneDNN int8 convolution")
     else:
         monkeypatch.setattr(qlayers, "ONEDNN_QCONV", False)
-        monkeypatch.setattr(qlayers, "GEMM_ROWS", int(path.split("-")[1]))
+        if path == "none":                      # neither: the float32 convolution, chosen once
+            monkeypatch.setattr(qlayers, "INT8_GEMM", False)
+        else:
+            monkeypatch.setattr(qlayers, "GEMM_ROWS", int(path.split("-")[1]))
     b, cin, h, w = shape
     g = torch.Generator().manual_seed(k * 100 + dilation + h)
     cout = 24
@@ -258,7 +261,10 @@ def test_int8_gemm_layer_equals_float64_and_the_float32_convolution(monkeypatch,
     fast = layer.with_small_input()
     got = fast(x, pad)
     # the int8 path ran (on this project's CPUs oneDNN's passes its check against float64)
-    assert isinstance(fast._gemm, qlayers.OneDNNConv if path == "onednn" else qlayers.Int8Weights)
+    if path == "none":
+        assert fast._gemm is False                      # remembered: not looked for again
+    else:
+        assert isinstance(fast._gemm, qlayers.OneDNNConv if path == "onednn" else qlayers.Int8Weights)
     pr, pc = (pad, pad) if isinstance(pad, int) else pad
     acc = F.conv2d(F.pad(x.double(), (pc, pc, pr, pr)), weight.double(), dilation=dilation) + bias.double().view(1, -1, 1, 1)
     want = torch.floor(acc * scale.double().view(1, -1, 1, 1)).clamp(-127, 127).float()
