@@ -267,16 +267,13 @@ def decode_binary_batch(decoders: list[Decoder | None], params: torch.Tensor, an
             rows = torch.nonzero(end - first > 1)[:, 0]
             left_first, left_end = span(lo, mid)
             bit = left_first >= left_end                                     # left half empty: bit 1
-            if len(rows) == total:              # every variable still open: no gathers
-                masses, left_empty, right_empty = _span_masses(terms, span, lo, mid)
-                coded = ~(left_empty | right_empty)
-                coded_rows = torch.nonzero(coded)[:, 0]
-            elif len(rows):
-                masses, left_empty, right_empty = _span_masses(tuple(t[:, rows] for t in terms), span,
-                                                               lo[rows], mid[rows], rows)
-                coded = ~(left_empty | right_empty)
-                coded_rows = rows[coded]
             if len(rows):
+                every = len(rows) == total          # every variable still open: no gathers
+                masses, left_empty, right_empty = (
+                    _span_masses(terms, span, lo, mid) if every else
+                    _span_masses(tuple(t[:, rows] for t in terms), span, lo[rows], mid[rows], rows))
+                coded = ~(left_empty | right_empty)
+                coded_rows = torch.nonzero(coded)[:, 0] if every else rows[coded]
                 starts = np.searchsorted(coded_rows.cpu().numpy(), run_starts)
                 bit[coded_rows] = torch.from_numpy(pop_runs(masses[coded], starts)).to(device).bool()
         lo = torch.where(bit, mid, lo)

@@ -341,9 +341,7 @@ class OneDNNConv:
                       (torch.randint(0, 128, (1, weight.shape[1], side + 16, 256), generator=g), torch.float32)]
             for x, dtype in probes:
                 x = x.float().contiguous(memory_format=torch.channels_last)
-                with full_fp32():
-                    acc = F.conv2d(x.to(dtype), layer.weight.cpu().to(dtype), layer.bias.cpu().to(dtype),
-                                   padding=layer.padding, dilation=d)
+                acc = exact_conv2d(x.to(dtype), layer.weight.cpu().to(dtype), layer.padding, d, layer.bias.cpu().to(dtype))
                 if not torch.equal(conv(x, layer.padding).double(), acc.double() * scale.double().view(1, -1, 1, 1)):
                     return None
             return conv

@@ -158,7 +158,8 @@ class TrainingClock:
         dt, self._last = t - self._last, t
         if len(self._recent) >= 5:
             typical = sorted(self._recent)[len(self._recent) // 2]
-            dt = min(dt, typical) if dt > self.PAUSE_FACTOR * typical else dt
+            if dt > self.PAUSE_FACTOR * typical:
+                dt = typical
         self._recent = (self._recent + [dt])[-50:]
         self.spent += dt
         return self.spent
