@@ -129,6 +129,11 @@ class IntConv:
             weight = weight.contiguous(memory_format=torch.channels_last)
         return replace(self, weight=weight, bias=self.bias.to(device), scale=self.scale.to(device), _gemm=None)
 
+    def __deepcopy__(self, memo: dict) -> "IntConv":
+        """A copy without the cached fast path: derived from the weights (which a copy may
+        change), and oneDNN's prepacked weights cannot be deep-copied."""
+        return replace(self, weight=self.weight.clone(), bias=self.bias.clone(), scale=self.scale.clone(), _gemm=None)
+
     def with_small_input(self) -> "IntConv":
         """This layer, marked as fed integers in [0, 127] (see ``small_input``)."""
         return replace(self, small_input=True, _gemm=None)

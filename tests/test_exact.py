@@ -271,6 +271,17 @@ def test_int8_gemm_layer_equals_float64_and_the_float32_convolution(monkeypatch,
     assert torch.equal(got, want) and torch.equal(plain, want)
 
 
+def test_a_used_network_deep_copies_without_its_cached_int8_path(shipped):
+    """copy.deepcopy of a network that has run on CPU (its layers hold oneDNN's prepacked
+    weights, which cannot be copied) gives an equal network that picks its own path."""
+    import copy
+    values, mask = random_inputs(1, 20, 23, seed=9)
+    x, _ = shipped.trunk(values, mask)
+    twin = copy.deepcopy(shipped)
+    assert all(b._gemm is None for b in twin.blocks)
+    assert torch.equal(twin.trunk(values, mask)[0], x)
+
+
 def test_int8_gemm_same_with_one_and_two_threads_and_off(shipped, monkeypatch):
     """The shipped trunk gives the same integers through oneDNN's int8 convolutions on 1 and
     2 threads as through im2col int8 GEMMs and float32 convolutions (both paths off)."""
