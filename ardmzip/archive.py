@@ -354,12 +354,12 @@ def _pack_metadata(metadata: Sequence[tuple[str, bytes]]) -> bytes:
     return bytes(out)
 
 
-def _streams_version(mode: str, streams: Sequence[bytes], newest: int) -> int:
+def _streams_version(mode: str, streams: Sequence[bytes], newest: int, pyramid: bool) -> int:
     """The .ardm format version a picture of ``mode`` with these streams is written as (what
-    ``codec.compress_pictures`` picks), so a member need not store it."""
-    if mode in container.SIXTEEN_BIT_MODES:
-        return container.SIXTEEN_BIT_VERSION
-    return codec.format_version(list(streams), newest)
+    ``codec.compress_pictures`` picks; ``pyramid``: ``codec.uses_pyramid``), so a member need
+    not store it."""
+    version = codec.format_version(list(streams), newest, pyramid)
+    return max(version, container.SIXTEEN_BIT_VERSION) if mode in container.SIXTEEN_BIT_MODES else version
 
 
 def _member_parts(shared: Shared, name: str, ardm: bytes, version: int = VERSION) -> tuple[bytes, bytes, MemberInfo]:
@@ -377,7 +377,7 @@ def _member_parts(shared: Shared, name: str, ardm: bytes, version: int = VERSION
     # The member's .ardm version is recomputed from its streams when it is read (format 2: a
     # folder member's is in its index entry).
     if (h.metadata and not folder) or ((version > 2 or not folder) and h.version != _streams_version(
-            h.mode, streams, shared.codec_version)):
+            h.mode, streams, shared.codec_version, codec.uses_pyramid(h.steps, h.height, h.width))):
         raise FormatError(f"{name}: an array member with metadata, or .ardm format version {h.version} where "
                           "its streams give another")
     meta = _pack_metadata(h.metadata) if folder and (h.metadata or version == 2) else b""
@@ -783,7 +783,8 @@ def _member_ardm(f: BinaryIO, index: ArchiveIndex, m: MemberInfo) -> bytes:
     for n in m.streams:
         streams.append(bytes(body[pos:pos + n]))
         pos += n
-    version = m.codec_version or _streams_version(m.mode, streams, shared.codec_version)
+    version = m.codec_version or _streams_version(m.mode, streams, shared.codec_version,
+                                                  codec.uses_pyramid(shared.steps, m.height, m.width))
     try:
         header = container.Header(shared.model_name, shared.model_hash, m.mode, m.width, m.height, shared.steps,
                                   shared.seed, crc_of_pixels, tuple(metadata), version)

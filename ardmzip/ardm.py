@@ -69,6 +69,23 @@ def interlaced_ranks(h: int, w: int, channels: int, seed: int) -> np.ndarray:
     return _ranks(np.lexsort((order_keys(n, seed), fine)))     # primary: coarse (fine False) first
 
 
+def pyramid_ranks(h: int, w: int, channels: int, seed: int) -> np.ndarray:
+    """Ranks of the two-level pyramid order (format version 6, codec.PlaneCoder): the pixels with
+    even row and column first, ordered as the picture they form (``interlaced_ranks`` of the
+    (ceil(h/2), ceil(w/2)) picture, so its own coarse level leads), then the rest in
+    coding_ranks' key order, as in "interlace2"."""
+    n = h * w * channels
+    pixel = np.arange(n, dtype=np.int64) // channels
+    coarse = ((pixel // w) % 2 == 0) & ((pixel % w) % 2 == 0)
+    ranks = np.empty(n, dtype=np.int64)
+    # the coarse variables in index order are the small picture's in its index order
+    ranks[coarse] = interlaced_ranks((h + 1) // 2, (w + 1) // 2, channels, seed)
+    fine = np.flatnonzero(~coarse)
+    ranks[fine[np.argsort(order_keys(n, seed)[fine], kind="stable")]] = np.arange(
+        int(coarse.sum()), n, dtype=np.int64)
+    return ranks
+
+
 def plane_order(order: str, palette: bool) -> str:
     """The order one plane is coded in under a model's declared order. "interlace2/palette-random"
     is "interlace2" except for planes coded with a palette constraint, which keep the random

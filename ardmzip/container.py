@@ -5,18 +5,20 @@ integers are unsigned LEB128 varints ("varint" below: 7 bits per byte, low
 group first, high bit set on every byte but the last, at most 10 bytes,
 shortest form only).  Multi-byte fixed fields are little-endian.
 
-Layout, format versions 1-4 (the same bytes; only the plane streams differ, see
+Layout, format versions 1-6 (the same bytes; only the plane streams differ, see
 ``constraint.py`` and ``codec.codes_binary``; files of every version decode). The codec
-writes version 5 for 16-bit pictures (modes "L16" .. "RGBA16": high-byte planes as in version
-4, then a low-byte stream, ``lowbyte.py``), 4 where a plane is coded as binary decisions (every
-plain or value-set plane), else 3 for pictures coded with chroma blocks or colour copies, else
-2, so an older ardmzip refuses what it would misread as newer::
+writes version 6 where a plane goes through the network (its coarse level coded as a
+picture of its own at 12 steps and more, ``codec.PlaneCoder``; everything of version 5
+too), else version 5 for 16-bit pictures (modes "L16" .. "RGBA16": high-byte planes as in
+version 4, then a low-byte stream, ``lowbyte.py``), 4 where a plane is coded as binary
+decisions (every plain or value-set plane) or stored, else 3 for pictures coded with chroma
+blocks or colour copies, else 2, so an older ardmzip refuses what it would misread as newer::
 
     header
       magic          4 bytes   b"ARDM"
-      version        1 byte    2, 3, 4 or FORMAT_VERSION (5); 1 for older files
+      version        1 byte    2, 3, 4, 5 or FORMAT_VERSION (6); 1 for older files
       mode           1 byte    index into MODES ("L"=0, "LA", "RGB", "RGBA", "P", "PA", "1"=6,
-                               "L16"=7, "LA16", "RGB16", "RGBA16"=10: version 5 only)
+                               "L16"=7, "LA16", "RGB16", "RGBA16"=10: version 5 on)
       width          varint    1 <= width  < 2**31
       height         varint    1 <= height < 2**31
       steps          varint    step budget K, 1 <= steps < 2**32
@@ -73,7 +75,7 @@ __all__ = [
 ]
 
 MAGIC = b"ARDM"
-FORMAT_VERSION = 5            # the newest version this ardmzip reads and writes
+FORMAT_VERSION = 6            # the newest version this ardmzip reads and writes
 SIXTEEN_BIT_VERSION = 5       # 16-bit modes: older ardmzip refuses these files as newer
 COMMON_VERSION = 2            # what pictures without chroma blocks or colour copies are written as
 OLDEST_VERSION = 1

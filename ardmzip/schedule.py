@@ -48,16 +48,20 @@ def candidates(d: int) -> np.ndarray:
     return np.unique(np.concatenate([np.array(geometric, dtype=np.int64), uniform]))
 
 
-def schedule(d: int, steps: int, curve_millibits: np.ndarray) -> tuple[np.ndarray, int]:
-    """Boundaries 0 = n_0 < n_1 < ... < n_K = d and the expected cost in millibits.
+def schedule(d: int, steps: int, curve_millibits: np.ndarray, start: int = 0) -> tuple[np.ndarray, int]:
+    """Boundaries start = n_0 < n_1 < ... < n_K = d and the expected cost in millibits.
 
     Step k codes the variables whose rank is in [n_{k-1}, n_k). K is min(steps, what the
-    candidate set allows); steps >= d gives one variable per step.
+    candidate set allows); steps >= d gives one variable per step. ``start``: the first
+    ``start`` variables are already revealed (a pyramid's fine level, codec.PlaneCoder):
+    the same DP over the candidates from there on.
     """
-    if d < 1 or steps < 1:
-        raise ValueError("need d >= 1 and steps >= 1")
+    if d < 1 or steps < 1 or not 0 <= start < d:
+        raise ValueError("need d >= 1, steps >= 1 and 0 <= start < d")
     curve = monotone_curve(curve_millibits)
     cand = candidates(d)
+    if start:
+        cand = np.concatenate([[start], cand[cand > start]]).astype(np.int64)
     n = len(cand)
     k = min(steps, n - 1)
     unit = curve_at(curve, cand, d)                                  # cost per variable when starting at cand
@@ -74,6 +78,6 @@ def schedule(d: int, steps: int, curve_millibits: np.ndarray) -> tuple[np.ndarra
     for s in range(k - 1, -1, -1):
         bounds.append(int(back[s, bounds[-1]]))
     bounds = cand[np.array(bounds[::-1])]
-    if bounds[0] != 0 or np.any(np.diff(bounds) <= 0):
+    if bounds[0] != start or np.any(np.diff(bounds) <= 0):
         raise AssertionError("schedule is not strictly increasing")
     return bounds, int(best[n - 1])

@@ -224,9 +224,11 @@ def model_file(tmp_path_factory) -> str:
     return str(path)
 
 
+@pytest.mark.parametrize("steps", [4, 16])          # 16: a pyramid (its coarse picture has 2x2 cells too)
 @pytest.mark.parametrize("image", [smooth_image(70, 90, 3), smooth_image(71, 53, 1)[..., 0]], ids=["rgb", "gray"])
-def test_codec_round_trip_with_strips(model_file, image, monkeypatch):
-    data = ardmzip.compress(image, steps=4, model=model_file)
+def test_codec_round_trip_with_strips(model_file, image, steps, monkeypatch):
+    data = ardmzip.compress(image, steps=steps, model=model_file)
+    assert container.unpack(data)[0].version == (6 if steps == 16 else 4)
     header, streams = container.unpack(data)
     assert streams[0][0] not in (constraint.STORED, constraint.CONSTANT)      # coded through the network
     assert 8 * len(data) / image.size < 8
@@ -236,13 +238,14 @@ def test_codec_round_trip_with_strips(model_file, image, monkeypatch):
     monkeypatch.setattr(codec, "MIN_STRIP_ROWS", 1)
     small = image.shape[1] * 60
     m = weights.load(model_file)
-    pc = codec.PlaneCoder(m.net, m.curve, image.shape[0], image.shape[1], image.ndim == 2, 4, 0, small)
+    pc = codec.PlaneCoder(m.net, m.curve, image.shape[0], image.shape[1], image.ndim == 2, steps, 0, small,
+                          pyramid=True)
     assert len(pc.strips) > 2 and all(max(0, r0 - m.net.config.halo) % 2 == 0 for r0, _ in pc.strips)
     for strip_pixels, chunk in [(small, 77), (1 << 20, 1000)]:
         pic = codec.decompress_picture(data, strip_pixels=strip_pixels, chunk=chunk)
         assert np.array_equal(pic.pixels.reshape(image.shape), image)
     monkeypatch.setattr(codec.PlaneCoder.__init__, "__defaults__", (small, 33))
-    assert ardmzip.compress(image, steps=4, model=model_file) == data
+    assert ardmzip.compress(image, steps=steps, model=model_file) == data
 
 
 @pytest.mark.parametrize("shape", [(70, 90), (71, 91), (51, 50), (50, 49), (60, 51)])
@@ -262,7 +265,7 @@ def test_first_step_canvas_gives_the_full_pictures_outputs(model_file, shape, gr
     fast = list(pc.head_outputs(values, mask, (0, h), chunks, empty=True))
     halo = model.net.config.halo
     took_canvas = h >= 2 * halo + 2 + h % 2 and w >= 2 * halo + 2 + w % 2
-    assert (pc._empty_trunk is not None) == took_canvas
+    assert (pc.stages[1].empty_trunk is not None) == took_canvas
     for (p0, a0), (p1, a1) in zip(full, fast):
         assert torch.equal(p0, p1) and torch.equal(a0, a1)
 

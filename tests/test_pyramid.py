@@ -1,0 +1,153 @@
+"""The two-level pyramid of format version 6: a plane's coarse level (pixels with even row and
+column) coded as the picture it forms, by network calls on that quarter-size picture."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import ardmzip
+from ardmzip import codec, container, weights
+from ardmzip.ardm import interlaced_ranks, pyramid_ranks
+from ardmzip.imageio import picture_from_array
+from ardmzip.schedule import schedule
+from test_codec import smooth_image, v4_image
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# v6/xic-s48-rgb.ardm: v4_image() at steps=16 (a pyramid), written by the commit that made
+# format version 6; it must keep decoding to it, and the encoder must keep writing it.
+V6_FILE = Path(__file__).parent / "data" / "v6" / "xic-s48-rgb.ardm"
+
+
+@pytest.mark.parametrize("shape", [(5, 7, 3), (4, 4, 1), (1, 6, 3), (7, 1, 1), (9, 10, 3)])
+def test_pyramid_ranks_put_the_small_pictures_order_first(shape):
+    h, w, c = shape
+    ranks = pyramid_ranks(h, w, c, 5).reshape(h, w, c)
+    assert sorted(ranks.reshape(-1).tolist()) == list(range(h * w * c))
+    coarse = ranks[::2, ::2]
+    assert np.array_equal(coarse.reshape(-1), interlaced_ranks(*coarse.shape, 5))     # the small picture's order
+    fine = np.ones((h, w), bool)
+    fine[::2, ::2] = False
+    assert ranks[fine].min(initial=coarse.size) == coarse.size                        # then all the rest
+
+
+def test_schedule_from_a_start_covers_the_rest():
+    curve = weights.load().curve
+    assert np.array_equal(schedule(5000, 7, curve, start=0)[0], schedule(5000, 7, curve)[0])
+    for d, start, k in [(5000, 1250, 5), (100, 25, 60), (3 * 10 ** 6, 750000, 9)]:
+        bounds, cost = schedule(d, k, curve, start=start)
+        assert bounds[0] == start and bounds[-1] == d and np.all(np.diff(bounds) > 0)
+        assert len(bounds) - 1 == min(k, d - start) and cost > 0
+    with pytest.raises(ValueError):
+        schedule(100, 3, curve, start=100)
+
+
+def test_pyramid_split_spends_every_step():
+    curve = weights.load().curve
+    assert codec.pyramid_split(600, 800, 3, codec.PYRAMID_MIN_STEPS - 1, curve) is None
+    assert codec.pyramid_split(1, 800, 3, 16, curve) is None
+    for h, w, c, k in [(600, 800, 3, 16), (31, 17, 1, 12), (600, 800, 3, 64)]:
+        coarse, fine = codec.pyramid_split(h, w, c, k, curve)
+        dc = ((h + 1) // 2) * ((w + 1) // 2) * c
+        assert coarse[0] == 0 and coarse[-1] == dc == fine[0] and fine[-1] == h * w * c
+        assert len(coarse) - 1 + len(fine) - 1 == k
+
+
+def test_coarse_steps_run_on_the_quarter_size_picture():
+    m = weights.load()
+    pc = codec.PlaneCoder(m.net, m.curve, 40, 30, False, 16, 0, pyramid=True)
+    coarse = [s for s in range(pc.steps) if pc.strides[s] == 2]
+    assert coarse == list(range(len(coarse))) and 1 < len(coarse) < 16
+    assert (pc.stages[2].h, pc.stages[2].w) == (20, 15)
+    revealed = pc.mask(coarse[-1] + 1)[0].numpy()
+    assert revealed[:, ::2, ::2].all() and revealed.sum() == revealed[:, ::2, ::2].size
+    # the coarse steps' outputs are those of the network on the small picture itself
+    values = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 3, 40, 30)))
+    step = coarse[-1]
+    got = list(pc.step_outputs(values, pc.mask(step), step))
+    x, anchor = m.net.trunk(values[:, :, ::2, ::2].contiguous(), pc.mask(step)[:, :, ::2, ::2].contiguous())
+    for var, params, anc in got:
+        row, col, ch = var // 90, (var // 3) % 30, var % 3
+        feats = x[0, :, row // 2, col // 2].T
+        want = m.net.head(feats.contiguous()).view(len(var), 3, 3, -1)[torch.arange(len(var)), ch]
+        assert torch.equal(params[0], want) and torch.equal(anc[0], anchor[0, ch, row // 2, col // 2])
+
+
+def test_canvas_of_the_empty_first_step_on_the_small_picture():
+    """The first (empty) step runs on a canvas of the coarse picture's geometry: the same
+    outputs as the whole coarse picture."""
+    m = weights.load()
+    h, w = 2 * (2 * m.net.config.halo + 3) + 1, 2 * (2 * m.net.config.halo + 2)
+    pc = codec.PlaneCoder(m.net, m.curve, h, w, False, 16, 0, pyramid=True)
+    stage = pc.stages[2]
+    values = torch.zeros(1, 3, stage.h, stage.w, dtype=torch.long)
+    mask = torch.zeros_like(values)
+    variables = np.arange(stage.h * stage.w * 3)
+    chunks = [variables[i:i + 4000] for i in range(0, len(variables), 4000)]
+    full = list(pc.head_outputs(values, mask, (0, stage.h), chunks, stage=stage))
+    fast = list(pc.head_outputs(values, mask, (0, stage.h), chunks, empty=True, stage=stage))
+    assert stage.empty_trunk is not None
+    for (p1, a1), (p2, a2) in zip(full, fast):
+        assert torch.equal(p1, p2) and torch.equal(a1, a2)
+
+
+@pytest.mark.parametrize("shape", [(40, 24, 3), (33, 19, 1), (15, 22, 4), (2, 9, 3), (1, 9, 3)])
+def test_round_trips_and_settings_are_not_part_of_the_format(shape, monkeypatch):
+    a = smooth_image(shape[0], shape[1], shape[2], seed=sum(shape))
+    a = a[..., 0] if shape[2] == 1 else a
+    data = ardmzip.compress(a, steps=16)
+    assert container.unpack(data)[0].version == (6 if min(shape[:2]) >= 2 else 4)
+    assert np.array_equal(ardmzip.decompress(data).reshape(a.shape), a)
+    monkeypatch.setattr(codec, "MIN_STRIP_ROWS", 1)
+    for strip_pixels, chunk in [(shape[1] * 40, 50), (1 << 20, 7)]:
+        pic = codec.decompress_picture(data, strip_pixels=strip_pixels, chunk=chunk)
+        assert np.array_equal(pic.pixels.reshape(a.shape), a)
+    monkeypatch.setattr(codec.PlaneCoder.__init__, "__defaults__", (shape[1] * 40, 33))
+    assert ardmzip.compress(a, steps=16) == data
+
+
+def test_batched_pictures_get_the_files_they_get_alone_and_threads_do_not_matter():
+    pics = [smooth_image(20, 26, 3, seed=s) for s in range(3)]
+    alone = [ardmzip.compress(p, steps=12) for p in pics]
+    assert codec.compress_pictures([picture_from_array(p) for p in pics], steps=12) == alone
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert ardmzip.compress(pics[0], steps=12) == alone[0]
+        back = codec.decompress_pictures(alone)
+    finally:
+        torch.set_num_threads(before)
+    assert all(np.array_equal(b.pixels, p) for b, p in zip(back, pics))
+
+
+def test_version_5_writes_the_one_level_file():
+    a = smooth_image(30, 28, 3, seed=9)
+    old = ardmzip.compress(a, steps=16, version=5)
+    new = ardmzip.compress(a, steps=16)
+    assert container.unpack(old)[0].version == 4 and container.unpack(new)[0].version == 6
+    assert old != new and np.array_equal(ardmzip.decompress(old), a)
+    with pytest.raises(ardmzip.FormatError, match="newer"):     # what an older ardmzip says
+        container.unpack(new[:4] + bytes([container.FORMAT_VERSION + 1]) + new[5:])
+
+
+def test_version_6_file_decodes_and_is_rewritten_byte_for_byte():
+    data = V6_FILE.read_bytes()
+    assert data[4] == 6 and np.array_equal(ardmzip.decompress(data), v4_image())
+    assert ardmzip.compress(v4_image(), steps=16, model="xic-s48") == data
+
+
+def test_archive_members_are_pyramids_and_their_single_files(tmp_path, invoke):
+    images = np.stack([smooth_image(24, 20, 3, seed=s) for s in range(3)])
+    np.savez(tmp_path / "set.npz", images=images)
+    assert invoke("compress", "--steps", 12, tmp_path / "set.npz", "-o", tmp_path / "set.ardm").exit_code == 0
+    result = invoke("decompress", tmp_path / "set.ardm", "-o", tmp_path / "back.npz")
+    assert result.exit_code == 0, result.stderr
+    assert np.array_equal(np.load(tmp_path / "back.npz")["images"], images)
+    from ardmzip import archive
+    with archive._open_archive(tmp_path / "set.ardm") as (f, size):
+        index = archive._read_index(f, size)
+        single = archive._member_ardm(f, index, index.members[1])
+    assert single == ardmzip.compress(images[1], steps=12) and container.unpack(single)[0].version == 6
