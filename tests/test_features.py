@@ -65,7 +65,8 @@ def reference(values: np.ndarray, mask: np.ndarray, cross: bool) -> tuple[np.nda
 
 
 CASES = [("random", 2, 37, 45), ("random", 1, 1, 1), ("random", 1, 5, 40), ("full-255", 1, 40, 40),
-         ("full-random", 1, 33, 34), ("empty", 1, 20, 21), ("sparse", 2, 50, 47), ("two-level", 1, 40, 36)]
+         ("full-random", 1, 33, 34), ("empty", 1, 20, 21), ("sparse", 2, 50, 47), ("two-level", 1, 40, 36),
+         ("two-level-full", 1, 38, 41)]      # every 3x3 window has pairs: the float32 fit at its extremes
 
 
 @pytest.mark.parametrize("cross", [False, True])
@@ -75,9 +76,10 @@ def test_features_equal_integer_reference(kind, b, h, w, cross):
     values = g.integers(0, 256, (b, 3, h, w))
     if kind == "full-255":
         values[:] = 255
-    if kind == "two-level":          # extreme variances and covariances: values 0 or 255 only
+    if kind.startswith("two-level"):   # extreme variances and covariances: values 0 or 255 only
         values = g.choice([0, 255], (b, 3, h, w))
-    density = {"empty": 0.0, "sparse": 0.03, "random": g.random(), "full-255": 1.0, "full-random": 1.0}.get(kind, 0.6)
+    density = {"empty": 0.0, "sparse": 0.03, "random": g.random(), "full-255": 1.0, "full-random": 1.0,
+               "two-level-full": 1.0}.get(kind, 0.6)
     mask = (g.random((b, 3, h, w)) < density).astype(np.int64)
     feats, anchor = context_features(torch.from_numpy(values), torch.from_numpy(mask), cross)
     want_feats, want_anchor = reference(values, mask, cross)
