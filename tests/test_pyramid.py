@@ -151,3 +151,14 @@ def test_archive_members_are_pyramids_and_their_single_files(tmp_path, invoke):
         index = archive._read_index(f, size)
         single = archive._member_ardm(f, index, index.members[1])
     assert single == ardmzip.compress(images[1], steps=12) and container.unpack(single)[0].version == 6
+
+
+def test_sixteen_bit_pictures_code_their_high_bytes_as_a_pyramid():
+    y, x = np.mgrid[0:18, 0:22]
+    deep = np.stack([(x * 2900 + y * 1700 + (x * y) % 11 * 97) % 65536, (x * 37 + y * 3000) % 65536],
+                    -1).astype(np.uint16)                                     # gray + alpha, 16-bit
+    data = ardmzip.compress(deep, steps=12)
+    assert container.unpack(data)[0].version == 6
+    assert np.array_equal(ardmzip.decompress(data), deep)
+    old = ardmzip.compress(deep, steps=12, version=5)
+    assert container.unpack(old)[0].version == 5 and np.array_equal(ardmzip.decompress(old), deep)
