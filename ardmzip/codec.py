@@ -7,13 +7,14 @@ the variables whose rank falls in its range, all predicted from one network call
 the state after steps 0..s-1. The decoder walks the steps forward; the encoder, which
 knows the whole image, pushes them in reverse because ANS is a stack.
 
-Pyramid (format version 6, at 12 steps and more): in the interlaced order the coarse level
+Pyramid (format version 6, at 10 steps and more): in the interlaced order the coarse level
 (pixels with even row and column) sees only itself, so it is coded as the picture it forms,
 in that picture's own interlaced order and schedule, by network calls on the quarter-size
 picture; then the rest at full size. The coarse level's steps cost a quarter of a call each
 (at 16 steps, 7 of them: ~0.7x the network work per picture), and its pixels get evenly
-spread context of their own: files 0.5-0.7% smaller on train photos at 12-24 steps, 0.0-0.7%
-on CIFAR-10 (fewer steps lost bits, so they stay one level).
+spread context of their own: files 0.5-1.1% smaller on train photos at 10-24 steps (CIFAR-10:
++0.16% at 10 steps, -0.0 to -0.7% at 11-24); at 8 steps and fewer the pyramid lost bits
+(train photos +0.2% at 8, +0.4% at 6; CIFAR-10 +1%), so those stay one level.
 
 Memory stays bounded for any image size: the trunk runs on horizontal strips with a halo
 of ``config.halo`` rows (on CPU band by band inside a strip, each row once: cache-sized
@@ -54,8 +55,11 @@ from .weights import Model, find_by_hash, load
 
 DEFAULT_STEPS = 16
 # gzip-style levels for the CLI: -1 fastest .. -9 smallest, -6 the default budget. The
-# steps follow the measured K sweep (README): size flattens beyond 32, time grows with K.
-LEVEL_STEPS = {1: 4, 2: 6, 3: 8, 4: 10, 5: 12, 6: DEFAULT_STEPS, 7: 24, 8: 32, 9: 64}
+# steps follow the measured K sweep (README): size flattens beyond 32, time grows with the
+# network's work, in full-size calls (PlaneCoder: a pyramid's coarse calls count a quarter):
+# 3, 5, 6.0, 7.25, 8.5, 10.5, 16.25, 21.25, 44.25. No 8 steps: one level, 7 full-size calls,
+# it took longer than 10 steps as a pyramid (6.0) and its files were 7% larger (a photo).
+LEVEL_STEPS = {1: 4, 2: 6, 3: 10, 4: 12, 5: 14, 6: DEFAULT_STEPS, 7: 24, 8: 32, 9: 64}
 STRIP_PIXELS = 1 << 19        # pixels per trunk call, halo included (the trunk runs band by band inside: cache)
 MIN_STRIP_ROWS = 140          # four halos of the shipped model
 CHUNK = 1 << 15               # variables per head / coder call
@@ -94,7 +98,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 PYRAMID_VERSION = 6       # files from this version on code interlaced planes as a pyramid (PlaneCoder)
-PYRAMID_MIN_STEPS = 12    # ... when they have this many steps: below, the pyramid cost bits on train photos
+PYRAMID_MIN_STEPS = 10    # ... when they have this many steps: below, the pyramid cost bits on train photos
 
 
 def pyramid_split(h: int, w: int, channels: int, steps: int, curve: np.ndarray

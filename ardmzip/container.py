@@ -8,7 +8,7 @@ shortest form only).  Multi-byte fixed fields are little-endian.
 Layout, format versions 1-6 (the same bytes; only the plane streams differ, see
 ``constraint.py`` and ``codec.codes_binary``; files of every version decode). The codec
 writes version 6 where a plane goes through the network (its coarse level coded as a
-picture of its own at 12 steps and more, ``codec.PlaneCoder``; everything of version 5
+picture of its own at 10 steps and more, ``codec.PlaneCoder``; everything of version 5
 too), else version 5 for 16-bit pictures (modes "L16" .. "RGBA16": high-byte planes as in
 version 4, then a low-byte stream, ``lowbyte.py``), 4 where a plane is coded as binary
 decisions (every plain or value-set plane) or stored, else 3 for pictures coded with chroma
