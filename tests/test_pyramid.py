@@ -162,3 +162,27 @@ def test_sixteen_bit_pictures_code_their_high_bytes_as_a_pyramid():
     assert np.array_equal(ardmzip.decompress(data), deep)
     old = ardmzip.compress(deep, steps=12, version=5)
     assert container.unpack(old)[0].version == 5 and np.array_equal(ardmzip.decompress(old), deep)
+
+
+@pytest.mark.parametrize("h, w", [(32, 32), (608, 768), (3000, 4000)])
+def test_levels_grow_in_network_work_and_shrink_in_expected_bits(h, w):
+    """The CLI's levels are monotone in the network's work (full-size calls; a call on the
+    quarter-size picture counts a quarter; the empty first step is free) and in the
+    schedules' expected cost, at every picture size."""
+    curve = weights.load().curve
+    d, dc = h * w * 3, (h + 1) // 2 * ((w + 1) // 2) * 3
+    work, cost = [], []
+    for level in sorted(codec.LEVEL_STEPS):
+        steps = codec.LEVEL_STEPS[level]
+        split = codec.pyramid_split(h, w, 3, steps, curve)
+        if split is None:
+            bounds, expected = schedule(d, steps, curve)
+            work.append(len(bounds) - 2)
+        else:
+            coarse, fine = split
+            work.append((len(coarse) - 2) / 4 + len(fine) - 1)
+            expected = (schedule(dc, len(coarse) - 1, curve)[1]
+                        + schedule(d, len(fine) - 1, curve, start=dc)[1])
+        cost.append(expected)
+    assert work == sorted(work) and len(set(work)) == len(work), work
+    assert cost == sorted(cost, reverse=True), cost
