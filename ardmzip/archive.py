@@ -354,11 +354,11 @@ def _pack_metadata(metadata: Sequence[tuple[str, bytes]]) -> bytes:
     return bytes(out)
 
 
-def _streams_version(mode: str, streams: Sequence[bytes], newest: int, pyramid: bool) -> int:
-    """The .ardm format version a picture of ``mode`` with these streams is written as (what
-    ``codec.compress_pictures`` picks; ``pyramid``: ``codec.uses_pyramid``), so a member need
+def _streams_version(mode: str, streams: Sequence[bytes], newest: int, steps: int, width: int, height: int) -> int:
+    """The .ardm format version a picture of ``mode`` and size with these streams, coded in
+    ``steps`` steps, is written as (what ``codec.compress_pictures`` picks), so a member need
     not store it."""
-    version = codec.format_version(list(streams), newest, pyramid)
+    version = codec.format_version(list(streams), newest, codec.uses_pyramid(steps, height, width))
     return max(version, container.SIXTEEN_BIT_VERSION) if mode in container.SIXTEEN_BIT_MODES else version
 
 
@@ -377,7 +377,7 @@ def _member_parts(shared: Shared, name: str, ardm: bytes, version: int = VERSION
     # The member's .ardm version is recomputed from its streams when it is read (format 2: a
     # folder member's is in its index entry).
     if (h.metadata and not folder) or ((version > 2 or not folder) and h.version != _streams_version(
-            h.mode, streams, shared.codec_version, codec.uses_pyramid(h.steps, h.height, h.width))):
+            h.mode, streams, shared.codec_version, h.steps, h.width, h.height)):
         raise FormatError(f"{name}: an array member with metadata, or .ardm format version {h.version} where "
                           "its streams give another")
     meta = _pack_metadata(h.metadata) if folder and (h.metadata or version == 2) else b""
@@ -783,8 +783,8 @@ def _member_ardm(f: BinaryIO, index: ArchiveIndex, m: MemberInfo) -> bytes:
     for n in m.streams:
         streams.append(bytes(body[pos:pos + n]))
         pos += n
-    version = m.codec_version or _streams_version(m.mode, streams, shared.codec_version,
-                                                  codec.uses_pyramid(shared.steps, m.height, m.width))
+    version = m.codec_version or _streams_version(m.mode, streams, shared.codec_version, shared.steps, m.width,
+                                                  m.height)
     try:
         header = container.Header(shared.model_name, shared.model_hash, m.mode, m.width, m.height, shared.steps,
                                   shared.seed, crc_of_pixels, tuple(metadata), version)

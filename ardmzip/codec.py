@@ -101,6 +101,12 @@ PYRAMID_VERSION = 6       # files from this version on code interlaced planes as
 PYRAMID_MIN_STEPS = 10    # ... when they have this many steps: below, the pyramid cost bits on train photos
 
 
+def uses_pyramid(steps: int, h: int, w: int) -> bool:
+    """Whether a picture of this size coded in ``steps`` steps codes its interlaced planes as
+    a pyramid (format version 6; ``pyramid_split``)."""
+    return steps >= PYRAMID_MIN_STEPS and h >= 2 and w >= 2
+
+
 def pyramid_split(h: int, w: int, channels: int, steps: int, curve: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray] | None:
     """A pyramid's schedules: the coarse picture's boundaries (0 .. its D) and the fine
@@ -110,7 +116,7 @@ def pyramid_split(h: int, w: int, channels: int, steps: int, curve: np.ndarray
     so the pyramid spends its steps where the one-level DP would; each level's steps are
     then that DP over its own range of the model's curve. Every count here is an integer
     function of (h, w, steps, curve), the same on every machine."""
-    if steps < PYRAMID_MIN_STEPS or h < 2 or w < 2:
+    if not uses_pyramid(steps, h, w):
         return None
     d, dc = h * w * channels, ((h + 1) // 2) * ((w + 1) // 2) * channels
     one_level, _ = schedule(d, steps, curve)
@@ -165,18 +171,19 @@ class PlaneCoder:
         self.starts = np.concatenate([[0], np.cumsum(np.bincount(step_of, minlength=len(bounds) - 1))])
         self.steps = len(bounds) - 1
         self.strides = strides
-        self.stages = {s: Stage(s, -(-h // s), -(-w // s), self._strips(-(-h // s), -(-w // s), strip_pixels))
-                       for s in sorted(set(strides))}
+        self.stages = {s: self._stage(s, strip_pixels) for s in sorted(set(strides))}
         self.chunk = chunk
 
-    def _strips(self, h: int, w: int, strip_pixels: int) -> list[tuple[int, int]]:
+    def _stage(self, stride: int, strip_pixels: int) -> Stage:
+        """The picture of every ``stride``-th row and column, and its strips."""
+        h, w = -(-self.h // stride), -(-self.w // stride)
         halo = self.net.config.halo
         # at least MIN_STRIP_ROWS useful rows, so that wide images do not spend most work on halos
         rows = max(MIN_STRIP_ROWS, strip_pixels // max(1, w) - 2 * halo)
         # even, so that every strip starts at an even row, and so does its halo (even where the
         # network has 2x2 cells, config.grid): the cells of every strip are the picture's
         rows += rows % 2
-        return [(r, min(h, r + rows)) for r in range(0, h, rows)]
+        return Stage(stride, h, w, [(r, min(h, r + rows)) for r in range(0, h, rows)])
 
     @property
     def strips(self) -> list[tuple[int, int]]:
@@ -748,12 +755,6 @@ def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps
             continue
         plane = flat.reshape(shape)
         job.pixels = plane if job.gray else (np.repeat(plane[..., None], 3, axis=2) if gray else plane)
-
-
-def uses_pyramid(steps: int, h: int, w: int) -> bool:
-    """Whether a picture of this size coded in ``steps`` steps codes its interlaced planes as
-    a pyramid (format version 6; ``pyramid_split``)."""
-    return steps >= PYRAMID_MIN_STEPS and h >= 2 and w >= 2
 
 
 def format_version(streams: list[bytes], newest: int = container.FORMAT_VERSION, pyramid: bool = False) -> int:
