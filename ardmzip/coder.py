@@ -99,21 +99,21 @@ def _value_spans(allowed, channel, n: int, device: torch.device):
     return span
 
 
-def _span_masses(terms, span, lo: torch.Tensor, mid: torch.Tensor, rows: torch.Tensor | None = None):
-    """For nodes [lo, 2 mid - lo) under a value set: each half's tightest allowed span and its
-    mass (``rows``: the variables these nodes belong to, all by default). Returns (masses
-    (..., 2), left empty, right empty)."""
-    (a0, e0), (a1, e1) = span(lo, mid, rows), span(mid, 2 * mid - lo, rows)
-    points = torch.stack([a0, e0, a1, e1])                               # (4, ..., N)
-    f = dlm.cdf_at(terms, points.reshape(-1, points.shape[-1])).view(points.shape)
-    return torch.stack([f[1] - f[0], f[3] - f[2]], -1), a0 >= e0, a1 >= e1
+def _split_points(span, lo: torch.Tensor, mid: torch.Tensor, rows: torch.Tensor | None = None):
+    """(a1, e0) for nodes [lo, 2 mid - lo) under a value set: where the right half's tightest
+    allowed span starts (first allowed >= mid) and where the left half's ends (one past the
+    last allowed < mid). The left half's span starts where the node's does, and the right
+    half's ends where the node's does, so these two points are all a level adds: a node's
+    (start, end) and F there are carried down from its parent, and each half's mass is
+    F(e0) - F(start) or F(end) - F(a1), the same integers as from four fresh points."""
+    return span(mid, mid, rows)
 
 
 def _decision_grid(params: torch.Tensor, anchor: torch.Tensor, symbols, allowed, channel):
     """Every variable's 8 decisions: masses (8, N, 2), bits (8, N) and which are coded (8, N;
     None: all), on the device. Row l is level l, so the flattened (8, N) grid is the
-    decoder's pop order (level-major). One cdf pass at the 8 mids (4 points a level under a
-    value set). Each variable's entries depend on that variable alone."""
+    decoder's pop order (level-major). One cdf pass at the 8 mids (under a value set: 2 points a
+    level and the root's span, see ``_split_points``). Each variable's entries depend on that variable alone."""
     device = params.device
     v = torch.as_tensor(symbols, device=device).to(torch.int32).view(-1)
     n = len(v)
@@ -139,8 +139,19 @@ def _decision_grid(params: torch.Tensor, anchor: torch.Tensor, symbols, allowed,
     first, end = span(v.long(), v.long() + 1)
     if not bool((first < end).all()):
         raise ValueError("a symbol is not in its allowed set")
-    masses, left_empty, right_empty = _span_masses(terms, span, lo.long(), mid.long())
-    return masses, bit, ~(left_empty | right_empty)      # skipped where one half holds no allowed value
+    a, e = span(torch.zeros_like(v, dtype=torch.int64), torch.full_like(v, dlm.N_SYMBOLS, dtype=torch.int64))
+    a1, e0 = _split_points(span, lo.long(), mid.long())                   # (8, N) each
+    f = dlm.cdf_at(terms, torch.cat([torch.stack([a, e]), e0, a1]))       # (18, N): one cdf pass
+    fa, fe, f_e0, f_a1 = f[0], f[1], f[2:10], f[10:]
+    masses = torch.empty(8, n, 2, dtype=f.dtype, device=device)
+    coded = torch.empty(8, n, dtype=torch.bool, device=device)
+    for level in range(8):                                               # down the symbol's path
+        masses[level, :, 0], masses[level, :, 1] = f_e0[level] - fa, fe - f_a1[level]
+        coded[level] = (a < e0[level]) & (a1[level] < e)   # skipped where one half holds no allowed value
+        one = bit[level].bool()
+        a, fa = torch.where(one, a1[level], a), torch.where(one, f_a1[level], fa)
+        e, fe = torch.where(one, e, e0[level]), torch.where(one, fe, f_e0[level])
+    return masses, bit, coded
 
 
 def _decisions(params: torch.Tensor, anchor: torch.Tensor, symbols, allowed, channel):
@@ -231,6 +242,9 @@ def decode_binary_batch(decoders: list[Decoder | None], params: torch.Tensor, an
     span = _value_spans(allowed, None if channel is None else torch.as_tensor(channel).reshape(-1), total, device)
     lo = torch.zeros(total, dtype=torch.int64 if span is not None else torch.int32, device=device)
     f_lo, f_hi = torch.zeros(total, dtype=torch.int32, device=device), dlm.row_totals(terms)
+    if span is not None:     # each node's tightest allowed span [a, e) and F there, carried down
+        a, e = span(lo, lo + dlm.N_SYMBOLS)
+        f_lo, f_hi = dlm.cdf_at(terms, torch.stack([a, e]))
     results: list[np.ndarray | Exception | None] = [None] * b
     live = [i for i in range(b) if decoders[i] is not None]
 
@@ -263,19 +277,28 @@ def decode_binary_batch(decoders: list[Decoder | None], params: torch.Tensor, an
             bit = torch.from_numpy(pop_runs(torch.stack([fm - f_lo, f_hi - fm], 1), run_starts)).to(device).bool()
             f_lo, f_hi = torch.where(bit, fm, f_lo), torch.where(bit, f_hi, fm)
         else:
-            first, end = span(lo, lo + (256 >> level))
-            rows = torch.nonzero(end - first > 1)[:, 0]
-            left_first, left_end = span(lo, mid)
-            bit = left_first >= left_end                                     # left half empty: bit 1
+            a1, e0 = _split_points(span, lo, mid)
+            bit = a >= e0                                                    # left half empty: bit 1
+            rows = torch.nonzero(e - a > 1)[:, 0]        # nodes with two or more allowed values
             if len(rows):
                 every = len(rows) == total          # every variable still open: no gathers
-                masses, left_empty, right_empty = (
-                    _span_masses(terms, span, lo, mid) if every else
-                    _span_masses(tuple(t[:, rows] for t in terms), span, lo[rows], mid[rows], rows))
-                coded = ~(left_empty | right_empty)
+                pick = (lambda t: t) if every else (lambda t: t[..., rows])
+                ra, re, ra1, re0 = pick(a), pick(e), pick(a1), pick(e0)
+                f = dlm.cdf_at(tuple(pick(t) for t in terms), torch.stack([re0, ra1]))
+                masses = torch.stack([f[0] - pick(f_lo), pick(f_hi) - f[1]], -1)
+                coded = (ra < re0) & (ra1 < re)
                 coded_rows = torch.nonzero(coded)[:, 0] if every else rows[coded]
                 starts = np.searchsorted(coded_rows.cpu().numpy(), run_starts)
                 bit[coded_rows] = torch.from_numpy(pop_runs(masses[coded], starts)).to(device).bool()
+                # one half empty: that node's span is its parent's, and so are these updates
+                one = pick(bit)
+                new = (torch.where(one, ra1, ra), torch.where(one, f[1], pick(f_lo)),
+                       torch.where(one, re, re0), torch.where(one, pick(f_hi), f[0]))
+                if every:
+                    a, f_lo, e, f_hi = new
+                else:
+                    for t, v in zip((a, f_lo, e, f_hi), new):
+                        t[rows] = v
         lo = torch.where(bit, mid, lo)
     symbols = lo.to(torch.int32).view(b, n).cpu().numpy()
     for i in live:
