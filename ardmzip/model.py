@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 
 from .features import CLAMP, HALO, N_FEATURES, FeatureState, context_features
-from .qlayers import IntConv, QConv, set_mode
+from .qlayers import IntConv, OneDNNConv, QConv, set_mode
 
 if TYPE_CHECKING:
     from .s2d import IntegerS2DNet
@@ -159,12 +159,25 @@ class IntegerNet:
 
     @torch.no_grad()
     def trunk(self, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 3, H, W) ints -> trunk activations (B, C, H, W) float32 ints in [0, 127]
-        (after the final ReLU) and anchors (B, 3, H, W) int32."""
+        """(B, 3, H, W) ints -> trunk activations (B, C, H, W) ints in [0, 127] (after the
+        final ReLU; float32, or int8 with ``int8_stream``) and anchors (B, 3, H, W) int32."""
         # on CPU oneDNN's native layout (channels last): no reorders around each conv
         layout = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
         feats, anchor = context_features(values.to(self.device), mask.to(self.device), self.config.cross_anchor, layout)
+        if self.int8_stream():
+            return residual_blocks_int8(self.stem(feats).to(torch.int8), self.blocks).clamp_(min=0), anchor
         return residual_blocks(self.stem(feats), self.blocks).clamp_(min=0), anchor
+
+    def int8_stream(self) -> bool:
+        """Whether the residual stream runs as int8 here: on CPU, when every block has oneDNN's
+        exact int8-output convolution (qlayers.OneDNNConv.int8_floor). The same integers as
+        the float32 stream, in a quarter of the bytes, so the passes between the convolutions
+        (ReLU, clamps, additions) cost about a third. The trunk then returns int8."""
+        if self.device.type != "cpu" or not self.blocks:
+            return False
+        probe = torch.empty(0)
+        return all(isinstance(fast := blk._fast_path(probe), OneDNNConv) and fast.floor_bias is not None
+                   and (blk.lo, blk.hi) == (-127, 127) for blk in self.blocks)
 
     @torch.no_grad()
     def trunk_banded(self, values: torch.Tensor, mask: torch.Tensor, band_pixels: int = 1 << 15
@@ -189,7 +202,8 @@ class IntegerNet:
         done = [0] * len(layers)                           # rows produced per layer
         kept = RowBuffer.reused(len(layers))               # each layer's rows still to be read
         c = self.blocks[0].weight.shape[0] if self.blocks else self.stem.weight.shape[0]
-        out = torch.empty(b, c, h, w, device=self.device, memory_format=torch.channels_last)   # (not a copy)
+        dtype = torch.int8 if self.int8_stream() else torch.float32
+        out = torch.empty(b, c, h, w, dtype=dtype, device=self.device, memory_format=torch.channels_last)   # (not a copy)
         anchors = torch.empty(b, 3, h, w, dtype=torch.int32, device=self.device)
         band = max(1, band_pixels // max(1, w))
         cpu = self.device.type == "cpu"
@@ -199,7 +213,7 @@ class IntegerNet:
                 if e <= s:
                     continue
                 last = l == len(layers) - 1
-                dest = out[:, :, s:e] if last else kept[l].claim(e - s, b, c, w, self.device)
+                dest = out[:, :, s:e] if last else kept[l].claim(e - s, b, c, w, self.device, dtype)
                 if layer is None:
                     feats, anchor = state.rows(s, e, torch.channels_last if cpu else torch.contiguous_format)
                     anchors[:, :, s:e] = anchor
@@ -215,7 +229,7 @@ class IntegerNet:
     @torch.no_grad()
     def head(self, x: torch.Tensor) -> torch.Tensor:
         """Per-pixel trunk activations (N, C) -> integer head outputs (N, 3, 3, M) float32."""
-        out = self.head_out.linear(self.head_hidden.linear(x))
+        out = self.head_out.linear(self.head_hidden.linear(x.to(torch.float32)))
         return out.view(-1, 3, 3, self.config.mixtures)
 
     @torch.no_grad()
@@ -286,6 +300,23 @@ def residual_blocks(x: torch.Tensor, blocks: list[IntConv]) -> torch.Tensor:
     return x
 
 
+def residual_blocks_int8(x: torch.Tensor, blocks: list[IntConv]) -> torch.Tensor:
+    """``residual_blocks`` on an int8 stream (``IntegerNet.int8_stream``), in place."""
+    for block in blocks:
+        relu = x.clamp(min=0)
+        _add_clamped(x, block._gemm.int8_floor(relu, block.padding), relu, out=x)
+    return x
+
+
+def _add_clamped(x: torch.Tensor, conv: torch.Tensor, relu: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """clamp(x + clamp(conv, -127, 127), -127, 127) for int8 x in [-127, 127], relu = max(x, 0),
+    without leaving int8: x + conv stays in [-127, 127] exactly when conv lies in
+    [-127 - min(x, 0), 127 - max(x, 0)], whose bounds lie in [-127, 127] themselves (so
+    clamping to them takes the inner clamp too). ``conv`` is clamped in place."""
+    conv.clamp_(min=torch.sub(relu, x).sub_(127), max=torch.rsub(relu, 127))
+    return torch.add(x, conv, out=out)
+
+
 _ROW_BUFFERS = threading.local()
 
 
@@ -316,12 +347,13 @@ class RowBuffer:
         k = min(self.n, max(0, row - self.first))
         self.start, self.n, self.first = self.start + k, self.n - k, self.first + k
 
-    def claim(self, count: int, b: int, c: int, w: int, device: torch.device) -> torch.Tensor:
+    def claim(self, count: int, b: int, c: int, w: int, device: torch.device,
+              dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """A view of the next ``count`` rows (contents undefined), now counted as kept."""
         need = self.n + count
-        if (self.buf is None or self.buf.shape[2] < need or self.buf.device != device
+        if (self.buf is None or self.buf.shape[2] < need or self.buf.device != device or self.buf.dtype != dtype
                 or (self.buf.shape[0], self.buf.shape[1], self.buf.shape[3]) != (b, c, w)):   # a new one
-            buf = torch.empty(b, c, need, w, device=device, memory_format=torch.channels_last)
+            buf = torch.empty(b, c, need, w, dtype=dtype, device=device, memory_format=torch.channels_last)
             if self.n:
                 buf[:, :, :self.n] = self.rows()
             self.buf, self.start = buf, 0
@@ -337,16 +369,23 @@ def residual_rows(block: IntConv, first: int, below: torch.Tensor, s: int, e: in
                   out: torch.Tensor | None = None) -> torch.Tensor:
     """Rows s..e-1 of clamp(x + block(relu(x)), -127, 127), where ``below`` holds rows of x from
     row ``first`` on (a band-by-band trunk); rows outside 0..size-1 read as zeros, as the
-    whole-picture convolution's padding makes them. ``out``: where to write them."""
+    whole-picture convolution's padding makes them. ``out``: where to write them. An int8
+    ``below`` is an int8 stream (``IntegerNet.int8_stream``): int8 rows out."""
     d = block.dilation
     lo, hi = max(0, s - d), min(size, e + d)
     src = below[:, :, lo - first:hi - first]
     if lo > s - d or hi < e + d:                    # an edge of the picture: zero rows
         layout = torch.channels_last if below.device.type == "cpu" else torch.contiguous_format
-        padded = torch.empty(src.shape[0], src.shape[1], e - s + 2 * d, src.shape[3], device=below.device,
-                             memory_format=layout).zero_()
+        padded = torch.empty(src.shape[0], src.shape[1], e - s + 2 * d, src.shape[3], dtype=src.dtype,
+                             device=below.device, memory_format=layout).zero_()
         padded[:, :, lo - (s - d):lo - (s - d) + (hi - lo)] = src
         src = padded
+    if src.dtype == torch.int8:        # src's rows d .. d + e - s - 1 are rows s .. e - 1
+        relu = src.clamp(min=0)
+        if out is None:
+            out = torch.empty_like(relu[:, :, d:d + e - s])
+        return _add_clamped(src[:, :, d:d + e - s], block._gemm.int8_floor(relu, (0, d)),
+                            relu[:, :, d:d + e - s], out=out)
     conv = block.relu_conv(src, (0, d))
     if out is None:
         return conv.add_(below[:, :, s - first:e - first]).clamp_(-127, 127)

@@ -326,6 +326,20 @@ class OneDNNConv:
     zero_points: torch.Tensor  # (Cout,) int64 zeros
     bias: torch.Tensor        # (Cout,) float32 b * 2^-s
     dilation: int
+    floor_bias: torch.Tensor | None = None   # (Cout,) float32 for ``int8_floor``; None: not exact here
+
+    @staticmethod
+    def _floor_bias(layer: IntConv) -> torch.Tensor | None:
+        """b 2^-s - 1/2 + 2^-(s+1) = (2 b - 2^s + 1) 2^-(s+1), where every sum oneDNN forms
+        with it, (2 (acc + b) - 2^s + 1) 2^-(s+1) for inputs in [0, 127], has a numerator
+        below 2^24 (exact in float32); None where a layer's weights could leave that, or
+        where a scale above 1 (s < 0) would make the rounded values ties."""
+        w, b = layer.weight.cpu().double(), layer.bias.cpu().double()
+        s = layer.shift().double()
+        most = 127 * w.abs().sum((1, 2, 3)) + b.abs()
+        if not bool(((s >= 0) & (2 * most + 2 ** s + 1 < 2 ** 24)).all()):     # (s < 0: ties)
+            return None
+        return ((2 * b - 2 ** s + 1) * 2 ** -(s + 1)).float()
 
     @classmethod
     def of(cls, layer: IntConv) -> "OneDNNConv | None":
@@ -344,11 +358,18 @@ class OneDNNConv:
             probes = [(torch.randint(0, 128, (2, weight.shape[1], side + 9, side + 40), generator=g), torch.float64),
                       (torch.full((1, weight.shape[1], side + 2, side + 3), 127), torch.float64),
                       (torch.randint(0, 128, (1, weight.shape[1], side + 16, 256), generator=g), torch.float32)]
+            probed = []
             for x, dtype in probes:
                 x = x.float().contiguous(memory_format=torch.channels_last)
                 acc = exact_conv2d(x.to(dtype), layer.weight.cpu().to(dtype), layer.padding, d, layer.bias.cpu().to(dtype))
-                if not torch.equal(conv(x, layer.padding).double(), acc.double() * scale.double().view(1, -1, 1, 1)):
+                want = acc.double() * scale.double().view(1, -1, 1, 1)
+                if not torch.equal(conv(x, layer.padding).double(), want):
                     return None
+                probed.append((x, want.floor().clamp(-128, 127)))
+            conv.floor_bias = cls._floor_bias(layer)
+            if conv.floor_bias is not None and not all(
+                    torch.equal(conv.int8_floor(x, layer.padding).double(), want) for x, want in probed):
+                conv.floor_bias = None
             return conv
         except (RuntimeError, TypeError, AttributeError, NotImplementedError, ValueError):
             return None
@@ -361,6 +382,20 @@ class OneDNNConv:
         return torch.ops.onednn.qconv2d_pointwise(
             qx, 1.0, 0, self.packed, self.scale, self.zero_points, self.bias, [1, 1], [pr, pc],
             [self.dilation, self.dilation], 1, 1.0, 0, torch.float32, "none", [], "")
+
+
+    def int8_floor(self, x: torch.Tensor, padding: int | tuple[int, int]) -> torch.Tensor:
+        """clamp(floor((acc + b) 2^-s), -128, 127) as int8 (B, Cout, Ho, Wo), channels last,
+        for x holding integers in [0, 127] (uint8 or any type): oneDNN's int8 output, a
+        quarter of the float32 output's bytes. oneDNN rounds (acc + b) 2^-s - 1/2 + 2^-(s+1)
+        (``floor_bias``) to the nearest integer and saturates: that value is never a tie (it
+        lies strictly between floor - 1/2 and floor + 1/2), so any rounding to nearest gives
+        the floor. Only where ``floor_bias`` is set (checked against float64 in ``of``)."""
+        pr, pc = (padding, padding) if isinstance(padding, int) else padding
+        qx = x.to(torch.uint8).contiguous(memory_format=torch.channels_last)
+        return torch.ops.onednn.qconv2d_pointwise(
+            qx, 1.0, 0, self.packed, self.scale, self.zero_points, self.floor_bias, [1, 1], [pr, pc],
+            [self.dilation, self.dilation], 1, 1.0, 0, torch.int8, "none", [], "")
 
 
 _SCRATCH = threading.local()

@@ -269,6 +269,39 @@ def test_int8_gemm_layer_equals_float64_and_the_float32_convolution(monkeypatch,
     acc = F.conv2d(F.pad(x.double(), (pc, pc, pr, pr)), weight.double(), dilation=dilation) + bias.double().view(1, -1, 1, 1)
     want = torch.floor(acc * scale.double().view(1, -1, 1, 1)).clamp(-127, 127).float()
     assert torch.equal(got, want) and torch.equal(plain, want)
+    if path == "onednn":        # the int8 output the int8 residual stream uses: the floor, saturated
+        assert fast._gemm.floor_bias is not None       # these layers' sums stay within its bound
+        floor8 = fast._gemm.int8_floor(x, pad)
+        assert floor8.dtype == torch.int8
+        assert torch.equal(floor8.double(), torch.floor(acc * scale.double().view(1, -1, 1, 1)).clamp(-128, 127))
+
+
+def test_int8_floor_is_refused_where_float32_could_round():
+    """oneDNN's int8 output is used only where its float32 sums are exact and never ties:
+    not for a layer whose sums could reach 2^23 units, nor for a scale above 1."""
+    from ardmzip import qlayers
+    if not qlayers.ONEDNN_QCONV:
+        pytest.skip("this torch has no oneDNN int8 convolution")
+    weight = torch.full((4, 48, 3, 3), 127.0)
+    ok = IntConv(weight, torch.zeros(4), torch.full((4,), 2.0 ** -8), 1, 1, -127, 127)
+    assert qlayers.OneDNNConv._floor_bias(ok) is not None          # 2 * 127 * 127 * 432 < 2^24
+    wide = IntConv(torch.full((4, 64, 3, 3), 127.0), torch.zeros(4), torch.full((4,), 2.0 ** -8), 1, 1, -127, 127)
+    assert qlayers.OneDNNConv._floor_bias(wide) is None            # 2 * 127 * 127 * 576 > 2^24
+    up = IntConv(torch.ones(4, 8, 3, 3), torch.zeros(4), torch.tensor([1.0, 1.0, 2.0, 1.0]), 1, 1, -127, 127)
+    assert qlayers.OneDNNConv._floor_bias(up) is None
+    conv = qlayers.OneDNNConv.of(up.with_small_input())
+    assert conv is not None and conv.floor_bias is None            # the float32 output still serves
+
+
+def test_int8_residual_addition_over_every_pair():
+    """model._add_clamped, the int8 stream's clamp(x + clamp(c, -127, 127), -127, 127), over
+    every x in [-127, 127] and every int8 c (oneDNN saturates to -128), against int32."""
+    from ardmzip.model import _add_clamped
+    x, c = torch.meshgrid(torch.arange(-127, 128), torch.arange(-128, 128), indexing="ij")
+    x, c = x.to(torch.int8).reshape(1, 1, 255, 256), c.to(torch.int8).reshape(1, 1, 255, 256)
+    want = (x.int() + c.int().clamp(-127, 127)).clamp(-127, 127)
+    got = _add_clamped(x, c.clone(), x.clamp(min=0), out=torch.empty_like(x))
+    assert got.dtype == torch.int8 and torch.equal(got.int(), want)
 
 
 def test_a_used_network_deep_copies_without_its_cached_int8_path(shipped):
@@ -287,6 +320,7 @@ def test_int8_gemm_same_with_one_and_two_threads_and_off(shipped, monkeypatch):
     2 threads as through im2col int8 GEMMs and float32 convolutions (both paths off)."""
     from ardmzip import qlayers
     values, mask = random_inputs(2, 37, 45, seed=5)
+    onednn = qlayers.ONEDNN_QCONV
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -301,3 +335,6 @@ def test_int8_gemm_same_with_one_and_two_threads_and_off(shipped, monkeypatch):
     off = shipped.to("cpu").trunk(values, mask)
     for a, b_, c, d in zip(one, two, off, im2col):
         assert torch.equal(a, b_) and torch.equal(a, c) and torch.equal(a, d)
+    # on this project's CPUs the int8 stream ran (torch.equal compares values across dtypes)
+    assert one[0].dtype == (torch.int8 if onednn else torch.float32)
+    assert off[0].dtype == torch.float32
