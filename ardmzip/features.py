@@ -63,6 +63,9 @@ def _round_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 
 
 CHANNEL_PAIRS = ((0, 1), (0, 2), (1, 2))
+# _cross_anchor's six predictions: pair i's a from its b, then its b from its a
+_SOURCES = [b for _, b in CHANNEL_PAIRS] + [a for a, _ in CHANNEL_PAIRS]
+_TARGETS = torch.tensor([a for a, _ in CHANNEL_PAIRS] + [b for _, b in CHANNEL_PAIRS])
 
 
 class FeatureState:
@@ -198,18 +201,20 @@ def _cross_anchor(vm: torch.Tensor, m: torch.Tensor, pair_window: Callable[[int]
     n, sum_a, sum_b, sum_aa, sum_bb, sum_ab = stats.split(3, dim=1)
     cov = n * sum_ab - sum_a * sum_b
     v, shown = vm.to(torch.float64), m.to(torch.float64)
-    total, count = torch.zeros_like(v), torch.zeros_like(v)
-    for i, (a, b) in enumerate(CHANNEL_PAIRS):
-        for target, source, s_t, s_s, s_ss in ((a, b, sum_a, sum_b, sum_bb), (b, a, sum_b, sum_a, sum_aa)):
-            k = n[:, i].clamp(min=1)
-            var = k * s_ss[:, i] - s_s[:, i] ** 2
-            # slope in 1/16 units, clamped to [0, 1]; a flat source (var 0) keeps slope 1. Only
-            # quotients in [0, 17) survive the clamp, and there 17 * var * 2^-53 < 1 / var for
-            # var < 2^40 (its bound, ~6e10): the float64 floor is the integer one
-            slope = torch.where(var > 0, _floor_div(16 * cov[:, i], var.clamp(min=1)).clamp_(0, 16), 16.0)
-            pred = _round_div(16 * s_t[:, i] + slope * (k * v[:, source] - s_s[:, i]), 16 * k).clamp_(0, 255)
-            ok = shown[:, source] * (n[:, i] > 0)
-            total[:, target] += pred * ok
-            count[:, target] += ok
+    # every (pair, direction) at once, six channels: a from b for each pair, then b from a
+    # (fewer, larger passes than one per pair and direction; the same integers)
+    n, cov = n.repeat(1, 2, 1, 1), cov.repeat(1, 2, 1, 1)
+    s_t, s_s, s_ss = torch.cat([sum_a, sum_b], 1), torch.cat([sum_b, sum_a], 1), torch.cat([sum_bb, sum_aa], 1)
+    k = n.clamp(min=1)
+    var = k * s_ss - s_s ** 2
+    # slope in 1/16 units, clamped to [0, 1]; a flat source (var 0) keeps slope 1. Only
+    # quotients in [0, 17) survive the clamp, and there 17 * var * 2^-53 < 1 / var for
+    # var < 2^40 (its bound, ~6e10): the float64 floor is the integer one
+    slope = torch.where(var > 0, _floor_div(16 * cov, var.clamp(min=1)).clamp_(0, 16), 16.0)
+    pred = _round_div(16 * s_t + slope * (k * v[:, _SOURCES] - s_s), 16 * k).clamp_(0, 255)
+    ok = shown[:, _SOURCES] * (n > 0)
+    # each channel's predictions summed (exact integers: the order does not matter)
+    total = torch.zeros_like(v).index_add_(1, _TARGETS.to(v.device), pred * ok)
+    count = torch.zeros_like(v).index_add_(1, _TARGETS.to(v.device), ok)
     cross = _round_div(total, count.clamp(min=1)).to(torch.float32)
     return torch.where(count > 0, cross, spatial)
