@@ -36,6 +36,8 @@ and products reach ~6e10, so that part runs in int64; it is all integer arithmet
 """
 from __future__ import annotations
 
+import math
+import threading
 from collections.abc import Callable
 
 import torch
@@ -77,9 +79,12 @@ class FeatureState:
     values: (B, 3, H, W) integer tensor 0..255 (hidden entries may hold anything).
     mask:   (B, 3, H, W) integer tensor, 1 where revealed.
     cross_anchor: use the cross-channel anchor (see the module docstring).
+    reuse: build the integral of a large picture in this thread's buffer from the last such
+    call (a band-by-band trunk, which holds one state at a time and drops it before the
+    next): a fresh buffer of ~100 MB is fresh pages, zeroed on first touch, on every call.
     """
 
-    def __init__(self, values: torch.Tensor, mask: torch.Tensor, cross_anchor: bool = False):
+    def __init__(self, values: torch.Tensor, mask: torch.Tensor, cross_anchor: bool = False, reuse: bool = False):
         m = mask.to(torch.int32)
         vm = values.to(torch.int32) * m
         both = [vm, m]
@@ -103,7 +108,15 @@ class FeatureState:
             integral[:, :, 1:, 1:] = self.both
             self.integral = F.pad(integral.cumsum_(2).cumsum_(3), (big, big, big, big), mode="replicate")
         else:           # a large one: summed in place in the padded buffer (one buffer, not two)
-            self.integral = self.both.new_zeros((b, c, h + 2 * big + 1, w + 2 * big + 1), dtype=torch.float64)
+            shape = (b, c, h + 2 * big + 1, w + 2 * big + 1)
+            if reuse:
+                self.integral = _reused_buffer(shape, self.both.device)
+                for rows, cols in ((slice(0, big + 1), slice(None)), (slice(big + 1 + h, None), slice(None)),
+                                   (slice(big + 1, big + 1 + h), slice(0, big + 1)),
+                                   (slice(big + 1, big + 1 + h), slice(big + 1 + w, None))):
+                    self.integral[:, :, rows, cols] = 0           # the zero border; the picture overwrites the rest
+            else:
+                self.integral = self.both.new_zeros(shape, dtype=torch.float64)
             self.integral[:, :, big + 1:big + 1 + h, big + 1:big + 1 + w] = self.both
             self.integral.cumsum_(2).cumsum_(3)
 
@@ -153,6 +166,22 @@ class FeatureState:
         out = torch.empty((b, N_FEATURES, n, w), device=vm.device, memory_format=memory_format)
         torch.cat(feats, dim=1, out=out).clamp_(-CLAMP, CLAMP)
         return out, anchor.to(torch.int32)
+
+
+_INTEGRALS = threading.local()
+
+
+def _reused_buffer(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """A float64 tensor of ``shape`` (contents undefined) in this thread's buffer for ``device``,
+    grown when too small."""
+    numel = math.prod(shape)
+    key = str(device)
+    buf = _INTEGRALS.__dict__.get(key)
+    if buf is None or buf.numel() < numel:
+        del buf
+        _INTEGRALS.__dict__.pop(key, None)               # (the old one freed before the new one)
+        _INTEGRALS.__dict__[key] = buf = torch.empty(numel, dtype=torch.float64, device=device)
+    return buf[:numel].view(shape)
 
 
 def context_features(values: torch.Tensor, mask: torch.Tensor, cross_anchor: bool = False,

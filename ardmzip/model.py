@@ -194,7 +194,7 @@ class IntegerNet:
         b, _, h, w = values.shape
         if h * w <= band_pixels:          # one band: the plain call (its conv padding is free)
             return self.trunk(values, mask)
-        state = FeatureState(values, mask, self.config.cross_anchor)
+        state = FeatureState(values, mask, self.config.cross_anchor, reuse=True)
         layers = [None, *self.blocks]                       # layer 0: features and stem
         reach = [0] + [blk.dilation for blk in self.blocks]
         # rows layer l must have produced before the layer above can reach row t of the last one

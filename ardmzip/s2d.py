@@ -171,7 +171,7 @@ class IntegerS2DNet:
         if h * w <= 4 * band_pixels or self.device.type != "cpu":    # one band, or a GPU: the plain call
             return self.trunk(values, mask)
         cl = torch.channels_last
-        state = FeatureState(values, mask, self.config.cross_anchor)
+        state = FeatureState(values, mask, self.config.cross_anchor, reuse=True)
         hc = (h + CELL - 1) // CELL
         f = self.config.fine_channels
         out = torch.empty(b, f, h, w, device=self.device, memory_format=cl)

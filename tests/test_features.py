@@ -86,3 +86,19 @@ def test_features_equal_integer_reference(kind, b, h, w, cross):
     assert feats.dtype == torch.float32 and anchor.dtype == torch.int32
     np.testing.assert_array_equal(anchor.numpy(), want_anchor)
     np.testing.assert_array_equal(feats.numpy().astype(np.int64), want_feats)
+
+
+def test_a_reused_integral_buffer_gives_fresh_features():
+    """FeatureState(reuse=True) builds a large picture's integral in this thread's buffer from
+    the last call, whatever that held: pictures of other sizes (smaller, then larger, which
+    grows it) and contents give exactly the features of fresh buffers."""
+    from ardmzip.features import FeatureState
+    g = np.random.default_rng(7)
+    for b, h, w in [(1, 90, 120), (2, 70, 80), (1, 90, 120), (1, 130, 150)]:
+        values = torch.from_numpy(g.integers(0, 256, (b, 3, h, w)))
+        mask = torch.from_numpy((g.random((b, 3, h, w)) < g.random()).astype(np.int64))
+        fresh = FeatureState(values, mask, True).rows(0, h)
+        reused = FeatureState(values, mask, True, reuse=True)
+        assert reused.integral.shape[2:] == (h + 31, w + 31)          # the large-picture branch
+        for got, want in zip(reused.rows(0, h), fresh):
+            assert torch.equal(got, want)
