@@ -90,7 +90,8 @@ def _value_spans(allowed, channel, n: int, device: torch.device):
     first = torch.where(at, x, dlm.N_SYMBOLS + 1).flip(1).cummin(1).values.flip(1).clamp(max=dlm.N_SYMBOLS)
     last = torch.where(table, x[1:], 0).cummax(1).values                    # one past the last allowed <= x
     end = torch.cat([torch.zeros_like(last[:, :1]), last], 1)               # ... < x
-    first, end, base = first.reshape(-1), end.reshape(-1), channel * (dlm.N_SYMBOLS + 1)
+    # int32 values (0..256): the node bounds carried through the levels stay narrow
+    first, end, base = first.reshape(-1).int(), end.reshape(-1).int(), channel * (dlm.N_SYMBOLS + 1)
 
     def span(a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor]:          # a, b: (N,) or (levels, N), or (len(rows),)

@@ -392,7 +392,8 @@ class OneDNNConv:
         lies strictly between floor - 1/2 and floor + 1/2), so any rounding to nearest gives
         the floor. Only where ``floor_bias`` is set (checked against float64 in ``of``)."""
         pr, pc = (padding, padding) if isinstance(padding, int) else padding
-        qx = x.to(torch.uint8).contiguous(memory_format=torch.channels_last)
+        qx = x.view(torch.uint8) if x.dtype == torch.int8 else x.to(torch.uint8)     # int8 0..127: same bytes
+        qx = qx.contiguous(memory_format=torch.channels_last)
         return torch.ops.onednn.qconv2d_pointwise(
             qx, 1.0, 0, self.packed, self.scale, self.zero_points, self.floor_bias, [1, 1], [pr, pc],
             [self.dilation, self.dilation], 1, 1.0, 0, torch.int8, "none", [], "")
