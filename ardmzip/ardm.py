@@ -52,9 +52,15 @@ def _ranks(order: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def _key_order(keys: np.ndarray) -> np.ndarray:
+    """argsort of distinct keys: their order is unique, so any algorithm gives it (numpy's
+    default, vectorised where the CPU allows, is ~3.5x faster than its stable sort here)."""
+    return np.argsort(keys)
+
+
 def coding_ranks(n: int, seed: int) -> np.ndarray:
     """rank[i] = position of variable i in the coding order, (n,) int64, a permutation of 0..n-1."""
-    return _ranks(np.argsort(order_keys(n, seed), kind="stable"))
+    return _ranks(_key_order(order_keys(n, seed)))
 
 
 ORDERS = ("random", "interlace2", "interlace2/palette-random")
@@ -66,7 +72,9 @@ def interlaced_ranks(h: int, w: int, channels: int, seed: int) -> np.ndarray:
     n = h * w * channels
     pixel = np.arange(n, dtype=np.int64) // channels
     fine = ((pixel // w) % 2 == 1) | ((pixel % w) % 2 == 1)
-    return _ranks(np.lexsort((order_keys(n, seed), fine)))     # primary: coarse (fine False) first
+    keys = order_keys(n, seed)
+    coarse_idx, fine_idx = np.flatnonzero(~fine), np.flatnonzero(fine)    # coarse first, each in key order
+    return _ranks(np.concatenate([coarse_idx[_key_order(keys[coarse_idx])], fine_idx[_key_order(keys[fine_idx])]]))
 
 
 def pyramid_ranks(h: int, w: int, channels: int, seed: int) -> np.ndarray:
@@ -81,7 +89,7 @@ def pyramid_ranks(h: int, w: int, channels: int, seed: int) -> np.ndarray:
     # the coarse variables in index order are the small picture's in its index order
     ranks[coarse] = interlaced_ranks((h + 1) // 2, (w + 1) // 2, channels, seed)
     fine = np.flatnonzero(~coarse)
-    ranks[fine[np.argsort(order_keys(n, seed)[fine], kind="stable")]] = np.arange(
+    ranks[fine[_key_order(order_keys(n, seed)[fine])]] = np.arange(
         int(coarse.sum()), n, dtype=np.int64)
     return ranks
 
