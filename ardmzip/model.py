@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 
 from .features import CLAMP, HALO, N_FEATURES, FeatureState, context_features
-from .qlayers import IntConv, OneDNNConv, QConv, set_mode
+from .qlayers import IntConv, QConv, set_mode
 
 if TYPE_CHECKING:
     from .s2d import IntegerS2DNet
@@ -173,11 +173,7 @@ class IntegerNet:
         exact int8-output convolution (qlayers.OneDNNConv.int8_floor). The same integers as
         the float32 stream, in a quarter of the bytes, so the passes between the convolutions
         (ReLU, clamps, additions) cost about a third. The trunk then returns int8."""
-        if self.device.type != "cpu" or not self.blocks:
-            return False
-        probe = torch.empty(0)
-        return all(isinstance(fast := blk._fast_path(probe), OneDNNConv) and fast.floor_bias is not None
-                   and (blk.lo, blk.hi) == (-127, 127) for blk in self.blocks)
+        return bool(self.blocks) and all(blk.int8_output() and (blk.lo, blk.hi) == (-127, 127) for blk in self.blocks)
 
     @torch.no_grad()
     def trunk_banded(self, values: torch.Tensor, mask: torch.Tensor, band_pixels: int = 1 << 15
@@ -304,7 +300,7 @@ def residual_blocks_int8(x: torch.Tensor, blocks: list[IntConv]) -> torch.Tensor
     """``residual_blocks`` on an int8 stream (``IntegerNet.int8_stream``), in place."""
     for block in blocks:
         relu = x.clamp(min=0)
-        _add_clamped(x, block._gemm.int8_floor(relu, block.padding), relu, out=x)
+        _add_clamped(x, block.int8_floor(relu), relu, out=x)
     return x
 
 
@@ -384,7 +380,7 @@ def residual_rows(block: IntConv, first: int, below: torch.Tensor, s: int, e: in
         relu = src.clamp(min=0)
         if out is None:
             out = torch.empty_like(relu[:, :, d:d + e - s])
-        return _add_clamped(src[:, :, d:d + e - s], block._gemm.int8_floor(relu, (0, d)),
+        return _add_clamped(src[:, :, d:d + e - s], block.int8_floor(relu, (0, d)),
                             relu[:, :, d:d + e - s], out=out)
     conv = block.relu_conv(src, (0, d))
     if out is None:

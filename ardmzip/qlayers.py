@@ -168,6 +168,20 @@ class IntConv:
             return fast(qx, padding).floor_().clamp_(self.lo, self.hi)
         return self(x.clamp(min=0), padding)
 
+    def int8_output(self) -> bool:
+        """Whether ``int8_floor`` runs here: a CPU layer on oneDNN's int8 convolution whose int8
+        output was found exact on this machine (OneDNNConv.of, once)."""
+        if self.weight.device.type != "cpu":
+            return False
+        fast = self._fast_path(self.weight.new_empty(0))
+        return isinstance(fast, OneDNNConv) and fast.floor_bias is not None
+
+    def int8_floor(self, x: torch.Tensor, padding: int | tuple[int, int] | None = None) -> torch.Tensor:
+        """clamp(floor((conv(x) + b) 2^-s), -128, 127) as int8 for x holding integers in [0, 127]:
+        this layer before its own clamp, saturated to int8 (OneDNNConv.int8_floor). Only where
+        ``int8_output()``."""
+        return self._gemm.int8_floor(x, self.padding if padding is None else padding)
+
     def _fast_path(self, x: torch.Tensor) -> "OneDNNConv | Int8Weights | None":
         """The CPU int8 path this layer runs on (chosen and checked once), None for none."""
         if not (self.small_input and x.device.type == "cpu"):

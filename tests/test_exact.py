@@ -263,6 +263,7 @@ def test_int8_gemm_layer_equals_float64_and_the_float32_convolution(monkeypatch,
     # the int8 path ran (on this project's CPUs oneDNN's passes its check against float64)
     if path == "none":
         assert fast._gemm is False                      # remembered: not looked for again
+        assert not fast.int8_output()
     else:
         assert isinstance(fast._gemm, qlayers.OneDNNConv if path == "onednn" else qlayers.Int8Weights)
     pr, pc = (pad, pad) if isinstance(pad, int) else pad
@@ -270,8 +271,8 @@ def test_int8_gemm_layer_equals_float64_and_the_float32_convolution(monkeypatch,
     want = torch.floor(acc * scale.double().view(1, -1, 1, 1)).clamp(-127, 127).float()
     assert torch.equal(got, want) and torch.equal(plain, want)
     if path == "onednn":        # the int8 output the int8 residual stream uses: the floor, saturated
-        assert fast._gemm.floor_bias is not None       # these layers' sums stay within its bound
-        floor8 = fast._gemm.int8_floor(x, pad)
+        assert fast.int8_output()                      # these layers' sums stay within its bound
+        floor8 = fast.int8_floor(x, pad)
         assert floor8.dtype == torch.int8
         assert torch.equal(floor8.double(), torch.floor(acc * scale.double().view(1, -1, 1, 1)).clamp(-128, 127))
 
