@@ -283,27 +283,19 @@ def decode_binary_batch(decoders: list[Decoder | None], params: torch.Tensor, an
             f_lo, f_hi = torch.where(bit, fm, f_lo), torch.where(bit, f_hi, fm)
         else:
             a1, e0 = _split_points(span, lo, mid)
+            f = dlm.cdf_at(terms, torch.stack([e0, a1]))
             bit = a >= e0                                                    # left half empty: bit 1
-            rows = torch.nonzero(e - a > 1)[:, 0]        # nodes with two or more allowed values
-            if len(rows):
-                every = len(rows) == total          # every variable still open: no gathers
-                pick = (lambda t: t) if every else (lambda t: t[..., rows])
-                ra, re, ra1, re0 = pick(a), pick(e), pick(a1), pick(e0)
-                f = dlm.cdf_at(tuple(pick(t) for t in terms), torch.stack([re0, ra1]))
-                masses = torch.stack([f[0] - pick(f_lo), pick(f_hi) - f[1]], -1)
-                coded = (ra < re0) & (ra1 < re)
-                coded_rows = torch.nonzero(coded)[:, 0] if every else rows[coded]
+            # coded where both halves hold allowed values: never at a node with one allowed
+            # value v (there a = v, e = v + 1, so a1 >= e or e0 <= a), so no variable is left out
+            coded_rows = torch.nonzero((a < e0) & (a1 < e))[:, 0]
+            if len(coded_rows):
+                masses = torch.stack([f[0] - f_lo, f_hi - f[1]], -1).index_select(0, coded_rows)
                 starts = np.searchsorted(coded_rows.cpu().numpy(), run_starts)
-                bit[coded_rows] = torch.from_numpy(pop_runs(masses[coded], starts)).to(device).bool()
-                # one half empty: that node's span is its parent's, and so are these updates
-                one = pick(bit)
-                new = (torch.where(one, ra1, ra), torch.where(one, f[1], pick(f_lo)),
-                       torch.where(one, re, re0), torch.where(one, pick(f_hi), f[0]))
-                if every:
-                    a, f_lo, e, f_hi = new
-                else:
-                    for t, v in zip((a, f_lo, e, f_hi), new):
-                        t[rows] = v
+                bit[coded_rows] = torch.from_numpy(pop_runs(masses, starts)).to(device).bool()
+            # down to the chosen half: its span and F at its ends (where the other half is
+            # empty, or the node holds one allowed value, these are the node's own again)
+            a, f_lo = torch.where(bit, a1, a), torch.where(bit, f[1], f_lo)
+            e, f_hi = torch.where(bit, e, e0), torch.where(bit, f_hi, f[0])
         lo = torch.where(bit, mid, lo)
     symbols = lo.to(torch.int32).view(b, n).cpu().numpy()
     for i in live:
