@@ -146,8 +146,9 @@ class FeatureState:
         own = both[:, :6].to(torch.float32)
         boxes = [box.to(torch.float32).sub_(own) for box in self.window_sums(r0, r1, slice(0, 6))]
         vm, m = own[:, 0:3], own[:, 3:6]
-        sums, counts = [b[:, 0:3] for b in boxes], [b[:, 3:6] for b in boxes]
-        anchor = _smallest_window_mean(sums, counts, torch.full_like(vm, 128.0))
+        counts = [b[:, 3:6] for b in boxes]
+        means = [_round_div(b[:, 0:3], c.clamp(min=1)) for b, c in zip(boxes, counts)]   # 0 where c is
+        anchor = _smallest_window_mean(means, counts, torch.full_like(vm, 128.0))
         if self.cross_anchor:
             pairs = both[:, 6:].to(torch.float64)
 
@@ -155,10 +156,10 @@ class FeatureState:
                 return self.window_sums(r0, r1, slice(6, None), (r,))[0].to(torch.float64) - pairs
             anchor = _cross_anchor(vm, m, pair_window, anchor)
         feats = [m * MASK_SCALE, (vm - anchor) * m, anchor - 128]
-        for r, s, c in zip(RADII, sums, counts):
+        for r, mean, c in zip(RADII, means, counts):
             has = (c > 0).to(torch.float32)
             feats.append(has * MASK_SCALE)
-            feats.append((_round_div(s, c.clamp(min=1)) - anchor) * has)
+            feats.append((mean - anchor) * has)
             area = (2 * r + 1) ** 2 - 1
             feats.append(_floor_div(c * MASK_SCALE, float(area)))
         b, _, n, w = vm.shape
@@ -198,12 +199,12 @@ def context_features(values: torch.Tensor, mask: torch.Tensor, cross_anchor: boo
     return FeatureState(values, mask, cross_anchor).rows(0, values.shape[2], memory_format)
 
 
-def _smallest_window_mean(sums: list[torch.Tensor], counts: list[torch.Tensor], empty: torch.Tensor
+def _smallest_window_mean(means: list[torch.Tensor], counts: list[torch.Tensor], empty: torch.Tensor
                           ) -> torch.Tensor:
-    """Rounded mean over the smallest window with any count, ``empty`` where none has."""
+    """The rounded mean (``means``) of the smallest window with any count, ``empty`` where none has."""
     out = empty
-    for s, n in zip(reversed(sums), reversed(counts)):
-        out = torch.where(n > 0, _round_div(s, n.clamp(min=1)), out)
+    for mean, n in zip(reversed(means), reversed(counts)):
+        out = torch.where(n > 0, mean, out)
     return out
 
 
