@@ -294,6 +294,27 @@ def test_int8_floor_is_refused_where_float32_could_round():
     assert conv is not None and conv.floor_bias is None            # the float32 output still serves
 
 
+@pytest.mark.parametrize("fault", ["raises", "rounds up"])
+def test_an_int8_output_that_fails_its_check_leaves_the_float32_output(monkeypatch, fault):
+    """Where oneDNN's int8 output errs (an older torch without it, or other rounding), the
+    layer keeps oneDNN's float32 output and the network its float32 stream."""
+    from ardmzip import qlayers
+    if not qlayers.ONEDNN_QCONV:
+        pytest.skip("this torch has no oneDNN int8 convolution")
+    good = qlayers.OneDNNConv.int8_floor
+
+    def broken(self, x, padding):
+        if fault == "raises":
+            raise RuntimeError("no int8 output here")
+        return good(self, x, padding).add_(1)
+    monkeypatch.setattr(qlayers.OneDNNConv, "int8_floor", broken)
+    layer = IntConv(torch.ones(4, 8, 3, 3), torch.zeros(4), torch.full((4,), 2.0 ** -4), 1, 1, -127, 127).with_small_input()
+    x = torch.randint(0, 128, (1, 8, 5, 6)).float()
+    assert not layer.int8_output() and isinstance(layer._gemm, qlayers.OneDNNConv)
+    want = torch.floor(F.conv2d(x.double(), layer.weight.double(), padding=1) * 2.0 ** -4).clamp(-127, 127)
+    assert torch.equal(layer(x).double(), want)                     # through the float32 output
+
+
 def test_int8_residual_addition_over_every_pair():
     """model._add_clamped, the int8 stream's clamp(x + clamp(c, -127, 127), -127, 127), over
     every x in [-127, 127] and every int8 c (oneDNN saturates to -128), against int32."""
