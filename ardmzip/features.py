@@ -43,6 +43,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from . import features_jit, jit
+
 RADII = (1, 3, 7, 15)          # window half-sizes: 3x3, 7x7, 15x15, 31x31
 HALO = max(RADII)              # how far features look
 MASK_SCALE = 64                # a boolean becomes 0 / 64 so its weight needs no extra bits
@@ -85,6 +87,14 @@ class FeatureState:
     """
 
     def __init__(self, values: torch.Tensor, mask: torch.Tensor, cross_anchor: bool = False, reuse: bool = False):
+        self.cross_anchor = cross_anchor
+        self.width = values.shape[3]
+        self.jit = values.device.type == "cpu" and jit.available()
+        if self.jit:             # the compiled kernels: the same integers (features_jit.py)
+            self.jit_values = values.to(torch.uint8).contiguous().numpy()
+            self.jit_mask = mask.to(torch.uint8).contiguous().numpy()
+            self.jit_integral = features_jit.integral(self.jit_values, self.jit_mask)
+            return
         m = mask.to(torch.int32)
         vm = values.to(torch.int32) * m
         both = [vm, m]
@@ -94,8 +104,6 @@ class FeatureState:
             vb = torch.stack([vm[:, b] for _, b in CHANNEL_PAIRS], 1) * pair_m
             both += [pair_m, va, vb, va * va, vb * vb, va * vb]
         self.both = torch.cat(both, dim=1)
-        self.cross_anchor = cross_anchor
-        self.width = values.shape[3]
         big = HALO
         # original row y sits at y + big + 1 of the integral (see window_sums); float64 holds the
         # sums exactly (below 2^53: 65025 per pixel of a sum of squares, ~10^11 pixels)
@@ -140,6 +148,14 @@ class FeatureState:
         """Features (B, N_FEATURES, r1 - r0, W) float32 and anchors (B, 3, r1 - r0, W) int32 of
         rows r0..r1-1, equal to those rows of the whole picture's ``context_features``;
         ``memory_format``: the features' layout (channels_last for oneDNN, in the same copy)."""
+        if self.jit:
+            b, _, _, w = self.jit_values.shape
+            out = torch.empty((b, N_FEATURES, r1 - r0, w), memory_format=memory_format)
+            anchor = torch.empty((b, 3, r1 - r0, w), dtype=torch.int32)
+            if out.numel():
+                features_jit.rows(self.jit_values, self.jit_mask, self.jit_integral, r0, r1, self.cross_anchor,
+                                  out.permute(0, 2, 3, 1).numpy(), anchor.numpy())
+            return out, anchor
         both = self.both[:, :, r0:r1]
         # leave-one-out: the pixel itself never counts as its own neighbour. A window's colour
         # sum is at most 960 x 255 < 2^24: float32 holds it, and its means, exactly

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 
+from . import jit
 from .features import CLAMP, HALO, N_FEATURES, FeatureState, context_features
 from .qlayers import IntConv, QConv, set_mode
 
@@ -308,9 +309,21 @@ def _add_clamped(x: torch.Tensor, conv: torch.Tensor, relu: torch.Tensor, out: t
     """clamp(x + clamp(conv, -127, 127), -127, 127) for int8 x in [-127, 127], relu = max(x, 0),
     without leaving int8: x + conv stays in [-127, 127] exactly when conv lies in
     [-127 - min(x, 0), 127 - max(x, 0)], whose bounds lie in [-127, 127] themselves (so
-    clamping to them takes the inner clamp too). ``conv`` is clamped in place."""
+    clamping to them takes the inner clamp too). ``conv`` is clamped in place (or not at all)."""
+    if x.device.type == "cpu" and jit.available() and _flat_ok(x, conv, out):
+        jit.add_clamped_int8(_flat(x), _flat(conv), _flat(out))     # the same, in one pass
+        return out
     conv.clamp_(min=torch.sub(relu, x).sub_(127), max=torch.rsub(relu, 127))
     return torch.add(x, conv, out=out)
+
+
+def _flat_ok(*ts: torch.Tensor) -> bool:
+    return all(t.is_contiguous(memory_format=torch.channels_last) for t in ts) and ts[0].shape == ts[1].shape == ts[2].shape
+
+
+def _flat(t: torch.Tensor):
+    """A 1-D numpy view of a channels-last contiguous tensor (same memory: ``view`` never copies)."""
+    return t.permute(0, 2, 3, 1).view(-1).numpy()
 
 
 _ROW_BUFFERS = threading.local()

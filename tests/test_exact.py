@@ -56,6 +56,7 @@ def shipped(request) -> IntegerNet:
 @pytest.mark.parametrize("h,w", [(70, 65), (130, 97)])      # a padded-after integral, one summed padded
 def test_context_features_integral_box_sums_equal_a_float64_window_sum(monkeypatch, cross, h, w):
     import ardmzip.features as features
+    monkeypatch.setenv("ARDMZIP_JIT", "0")       # the torch path's window sums (test_features checks the other)
     values, mask = random_inputs(2, h, w)
     feats, anchor = context_features(values, mask, cross)
 
@@ -315,10 +316,13 @@ def test_an_int8_output_that_fails_its_check_leaves_the_float32_output(monkeypat
     assert torch.equal(layer(x).double(), want)                     # through the float32 output
 
 
-def test_int8_residual_addition_over_every_pair():
+@pytest.mark.parametrize("jit", ["0", "1"])
+def test_int8_residual_addition_over_every_pair(jit, monkeypatch):
     """model._add_clamped, the int8 stream's clamp(x + clamp(c, -127, 127), -127, 127), over
-    every x in [-127, 127] and every int8 c (oneDNN saturates to -128), against int32."""
+    every x in [-127, 127] and every int8 c (oneDNN saturates to -128), against int32; the
+    torch path and the compiled one (jit.add_clamped_int8, where numba is installed)."""
     from ardmzip.model import _add_clamped
+    monkeypatch.setenv("ARDMZIP_JIT", jit)
     x, c = torch.meshgrid(torch.arange(-127, 128), torch.arange(-128, 128), indexing="ij")
     x, c = x.to(torch.int8).reshape(1, 1, 255, 256), c.to(torch.int8).reshape(1, 1, 255, 256)
     want = (x.int() + c.int().clamp(-127, 127)).clamp(-127, 127)

@@ -1,13 +1,22 @@
 """The context features against an independent reference: numpy int64 arithmetic (exact
 floor divisions, window sums from a numpy integral image), so that features.py's floating
-point carriers of integers are checked against plain integers, at the ranges' extremes too."""
+point carriers of integers are checked against plain integers, at the ranges' extremes too.
+Both paths: the torch one and the compiled kernels (features_jit.py), chosen by ARDMZIP_JIT."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from ardmzip.features import CHANNEL_PAIRS, MASK_SCALE, RADII, context_features
+from ardmzip import jit
+from ardmzip.features import CHANNEL_PAIRS, MASK_SCALE, RADII, FeatureState, context_features
+
+needs_numba = pytest.mark.skipif(jit.numba is None, reason="numba is not installed")
+PATHS = ["torch", pytest.param("jit", marks=needs_numba)]
+
+
+def use_path(monkeypatch, path: str) -> None:
+    monkeypatch.setenv("ARDMZIP_JIT", "1" if path == "jit" else "0")
 
 
 def _windows(x: np.ndarray, r: int) -> np.ndarray:
@@ -69,9 +78,11 @@ CASES = [("random", 2, 37, 45), ("random", 1, 1, 1), ("random", 1, 5, 40), ("ful
          ("two-level-full", 1, 38, 41)]      # every 3x3 window has pairs: the float32 fit at its extremes
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("cross", [False, True])
 @pytest.mark.parametrize("kind,b,h,w", CASES)
-def test_features_equal_integer_reference(kind, b, h, w, cross):
+def test_features_equal_integer_reference(kind, b, h, w, cross, path, monkeypatch):
+    use_path(monkeypatch, path)
     g = np.random.default_rng(h * 100 + w)
     values = g.integers(0, 256, (b, 3, h, w))
     if kind == "full-255":
@@ -88,11 +99,11 @@ def test_features_equal_integer_reference(kind, b, h, w, cross):
     np.testing.assert_array_equal(feats.numpy().astype(np.int64), want_feats)
 
 
-def test_a_reused_integral_buffer_gives_fresh_features():
+def test_a_reused_integral_buffer_gives_fresh_features(monkeypatch):
     """FeatureState(reuse=True) builds a large picture's integral in this thread's buffer from
     the last call, whatever that held: pictures of other sizes (smaller, then larger, which
     grows it) and contents give exactly the features of fresh buffers."""
-    from ardmzip.features import FeatureState
+    monkeypatch.setenv("ARDMZIP_JIT", "0")         # the torch path's buffer
     g = np.random.default_rng(7)
     for b, h, w in [(1, 90, 120), (2, 70, 80), (1, 90, 120), (1, 130, 150)]:
         values = torch.from_numpy(g.integers(0, 256, (b, 3, h, w)))
@@ -102,3 +113,46 @@ def test_a_reused_integral_buffer_gives_fresh_features():
         assert reused.integral.shape[2:] == (h + 31, w + 31)          # the large-picture branch
         for got, want in zip(reused.rows(0, h), fresh):
             assert torch.equal(got, want)
+
+
+@needs_numba
+@pytest.mark.parametrize("cross", [False, True])
+def test_jit_integral_wraps_exactly_on_a_large_bright_picture(cross, monkeypatch):
+    """The compiled kernels keep the integral image in int32, which wraps around (a sum of
+    squares reaches 65025 x 300 x 290 > 2^32 here); each window's sum is still exact."""
+    use_path(monkeypatch, "jit")
+    g = np.random.default_rng(3)
+    values = np.full((1, 3, 300, 290), 255)
+    values[0, 1, ::2] = 254
+    mask = np.ones_like(values)
+    mask[0, :, 5::7, 3::5] = 0
+    mask[0, 0, 100:140, 20:60] = g.random((40, 40)) < 0.1
+    feats, anchor = context_features(torch.from_numpy(values), torch.from_numpy(mask), cross)
+    want_feats, want_anchor = reference(values, mask, cross)
+    np.testing.assert_array_equal(anchor.numpy(), want_anchor)
+    np.testing.assert_array_equal(feats.numpy().astype(np.int64), want_feats)
+
+
+@needs_numba
+@pytest.mark.parametrize("threads", [1, 2])
+def test_jit_bands_layouts_and_threads_give_the_whole_pictures_features(threads, monkeypatch):
+    """Any band of rows, in either layout and on 1 or 2 threads, equals those rows of the
+    torch path's whole-picture features."""
+    g = np.random.default_rng(11)
+    values = torch.from_numpy(g.integers(0, 256, (2, 3, 41, 37)))
+    mask = torch.from_numpy((g.random((2, 3, 41, 37)) < 0.4).astype(np.int64))
+    use_path(monkeypatch, "torch")
+    want_feats, want_anchor = context_features(values, mask, True)
+    use_path(monkeypatch, "jit")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        state = FeatureState(values, mask, True)
+        assert state.jit
+        for r0, r1, layout in [(0, 41, torch.contiguous_format), (3, 4, torch.channels_last),
+                               (17, 41, torch.channels_last), (0, 9, torch.contiguous_format)]:
+            feats, anchor = state.rows(r0, r1, layout)
+            assert feats.is_contiguous(memory_format=layout)
+            assert torch.equal(feats, want_feats[:, :, r0:r1]) and torch.equal(anchor, want_anchor[:, :, r0:r1])
+    finally:
+        torch.set_num_threads(before)
