@@ -21,7 +21,7 @@ import constriction
 import numpy as np
 import torch
 
-from . import dlm
+from . import coder_jit, dlm, jit
 from .errors import FormatError
 
 _FAMILY = constriction.stream.model.Categorical(perfect=False)
@@ -67,11 +67,10 @@ def _probabilities(masses: np.ndarray) -> np.ndarray:
     return f
 
 
-def _value_spans(allowed, channel, n: int, device: torch.device):
-    """span(a, b) -> (first, end): the allowed values of [a, b) lie in [first, end), the
-    tightest such range (first >= end: none), for each variable, from two (C, 257) tables of
-    the (C, 256) bool ``allowed`` (first allowed value >= x; one past the last allowed < x).
-    An empty set restricts nothing. None without a set."""
+def _span_tables(allowed, channel, n: int, device: torch.device):
+    """(first, end, at) for ``_value_spans``: two flat (C * 257,) int32 tables (first allowed
+    value >= x; one past the last allowed < x) and each variable's offset into them, int64
+    (N,). An empty set restricts nothing. None without a set."""
     if allowed is None:
         return None
     table = torch.as_tensor(allowed, device=device).bool()
@@ -91,13 +90,36 @@ def _value_spans(allowed, channel, n: int, device: torch.device):
     last = torch.where(table, x[1:], 0).cummax(1).values                    # one past the last allowed <= x
     end = torch.cat([torch.zeros_like(last[:, :1]), last], 1)               # ... < x
     # int32 values (0..256): the node bounds carried through the levels stay narrow
-    first, end, base = first.reshape(-1).int(), end.reshape(-1).int(), channel * (dlm.N_SYMBOLS + 1)
+    return first.reshape(-1).int(), end.reshape(-1).int(), channel * (dlm.N_SYMBOLS + 1)
+
+
+def _value_spans(allowed, channel, n: int, device: torch.device):
+    """span(a, b) -> (first, end): the allowed values of [a, b) lie in [first, end), the
+    tightest such range (first >= end: none), for each variable, from ``_span_tables``.
+    None without a set."""
+    tables = _span_tables(allowed, channel, n, device)
+    if tables is None:
+        return None
+    first, end, base = tables
 
     def span(a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor]:          # a, b: (N,) or (levels, N), or (len(rows),)
         at = base if rows is None else base[rows]
         return first[at + a], end[at + b]
     return span
+
+
+def _compiled(params: torch.Tensor) -> bool:
+    """Whether the binary coder's masses come from coder_jit (on the CPU, with numba)."""
+    return params.device.type == "cpu" and jit.available()
+
+
+def _numpy_terms(params: torch.Tensor, anchor: torch.Tensor):
+    return tuple(t.contiguous().numpy() for t in dlm.mixture_terms(params, anchor))
+
+
+def _numpy_tables(tables):
+    return None if tables is None else tuple(t.contiguous().numpy() for t in tables)
 
 
 def _split_points(span, lo: torch.Tensor, mid: torch.Tensor, rows: torch.Tensor | None = None):
@@ -122,6 +144,12 @@ def _decision_grid(params: torch.Tensor, anchor: torch.Tensor, symbols, allowed,
         raise ValueError("params, anchor and symbols must have the same length")
     if n and (v.min() < 0 or v.max() >= dlm.N_SYMBOLS):
         raise ValueError("symbols must lie in 0..255")
+    if _compiled(params):       # the same integers, each variable's levels in one compiled loop
+        masses, bits, coded = coder_jit.decision_grid(
+            _numpy_terms(params, anchor), dlm.SIGMOID, v.numpy(),
+            _numpy_tables(_span_tables(allowed, channel, n, device)))
+        return (torch.from_numpy(masses), torch.from_numpy(bits),
+                None if coded is None else torch.from_numpy(coded))
     shift = torch.arange(7, -1, -1, dtype=torch.int32, device=device).unsqueeze(1)  # level L decides bit 7 - L
     bit = (v >> shift) & 1                                              # (8, N)
     lo = (v >> (shift + 1)) << (shift + 1)
@@ -243,19 +271,11 @@ def decode_binary_batch(decoders: list[Decoder | None], params: torch.Tensor, an
     if n == 0:
         return [None if d is None else np.zeros(0, dtype=np.int32) for d in decoders]
     device, total = params.device, b * n
-    terms = dlm.mixture_terms(params.reshape(total, *params.shape[2:]), anchor.reshape(-1))
-    span = _value_spans(allowed, None if channel is None else torch.as_tensor(channel).reshape(-1), total, device)
-    lo = torch.zeros(total, dtype=torch.int64 if span is not None else torch.int32, device=device)
-    f_lo, f_hi = torch.zeros(total, dtype=torch.int32, device=device), dlm.row_totals(terms)
-    if span is not None:     # each node's tightest allowed span [a, e) and F there, carried down
-        a, e = span(lo, lo + dlm.N_SYMBOLS)
-        f_lo, f_hi = dlm.cdf_at(terms, torch.stack([a, e]))
     results: list[np.ndarray | Exception | None] = [None] * b
     live = [i for i in range(b) if decoders[i] is not None]
 
-    def pop_runs(masses: torch.Tensor, starts: np.ndarray) -> np.ndarray:
-        """Pop each live run's rows starts[i]:starts[i + 1] of ``masses`` (k, 2) from its decoder."""
-        probs = _probabilities(masses.cpu().numpy())
+    def pop_probs(probs: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """Pop each live run's rows starts[i]:starts[i + 1] of ``probs`` (k, 2) from its decoder."""
         bits = np.zeros(len(probs), dtype=np.int32)
         for i in list(live):
             s, e = starts[i], starts[i + 1]
@@ -271,6 +291,30 @@ def decode_binary_batch(decoders: list[Decoder | None], params: torch.Tensor, an
             if infos is not None:
                 infos[i][0] -= float(np.log2(probs[s:e][np.arange(e - s), got]).sum())
         return bits
+
+    if _compiled(params):       # the same masses, each level in two compiled passes
+        walk = coder_jit.LevelDecoder(
+            _numpy_terms(params.reshape(total, *params.shape[2:]), anchor.reshape(-1)), dlm.SIGMOID,
+            _numpy_tables(_span_tables(allowed, None if channel is None else torch.as_tensor(channel).reshape(-1),
+                                       total, device)), total, n)
+        for level in range(8):
+            if not live:
+                break
+            walk.descend(level, pop_probs(*walk.masses(level)))
+        symbols = walk.symbols().reshape(b, n)
+        for i in live:
+            results[i] = symbols[i]
+        return results
+    terms = dlm.mixture_terms(params.reshape(total, *params.shape[2:]), anchor.reshape(-1))
+    span = _value_spans(allowed, None if channel is None else torch.as_tensor(channel).reshape(-1), total, device)
+    lo = torch.zeros(total, dtype=torch.int64 if span is not None else torch.int32, device=device)
+    f_lo, f_hi = torch.zeros(total, dtype=torch.int32, device=device), dlm.row_totals(terms)
+    if span is not None:     # each node's tightest allowed span [a, e) and F there, carried down
+        a, e = span(lo, lo + dlm.N_SYMBOLS)
+        f_lo, f_hi = dlm.cdf_at(terms, torch.stack([a, e]))
+
+    def pop_runs(masses: torch.Tensor, starts: np.ndarray) -> np.ndarray:
+        return pop_probs(_probabilities(masses.cpu().numpy()), starts)
 
     run_starts = np.arange(0, total + 1, n)
     for level in range(8):

@@ -3,7 +3,8 @@
 
 F must equal the cumulative sums of exact_frequencies' rows bit for bit, and the stream is a
 file format: a slow per-symbol reference built here from those rows pins down the decisions,
-their masses, which ones are skipped and the pop order, byte for byte.
+their masses, which ones are skipped and the pop order, byte for byte. Every test runs on
+both paths of the coder: torch, and the compiled kernels (coder_jit.py), by ARDMZIP_JIT.
 """
 from __future__ import annotations
 
@@ -11,11 +12,19 @@ import numpy as np
 import pytest
 import torch
 
-from ardmzip import dlm
-from ardmzip.coder import Decoder, Encoder, binary_bits, decode_binary, encode_binary
+from ardmzip import dlm, jit
+from ardmzip.coder import (Decoder, Encoder, binary_bits, decisions_batch, decode_binary, decode_binary_batch,
+                           encode_binary, push_decisions)
 from ardmzip.errors import FormatError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(autouse=True, params=["torch", pytest.param("jit", marks=pytest.mark.skipif(
+    jit.numba is None, reason="numba is not installed"))])
+def coder_path(request, monkeypatch):
+    monkeypatch.setenv("ARDMZIP_JIT", "1" if request.param == "jit" else "0")
+    return request.param
 
 
 def random_params(n: int, m: int, seed: int, wide: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -259,3 +268,33 @@ def test_a_contiguous_value_set_costs_what_the_restricted_row_costs():
     holes[0, 100:140:3] = False
     holes[0, symbols] = True
     assert binary_bits(params, anchor, symbols, holes) <= binary_bits(params, anchor, symbols) + 1e-6
+
+
+@pytest.mark.parametrize("with_sets", [False, True])
+def test_batches_of_runs_decode_as_each_run_alone(with_sets):
+    """decisions_batch / decode_binary_batch on 4 runs at once (one without a decoder, one
+    damaged): each live run's stream is what encode_binary writes for it alone, and decodes."""
+    b, n = 4, 300
+    params, anchor = random_params(b * n, 3, seed=41)
+    allowed = channel = None
+    if with_sets:
+        allowed = value_sets(5)
+        channel = np.arange(b * n) % len(allowed)
+    symbols = sample(params, anchor, seed=42, allowed=allowed, channel=channel)
+    shape = (b, n)
+    runs = decisions_batch(params.view(b, n, 3, -1), anchor.view(shape), symbols.reshape(shape), allowed,
+                           None if channel is None else channel.reshape(shape))
+    streams = []
+    for i, run in enumerate(runs):
+        enc = Encoder()
+        push_decisions(enc, *run)
+        streams.append(enc.finish())
+        rows = slice(i * n, (i + 1) * n)
+        assert streams[i] == encoded(params[rows], anchor[rows], symbols[rows], allowed,
+                                     None if channel is None else channel[rows])
+    decoders = [Decoder(streams[0]), None, Decoder(streams[2]), Decoder(b"\xff\xff\xff\xff" * 3)]
+    out = decode_binary_batch(decoders, params.view(b, n, 3, -1), anchor.view(shape), allowed,
+                              None if channel is None else channel.reshape(shape))
+    assert np.array_equal(out[0], symbols[:n]) and out[1] is None and np.array_equal(out[2], symbols[2 * n:3 * n])
+    assert decoders[0].finished_cleanly() and decoders[2].finished_cleanly()
+    assert isinstance(out[3], (Exception, np.ndarray))          # damaged: an error or some values

@@ -1,0 +1,198 @@
+"""The binary coder's decision masses (coder.py) as compiled CPU kernels: the same integers.
+
+coder.py walks every variable's 8 binary decisions with whole-tensor torch operations: per
+level a cdf pass at one or two points (dlm.cdf_at), then where/stack/index_select/nonzero to
+carry each node's span and F at its ends down to the chosen half. Here each variable walks its
+own levels in one compiled loop: the encoder's whole grid in one call, the decoder one call per
+level before its pops (the masses of the coded decisions, already as probability rows) and
+one after (down to the chosen halves).
+
+F(x) is dlm.cdf_at's integer mixture cdf from dlm.mixture_terms: F(0) = 0, F(256) = the row
+total, and between sum_k SIGMOID[clamp(((16 x - 8) inv_k + base_k) >> 10)] w_k + x, all in
+int64 (the torch path's int32 never overflows, so both give the same integers). Without a value
+set the span tables are the identity (first allowed >= x is x, one past the last allowed < x
+is x): the split points are then the midpoint, every decision is coded, and the formulas are
+coder.py's unrestricted ones.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .dlm import IDX_MAX, N_SYMBOLS, SIG_BITS
+from .jit import LOCK, njit, set_threads
+
+try:
+    from numba import prange
+except ImportError:                    # pragma: no cover - depends on the installation
+    prange = range
+
+IDENTITY = np.arange(N_SYMBOLS + 1, dtype=np.int32)       # span tables of "every value allowed"
+
+
+def _cdf(inv, base, w, sig, j, x):                        # pragma: no cover - compiled
+    """F(x) of variable j, x in 0..256."""
+    if x <= 0:
+        return np.int64(0)
+    m = inv.shape[0]
+    if x >= N_SYMBOLS:
+        total = np.int64(0)
+        for k in range(m):
+            total += w[k, j]
+        return (total << SIG_BITS) + N_SYMBOLS
+    edge = np.int64(x) * 16 - 8
+    s = np.int64(0)
+    for k in range(m):
+        idx = (edge * inv[k, j] + base[k, j]) >> 10
+        idx = min(max(idx, 0), 2 * IDX_MAX - 1)
+        s += np.int64(sig[idx]) * w[k, j]
+    return s + x
+
+
+_cdf = njit(inline=True)(_cdf)
+
+
+@njit(parallel=True)
+def _grid(inv, base, w, sig, v, first, end, at, masses, bits, coded):     # pragma: no cover - compiled
+    """The encoder's 8 decisions of every variable: masses (8, N, 2) int32, bits and coded
+    (8, N) uint8. Returns -1, or the first variable whose symbol lies outside its set."""
+    n = v.shape[0]
+    bad = np.full(n, -1, np.int64)
+    for j in prange(n):
+        t = at[j]
+        sym = v[j]
+        if first[t + sym] >= end[t + sym + 1]:
+            bad[j] = j
+            continue
+        a, e = np.int64(first[t]), np.int64(end[t + N_SYMBOLS])
+        fa, fe = _cdf(inv, base, w, sig, j, a), _cdf(inv, base, w, sig, j, e)
+        lo = 0
+        for level in range(8):
+            mid = lo + (128 >> level)
+            a1, e0 = np.int64(first[t + mid]), np.int64(end[t + mid])
+            f_e0 = _cdf(inv, base, w, sig, j, e0)
+            f_a1 = f_e0 if a1 == e0 else _cdf(inv, base, w, sig, j, a1)
+            masses[level, j, 0] = f_e0 - fa
+            masses[level, j, 1] = fe - f_a1
+            coded[level, j] = 1 if (a < e0 and a1 < e) else 0
+            bit = (sym >> (7 - level)) & 1
+            bits[level, j] = bit
+            if bit:
+                a, fa, lo = a1, f_a1, mid
+            else:
+                e, fe = e0, f_e0
+    for j in range(n):
+        if bad[j] >= 0:
+            return j
+    return -1
+
+
+@njit(parallel=True)
+def _start(inv, base, w, sig, first, end, at, a, e, f_lo, f_hi):        # pragma: no cover - compiled
+    """The decoder's root nodes: each variable's tightest span [a, e) and F at its ends."""
+    for j in prange(a.shape[0]):
+        a[j], e[j] = first[at[j]], end[at[j] + N_SYMBOLS]
+        f_lo[j], f_hi[j] = _cdf(inv, base, w, sig, j, a[j]), _cdf(inv, base, w, sig, j, e[j])
+
+
+@njit(parallel=True)
+def _level(inv, base, w, sig, first, end, at, lo, a, e, f_lo, f_hi, half, run,
+           e0, a1, f_e0, f_a1, probs, starts):             # pragma: no cover - compiled
+    """One level of the decoder before its pops: the split points and F there of every
+    variable, and the probability rows (float64, coder._probabilities' division) of the coded
+    decisions in variable order, run i's rows from starts[i] to starts[i + 1]. Returns how
+    many rows."""
+    n = lo.shape[0]
+    for j in prange(n):
+        t, mid = at[j], lo[j] + half
+        a1[j], e0[j] = first[t + mid], end[t + mid]
+        f_e0[j] = _cdf(inv, base, w, sig, j, e0[j])
+        f_a1[j] = f_e0[j] if a1[j] == e0[j] else _cdf(inv, base, w, sig, j, a1[j])
+    k = 0
+    for j in range(n):
+        if j % run == 0:
+            starts[j // run] = k
+        if a[j] < e0[j] and a1[j] < e[j]:
+            m0, m1 = np.float64(f_e0[j] - f_lo[j]), np.float64(f_hi[j] - f_a1[j])
+            total = m0 + m1
+            probs[k, 0], probs[k, 1] = m0 / total, m1 / total
+            k += 1
+    starts[n // run] = k
+    return k
+
+
+@njit(parallel=True)
+def _descend(lo, a, e, f_lo, f_hi, half, e0, a1, f_e0, f_a1, popped, slot):     # pragma: no cover - compiled
+    """The decoder after a level's pops: each variable down to its chosen half (``popped``
+    holds the coded decisions in variable order; ``slot`` (N,) scratch)."""
+    n = lo.shape[0]
+    k = 0
+    for j in range(n):                       # where each variable's popped bit is, if coded
+        if a[j] < e0[j] and a1[j] < e[j]:
+            slot[j] = k
+            k += 1
+        else:
+            slot[j] = -1
+    for j in prange(n):
+        bit = popped[slot[j]] != 0 if slot[j] >= 0 else a[j] >= e0[j]      # left half empty: bit 1
+        if bit:
+            a[j], f_lo[j], lo[j] = a1[j], f_a1[j], lo[j] + half
+        else:
+            e[j], f_hi[j] = e0[j], f_e0[j]
+
+
+def decision_grid(terms: tuple[np.ndarray, np.ndarray, np.ndarray], sig: np.ndarray, symbols: np.ndarray,
+                  tables: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """coder._decision_grid on the CPU: masses (8, N, 2) int32, bits (8, N) int32 and coded
+    (8, N) bool (None without a value set). ``terms``: dlm.mixture_terms as numpy (M, N) int32;
+    ``tables``: (first, end, at) of coder._value_spans, or None. Raises ValueError for a symbol
+    outside its set."""
+    inv, base, w = terms
+    n = len(symbols)
+    first, end, at = tables if tables is not None else (IDENTITY, IDENTITY, np.zeros(n, np.int64))
+    masses = np.empty((8, n, 2), np.int32)
+    bits = np.empty((8, n), np.uint8)
+    coded = np.empty((8, n), np.uint8)
+    with LOCK:
+        set_threads()
+        bad = _grid(inv, base, w, sig, symbols.astype(np.int64), first, end, at, masses, bits, coded)
+    if bad >= 0:
+        raise ValueError("a symbol is not in its allowed set")
+    return masses, bits.astype(np.int32), None if tables is None else coded.view(np.bool_)
+
+
+class LevelDecoder:
+    """The decoder's walk down the levels for N variables in runs of ``run``: ``masses(level)``
+    gives the coded decisions' probability rows and each run's slice, ``descend(level, bits)``
+    takes the popped bits; ``symbols()`` at the end."""
+
+    def __init__(self, terms, sig: np.ndarray, tables, n: int, run: int):
+        self.terms, self.sig, self.run = terms, sig, run
+        self.first, self.end, self.at = tables if tables is not None else (IDENTITY, IDENTITY, np.zeros(n, np.int64))
+        self.lo = np.zeros(n, np.int64)
+        self.a, self.e, self.f_lo, self.f_hi = (np.empty(n, np.int64) for _ in range(4))
+        self.e0, self.a1, self.f_e0, self.f_a1 = (np.empty(n, np.int64) for _ in range(4))
+        self.probs = np.empty((n, 2), np.float64)
+        self.starts = np.empty(n // run + 1, np.int64)
+        self.slot = np.empty(n, np.int64)
+        with LOCK:
+            set_threads()
+            _start(*terms, sig, self.first, self.end, self.at, self.a, self.e, self.f_lo, self.f_hi)
+
+    def masses(self, level: int) -> tuple[np.ndarray, np.ndarray]:
+        """(probability rows (k, 2) float64, starts (runs + 1,)) of this level's coded decisions."""
+        with LOCK:
+            set_threads()
+            k = _level(*self.terms, self.sig, self.first, self.end, self.at, self.lo, self.a, self.e,
+                       self.f_lo, self.f_hi, 128 >> level, self.run, self.e0, self.a1, self.f_e0, self.f_a1,
+                       self.probs, self.starts)
+        return self.probs[:k], self.starts
+
+    def descend(self, level: int, popped: np.ndarray) -> None:
+        with LOCK:
+            set_threads()
+            _descend(self.lo, self.a, self.e, self.f_lo, self.f_hi, 128 >> level, self.e0, self.a1,
+                     self.f_e0, self.f_a1, popped, self.slot)
+
+    def symbols(self) -> np.ndarray:
+        return self.lo.astype(np.int32)
