@@ -21,7 +21,7 @@ import constriction
 import numpy as np
 import torch
 
-from . import coder_jit, dlm, jit
+from . import dlm, jit
 from .errors import FormatError
 
 _FAMILY = constriction.stream.model.Categorical(perfect=False)
@@ -145,6 +145,7 @@ def _decision_grid(params: torch.Tensor, anchor: torch.Tensor, symbols, allowed,
     if n and (v.min() < 0 or v.max() >= dlm.N_SYMBOLS):
         raise ValueError("symbols must lie in 0..255")
     if _compiled(params):       # the same integers, each variable's levels in one compiled loop
+        from . import coder_jit
         masses, bits, coded = coder_jit.decision_grid(
             _numpy_terms(params, anchor), dlm.SIGMOID, v.numpy(),
             _numpy_tables(_span_tables(allowed, channel, n, device)))
@@ -293,6 +294,7 @@ def decode_binary_batch(decoders: list[Decoder | None], params: torch.Tensor, an
         return bits
 
     if _compiled(params):       # the same masses, each level in two compiled passes
+        from . import coder_jit
         walk = coder_jit.LevelDecoder(
             _numpy_terms(params.reshape(total, *params.shape[2:]), anchor.reshape(-1)), dlm.SIGMOID,
             _numpy_tables(_span_tables(allowed, None if channel is None else torch.as_tensor(channel).reshape(-1),

@@ -21,10 +21,7 @@ import numpy as np
 from .dlm import IDX_MAX, N_SYMBOLS, SIG_BITS
 from .jit import LOCK, njit, set_threads
 
-try:
-    from numba import prange
-except ImportError:                    # pragma: no cover - depends on the installation
-    prange = range
+from numba import prange              # (this module is imported only where numba is: jit.available)
 
 IDENTITY = np.arange(N_SYMBOLS + 1, dtype=np.int32)       # span tables of "every value allowed"
 

@@ -43,7 +43,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from . import features_jit, jit
+from . import jit
 
 RADII = (1, 3, 7, 15)          # window half-sizes: 3x3, 7x7, 15x15, 31x31
 HALO = max(RADII)              # how far features look
@@ -91,6 +91,7 @@ class FeatureState:
         self.width = values.shape[3]
         self.jit = values.device.type == "cpu" and jit.available()
         if self.jit:             # the compiled kernels: the same integers (features_jit.py)
+            from . import features_jit
             self.jit_values = values.to(torch.uint8).contiguous().numpy()
             self.jit_mask = mask.to(torch.uint8).contiguous().numpy()
             self.jit_integral = features_jit.integral(self.jit_values, self.jit_mask)
@@ -149,6 +150,7 @@ class FeatureState:
         rows r0..r1-1, equal to those rows of the whole picture's ``context_features``;
         ``memory_format``: the features' layout (channels_last for oneDNN, in the same copy)."""
         if self.jit:
+            from . import features_jit
             b, _, _, w = self.jit_values.shape
             out = torch.empty((b, N_FEATURES, r1 - r0, w), memory_format=memory_format)
             anchor = torch.empty((b, 3, r1 - r0, w), dtype=torch.int32)

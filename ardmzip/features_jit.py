@@ -25,10 +25,7 @@ import numpy as np
 
 from .jit import LOCK, njit, set_threads
 
-try:
-    from numba import prange
-except ImportError:                    # pragma: no cover - depends on the installation
-    prange = range
+from numba import prange              # (this module is imported only where numba is: jit.available)
 
 STATS = 24
 

@@ -5,47 +5,64 @@ extension and a compiler on every machine); if it cannot be imported, or ARDMZIP
 caller falls back to its torch path, which computes the same integers. Kernels compile once and
 are cached next to this package (numba's ``cache=True``); they run on as many threads as torch.
 Here: the plumbing, and the int8 residual addition of the network's trunk. The context
-features' kernels are in features_jit.py.
+features' kernels are in features_jit.py, the binary coder's in coder_jit.py. numba (0.3 s)
+is imported on first use, not with ardmzip, and so are those two modules.
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 
 import numpy as np
 
-try:
-    import numba
-except ImportError:                    # pragma: no cover - depends on the installation
-    numba = None
-
 # numba's default thread pool (workqueue) must not be entered by two threads at once
 LOCK = threading.Lock()
 
 
+@functools.cache
+def numba():
+    """The numba module, or None where it cannot be imported."""
+    try:
+        import numba as nb
+    except ImportError:                # pragma: no cover - depends on the installation
+        return None
+    return nb
+
+
+def installed() -> bool:
+    return numba() is not None
+
+
 def available() -> bool:
     """Whether the compiled kernels run: numba importable and ARDMZIP_JIT not set to 0."""
-    return numba is not None and os.environ.get("ARDMZIP_JIT", "1") != "0"
+    return os.environ.get("ARDMZIP_JIT", "1") != "0" and installed()
 
 
 def njit(parallel: bool = False, inline: bool = False):
     """numba.njit with ardmzip's settings (cached, no GIL), or the plain function without numba."""
     def wrap(fn):
-        if numba is None:
+        nb = numba()
+        if nb is None:
             return fn
         if inline:
-            return numba.njit(inline="always")(fn)
-        return numba.njit(parallel=parallel, cache=True, nogil=True)(fn)
+            return nb.njit(inline="always")(fn)
+        return nb.njit(parallel=parallel, cache=True, nogil=True)(fn)
     return wrap
 
 
 def set_threads() -> None:
     """As many threads as torch uses (torch.set_num_threads, the CLI's -T)."""
     import torch
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    nb = numba()
+    nb.set_num_threads(max(1, min(torch.get_num_threads(), nb.config.NUMBA_NUM_THREADS)))
 
 
-@njit()
+@functools.cache
+def _add_kernel():
+    return njit()(_add_clamped_int8)
+
+
 def _add_clamped_int8(x, conv, out):                # pragma: no cover - compiled
     for i in range(x.size):          # int16 throughout and ternaries: what LLVM vectorizes (3x)
         a, b = np.int16(x[i]), np.int16(conv[i])
@@ -57,4 +74,4 @@ def _add_clamped_int8(x, conv, out):                # pragma: no cover - compile
 
 def add_clamped_int8(x: np.ndarray, conv: np.ndarray, out: np.ndarray) -> None:
     """out = clamp(x + clamp(conv, -127, 127), -127, 127) for 1-D int8 arrays (out may be x)."""
-    _add_clamped_int8(x, conv, out)
+    _add_kernel()(x, conv, out)

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True, params=["torch", pytest.param("jit", marks=pytest.mark.skipif(
-    jit.numba is None, reason="numba is not installed"))])
+    not jit.installed(), reason="numba is not installed"))])
 def coder_path(request, monkeypatch):
     monkeypatch.setenv("ARDMZIP_JIT", "1" if request.param == "jit" else "0")
     return request.param

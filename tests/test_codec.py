@@ -361,3 +361,23 @@ def test_truncated_stream_is_refused_as_soon_as_it_runs_dry(monkeypatch):
     with pytest.raises(FormatError, match="ends early"):
         ardmzip.decompress(container.pack(header, [streams[0][:9]]))
     assert full >= 16 and len(calls) <= 2
+
+
+def test_threads_compressing_at_once_give_the_same_bytes():
+    """Several Python threads coding at once (the compiled kernels share one thread pool,
+    entered under a lock) give each picture's bytes alone, and decode."""
+    import threading
+    g = np.random.default_rng(0)
+    pictures = [g.integers(0, 256, (20 + 3 * i, 26, 3), dtype=np.uint8) for i in range(4)]
+    alone = [ardmzip.compress(p) for p in pictures]
+    together = [None] * len(pictures)
+
+    def work(i: int) -> None:
+        together[i] = ardmzip.compress(pictures[i])
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(pictures))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert together == alone
+    assert np.array_equal(ardmzip.decompress(together[3]), pictures[3])

@@ -11,7 +11,7 @@ import torch
 from ardmzip import jit
 from ardmzip.features import CHANNEL_PAIRS, MASK_SCALE, RADII, FeatureState, context_features
 
-needs_numba = pytest.mark.skipif(jit.numba is None, reason="numba is not installed")
+needs_numba = pytest.mark.skipif(not jit.installed(), reason="numba is not installed")
 PATHS = ["torch", pytest.param("jit", marks=needs_numba)]
 
 
