@@ -530,7 +530,7 @@ def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[const
     """Each plane's stream (constraint head + ANS words) and what it cost."""
     h, w = planes[0].shape[:2]
     gray = planes[0].ndim == 2
-    pc = PlaneCoder(model.net.to(device), model.curve, h, w, gray, steps, seed, order=order,
+    pc = PlaneCoder(model.net_on(device), model.curve, h, w, gray, steps, seed, order=order,
                     pyramid=version >= PYRAMID_VERSION)
     values = torch.cat([_plane_tensor(p, gray) for p in planes]).to(device)
     flats = [p.reshape(-1) for p in planes]
@@ -701,7 +701,7 @@ def _decode_binary_runs(members: list, decoders: list[Decoder | None], var: np.n
 def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps: int, seed: int,
                   device: torch.device, progress: bool, strip_pixels: int, chunk: int, order: str | None = None,
                   pyramid: bool = False) -> None:
-    pc = PlaneCoder(model.net.to(device), model.curve, h, w, gray, steps, seed, strip_pixels, chunk, order=order,
+    pc = PlaneCoder(model.net_on(device), model.curve, h, w, gray, steps, seed, strip_pixels, chunk, order=order,
                     pyramid=pyramid)
     shape = (h, w) if gray else (h, w, 3)
     flats = [np.zeros(h * pc.per_row, dtype=np.uint8) for _ in members]

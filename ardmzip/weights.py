@@ -62,6 +62,23 @@ class Model:
     def hash8(self) -> bytes:
         return bytes.fromhex(self.sha256)[:8]
 
+    def net_on(self, device: torch.device | str) -> IntegerNet:
+        """The network on ``device``, made once per device and kept: its layers keep the CPU
+        int8 path they chose and checked on first use (the probes cost ~0.08 s a network,
+        which every batch of an archive paid again with a fresh copy)."""
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        nets = self.__dict__.setdefault("_nets", {})
+        if str(device) not in nets:
+            nets[str(device)] = self.net.to(device)
+        return nets[str(device)]
+
+    def __getstate__(self) -> dict:          # pickled / copied without the per-device copies
+        state = self.__dict__.copy()
+        state.pop("_nets", None)
+        return state
+
 
 def to_bytes(inet: IntegerNet, curve: np.ndarray, meta: dict) -> bytes:
     arrays = {}
