@@ -2,7 +2,12 @@
 
 numba is a dependency (it compiles to machine code through LLVM, which beats keeping a C
 extension and a compiler on every machine); if it cannot be imported, or ARDMZIP_JIT=0, every
-caller falls back to its torch path, which computes the same integers. Kernels compile once and
+caller falls back to its torch path, which computes the same integers. Starting numba costs a
+process ~0.9 s (its import, then its compiler's first start even for cached kernels), more than
+it saves on a small picture, so by default a process switches to the kernels once it has
+computed the features of WARM_AFTER pixels (summed over steps) and stays there: a photo at
+its first step, a dataset within its first batch, a lone thumbnail never. ARDMZIP_JIT=1 uses
+them from the start (the tests), 0 never. Kernels compile once and
 are cached next to this package (numba's ``cache=True``); they run on as many threads as torch.
 Here: the plumbing, and the int8 residual addition of the network's trunk. The context
 features' kernels are in features_jit.py, the binary coder's in coder_jit.py. numba (0.3 s)
@@ -34,9 +39,26 @@ def installed() -> bool:
     return numba() is not None
 
 
+WARM_AFTER = 1 << 18
+_state = {"seen": 0, "warm": False}
+
+
 def available() -> bool:
-    """Whether the compiled kernels run: numba importable and ARDMZIP_JIT not set to 0."""
-    return os.environ.get("ARDMZIP_JIT", "1") != "0" and installed()
+    """Whether the compiled kernels run now: ARDMZIP_JIT=1, or by default once ``use`` has
+    switched this process to them (never with ARDMZIP_JIT=0 or without numba)."""
+    mode = os.environ.get("ARDMZIP_JIT", "")
+    if mode == "0":
+        return False
+    return (mode == "1" or _state["warm"]) and installed()
+
+
+def use(pixels: int) -> bool:
+    """``available``, counting ``pixels`` more of feature work towards the switch."""
+    if not _state["warm"] and os.environ.get("ARDMZIP_JIT", "") != "0":
+        _state["seen"] += pixels
+        if _state["seen"] >= WARM_AFTER and installed():
+            _state["warm"] = True
+    return available()
 
 
 def njit(parallel: bool = False, inline: bool = False):

@@ -156,3 +156,22 @@ def test_jit_bands_layouts_and_threads_give_the_whole_pictures_features(threads,
             assert torch.equal(feats, want_feats[:, :, r0:r1]) and torch.equal(anchor, want_anchor[:, :, r0:r1])
     finally:
         torch.set_num_threads(before)
+
+
+@needs_numba
+def test_a_process_switches_to_the_kernels_after_enough_feature_work(monkeypatch):
+    """By default (ARDMZIP_JIT unset) small pictures take the torch path until WARM_AFTER
+    pixels of features, then every call takes the kernels; 0 never does, 1 always."""
+    monkeypatch.delenv("ARDMZIP_JIT", raising=False)
+    monkeypatch.setattr(jit, "_state", {"seen": 0, "warm": False})
+    values = torch.zeros(1, 3, 16, 16, dtype=torch.int64)
+    mask = torch.ones_like(values)
+    assert not FeatureState(values, mask).jit
+    big = torch.zeros(1, 3, 512, 512, dtype=torch.int64)
+    assert FeatureState(big, torch.ones_like(big)).jit and jit.available()
+    assert FeatureState(values, mask).jit
+    monkeypatch.setenv("ARDMZIP_JIT", "0")
+    assert not FeatureState(big, torch.ones_like(big)).jit
+    monkeypatch.setattr(jit, "_state", {"seen": 0, "warm": False})
+    monkeypatch.setenv("ARDMZIP_JIT", "1")
+    assert FeatureState(values, mask).jit
