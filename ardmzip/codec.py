@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import constraint, container, lowbyte
+from . import constraint, container, jit, lowbyte
 from .ardm import plane_order, plane_ranks, pyramid_ranks
 from .coder import Decoder, Encoder, decision_bits, decisions_batch, decode_binary_batch, push_decisions
 from .dlm import bits_of, exact_frequencies, frequencies_to_probabilities
@@ -532,6 +532,7 @@ def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[const
     gray = planes[0].ndim == 2
     pc = PlaneCoder(model.net_on(device), model.curve, h, w, gray, steps, seed, order=order,
                     pyramid=version >= PYRAMID_VERSION)
+    jit.expect(len(planes) * h * w * pc.steps)          # enough work: the compiled CPU kernels
     values = torch.cat([_plane_tensor(p, gray) for p in planes]).to(device)
     flats = [p.reshape(-1) for p in planes]
     costs_of = [Stats() for _ in planes]
@@ -703,6 +704,7 @@ def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps
                   pyramid: bool = False) -> None:
     pc = PlaneCoder(model.net_on(device), model.curve, h, w, gray, steps, seed, strip_pixels, chunk, order=order,
                     pyramid=pyramid)
+    jit.expect(len(members) * h * w * pc.steps)
     shape = (h, w) if gray else (h, w, 3)
     flats = [np.zeros(h * pc.per_row, dtype=np.uint8) for _ in members]
     values = torch.zeros(len(members), 3, h, w, dtype=torch.uint8, device=device)

@@ -89,7 +89,7 @@ class FeatureState:
     def __init__(self, values: torch.Tensor, mask: torch.Tensor, cross_anchor: bool = False, reuse: bool = False):
         self.cross_anchor = cross_anchor
         self.width = values.shape[3]
-        self.jit = values.device.type == "cpu" and jit.use(values.shape[0] * values.shape[2] * values.shape[3])
+        self.jit = values.device.type == "cpu" and jit.available()
         if self.jit:             # the compiled kernels: the same integers (features_jit.py)
             from . import features_jit
             self.jit_values = values.to(torch.uint8).contiguous().numpy()

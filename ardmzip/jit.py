@@ -3,15 +3,12 @@
 numba is a dependency (it compiles to machine code through LLVM, which beats keeping a C
 extension and a compiler on every machine); if it cannot be imported, or ARDMZIP_JIT=0, every
 caller falls back to its torch path, which computes the same integers. Starting numba costs a
-process ~0.9 s (its import, then its compiler's first start even for cached kernels), more than
-it saves on a small picture, so by default a process switches to the kernels once it has
-computed the features of WARM_AFTER pixels (summed over steps) and stays there: a photo at
-its first step, a dataset within its first batch, a lone thumbnail never. ARDMZIP_JIT=1 uses
-them from the start (the tests), 0 never. Kernels compile once and
-are cached next to this package (numba's ``cache=True``); they run on as many threads as torch.
-Here: the plumbing, and the int8 residual addition of the network's trunk. The context
-features' kernels are in features_jit.py, the binary coder's in coder_jit.py. numba (0.3 s)
-is imported on first use, not with ardmzip, and so are those two modules.
+process ~0.9 s (its import, then its compiler's first start even for cached kernels) and
+~100 MB, more than it saves on a small job, so by default a process switches to the kernels
+once the codec has announced WARM_AFTER pixel-steps of work (``expect``: pixels x steps of
+each batch it codes) and stays there: a photo of 0.15 MP or more at once, a dataset within
+its first ~130 thumbnails, a lone thumbnail never. ``start()`` switches now (long jobs,
+benchmarks' warm-up); ARDMZIP_JIT=1 uses the kernels from the start (the tests), 0 never.
 """
 from __future__ import annotations
 
@@ -39,7 +36,7 @@ def installed() -> bool:
     return numba() is not None
 
 
-WARM_AFTER = 1 << 18
+WARM_AFTER = 1 << 21       # pixel-steps: where the kernels' savings (~0.45 us each) pass the start
 _state = {"seen": 0, "warm": False}
 
 
@@ -52,13 +49,19 @@ def available() -> bool:
     return (mode == "1" or _state["warm"]) and installed()
 
 
-def use(pixels: int) -> bool:
-    """``available``, counting ``pixels`` more of feature work towards the switch."""
-    if not _state["warm"] and os.environ.get("ARDMZIP_JIT", "") != "0":
-        _state["seen"] += pixels
-        if _state["seen"] >= WARM_AFTER and installed():
-            _state["warm"] = True
-    return available()
+def expect(work: int) -> None:
+    """Count ``work`` pixel-steps (a batch about to be coded) towards the switch."""
+    if not _state["warm"]:
+        _state["seen"] += work
+        if _state["seen"] >= WARM_AFTER:
+            start()
+
+
+def start() -> bool:
+    """Switch this process to the kernels now (where numba is installed); whether it did."""
+    if installed():
+        _state["warm"] = True
+    return _state["warm"]
 
 
 def njit(parallel: bool = False, inline: bool = False):
@@ -69,7 +72,10 @@ def njit(parallel: bool = False, inline: bool = False):
             return fn
         if inline:
             return nb.njit(inline="always")(fn)
-        return nb.njit(parallel=parallel, cache=True, nogil=True)(fn)
+        try:
+            return nb.njit(parallel=parallel, cache=True, nogil=True)(fn)
+        except RuntimeError:            # no writable cache directory anywhere: compiled per process
+            return nb.njit(parallel=parallel, nogil=True)(fn)
     return wrap
 
 

@@ -218,6 +218,8 @@ def _warm_up(codec: Codec, image: np.ndarray) -> None:
     """One untimed round trip on a small crop, so one-off costs (model loading,
     lazy imports, kernel caches) are not charged to the first image."""
     try:
+        if hasattr(codec, "warm_up"):
+            codec.warm_up()
         codec.decode(codec.encode(np.ascontiguousarray(image[:32, :32])))
     except Exception:
         pass  # a real failure shows up, and is reported, in the timed run

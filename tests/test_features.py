@@ -159,19 +159,22 @@ def test_jit_bands_layouts_and_threads_give_the_whole_pictures_features(threads,
 
 
 @needs_numba
-def test_a_process_switches_to_the_kernels_after_enough_feature_work(monkeypatch):
-    """By default (ARDMZIP_JIT unset) small pictures take the torch path until WARM_AFTER
-    pixels of features, then every call takes the kernels; 0 never does, 1 always."""
+def test_a_process_switches_to_the_kernels_after_enough_work(monkeypatch):
+    """By default (ARDMZIP_JIT unset) features take the torch path until the codec has
+    announced WARM_AFTER pixel-steps (jit.expect), then the kernels for good; 0 never, 1
+    always. A lone small picture does not switch; a 0.47 MP photo does, before its first step."""
+    import ardmzip
     monkeypatch.delenv("ARDMZIP_JIT", raising=False)
     monkeypatch.setattr(jit, "_state", {"seen": 0, "warm": False})
     values = torch.zeros(1, 3, 16, 16, dtype=torch.int64)
     mask = torch.ones_like(values)
     assert not FeatureState(values, mask).jit
-    big = torch.zeros(1, 3, 512, 512, dtype=torch.int64)
-    assert FeatureState(big, torch.ones_like(big)).jit and jit.available()
-    assert FeatureState(values, mask).jit
+    ardmzip.compress(np.random.default_rng(0).integers(0, 256, (24, 20, 3), dtype=np.uint8))
+    assert not jit.available() and 0 < jit._state["seen"] < jit.WARM_AFTER
+    jit.expect(768 * 608 * 16)
+    assert jit.available() and FeatureState(values, mask).jit
     monkeypatch.setenv("ARDMZIP_JIT", "0")
-    assert not FeatureState(big, torch.ones_like(big)).jit
+    assert not FeatureState(values, mask).jit
     monkeypatch.setattr(jit, "_state", {"seen": 0, "warm": False})
     monkeypatch.setenv("ARDMZIP_JIT", "1")
     assert FeatureState(values, mask).jit
