@@ -122,21 +122,24 @@ class IntConv:
     # (OneDNNConv) or an int8 GEMM (int8_conv2d), the same integers.
     small_input: bool = False
     _gemm: "OneDNNConv | Int8Weights | bool | None" = field(default=None, repr=False, compare=False)   # False: none
+    _rows8: "Int8Weights | bool | None" = field(default=None, repr=False, compare=False)   # ``linear_int8``'s
 
     def to(self, device: torch.device) -> "IntConv":
         weight = self.weight.to(device)
         if weight.device.type == "cpu":      # oneDNN's native layout (~20% faster convs, same sums)
             weight = weight.contiguous(memory_format=torch.channels_last)
-        return replace(self, weight=weight, bias=self.bias.to(device), scale=self.scale.to(device), _gemm=None)
+        return replace(self, weight=weight, bias=self.bias.to(device), scale=self.scale.to(device), _gemm=None,
+                       _rows8=None)
 
     def __deepcopy__(self, memo: dict) -> "IntConv":
         """A copy without the cached fast path: derived from the weights (which a copy may
         change), and oneDNN's prepacked weights cannot be deep-copied."""
-        return replace(self, weight=self.weight.clone(), bias=self.bias.clone(), scale=self.scale.clone(), _gemm=None)
+        return replace(self, weight=self.weight.clone(), bias=self.bias.clone(), scale=self.scale.clone(), _gemm=None,
+                       _rows8=None)
 
     def with_small_input(self) -> "IntConv":
         """This layer, marked as fed integers in [0, 127] (see ``small_input``)."""
-        return replace(self, small_input=True, _gemm=None)
+        return replace(self, small_input=True, _gemm=None, _rows8=None)
 
     def shift(self) -> torch.Tensor:
         """(Cout,) int64 s with scale = 2^-s (what a model file stores)."""
@@ -195,6 +198,25 @@ class IntConv:
         """A 1x1 layer applied to per-pixel rows: (N, Cin) -> (N, Cout), same arithmetic."""
         acc = exact_linear(x, self.weight.flatten(1)) + self.bias
         return torch.floor(acc * self.scale).clamp_(self.lo, self.hi)
+
+    def linear_int8(self, x: torch.Tensor) -> torch.Tensor | None:
+        """``linear`` of int8 rows (N, Cin) as an int8 GEMM (torch._int_mm; exact integers):
+        int32 (N, Cout), or None where that does not run (not a 1x1 layer on the CPU, no
+        int8 GEMM, a scale above 1, 16 rows or fewer)."""
+        if self._rows8 is None:
+            w = self.weight
+            ok = INT8_GEMM and w.device.type == "cpu" and w.shape[2:] == (1, 1) and w.shape[1] % 8 == 0
+            gemm = Int8Weights.of(self) if ok else None
+            if gemm is not None and gemm.matrix.shape[1] % 8:        # _int_mm wants Cout % 8 == 0: zero columns
+                pad = 8 - gemm.matrix.shape[1] % 8
+                gemm = replace(gemm, matrix=F.pad(gemm.matrix, (0, pad)).contiguous())
+            self._rows8 = gemm or False
+        if not self._rows8 or x.dtype != torch.int8 or x.device.type != "cpu" or len(x) <= 16:
+            return None
+        gemm, cout = self._rows8, self.weight.shape[0]
+        acc = torch._int_mm(x.contiguous(), gemm.matrix)[:, :cout]
+        # floor((acc + b) 2^-s) = (acc + b) >> s: the integers of ``linear``
+        return acc.add_(gemm.bias).bitwise_right_shift_(gemm.shift).clamp_(self.lo, self.hi)
 
 
 @contextlib.contextmanager

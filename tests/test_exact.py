@@ -364,3 +364,31 @@ def test_int8_gemm_same_with_one_and_two_threads_and_off(shipped, monkeypatch):
     # on this project's CPUs the int8 stream ran (torch.equal compares values across dtypes)
     assert one[0].dtype == (torch.int8 if onednn else torch.float32)
     assert off[0].dtype == torch.float32
+
+
+@pytest.mark.parametrize("n", [1, 16, 17, 300])
+def test_int8_head_equals_the_float32_head(shipped, n):
+    """The head on int8 activations (int8 GEMMs where torch has them, from 17 rows on) gives
+    the float32 head's integers, for rows across [0, 127] and at its ends."""
+    g = torch.Generator().manual_seed(n)
+    c = shipped.head_hidden.weight.shape[1]
+    x = torch.randint(0, 128, (n, c), generator=g, dtype=torch.int8)
+    x[: n // 3] = 127
+    want = shipped.head(x.to(torch.float32))
+    got = shipped.head(x)
+    assert got.dtype == torch.float32 and torch.equal(got, want)
+    from ardmzip import qlayers
+    ran = shipped.head_hidden.linear_int8(x) is not None
+    assert ran == (qlayers.INT8_GEMM and n > 16)          # (on this project's CPUs it runs)
+
+
+def test_compiled_kernels_give_the_torch_paths_trunk(shipped, monkeypatch):
+    """The trunk with the compiled kernels (features, int8 ReLU and residual additions, where
+    numba is installed) equals the torch path's, whole and band by band."""
+    values, mask = random_inputs(2, 61, 45, seed=12)
+    monkeypatch.setenv("ARDMZIP_JIT", "0")
+    want = shipped.trunk(values, mask)
+    monkeypatch.setenv("ARDMZIP_JIT", "1")
+    for got in (shipped.trunk(values, mask), shipped.trunk_banded(values[:1], mask[:1], 300)):
+        n = len(got[0])
+        assert torch.equal(got[0], want[0][:n]) and torch.equal(got[1], want[1][:n])
