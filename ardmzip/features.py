@@ -152,12 +152,12 @@ class FeatureState:
         if self.jit:
             from . import features_jit
             b, _, _, w = self.jit_values.shape
-            out = torch.empty((b, N_FEATURES, r1 - r0, w), memory_format=memory_format)
+            out = torch.empty((b, N_FEATURES, r1 - r0, w), memory_format=torch.channels_last)   # the kernel's layout
             anchor = torch.empty((b, 3, r1 - r0, w), dtype=torch.int32)
             if out.numel():
                 features_jit.rows(self.jit_values, self.jit_mask, self.jit_integral, r0, r1, self.cross_anchor,
                                   out.permute(0, 2, 3, 1).numpy(), anchor.numpy())
-            return out, anchor
+            return out.contiguous(memory_format=memory_format), anchor
         both = self.both[:, :, r0:r1]
         # leave-one-out: the pixel itself never counts as its own neighbour. A window's colour
         # sum is at most 960 x 255 < 2^24: float32 holds it, and its means, exactly

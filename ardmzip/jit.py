@@ -114,21 +114,6 @@ def _add_clamped_int8_in_place(x, conv):           # pragma: no cover - compiled
         x[i] = np.int8(s if s < 127 else np.int16(127))
 
 
-@functools.cache
-def _relu_kernel():
-    return njit()(_relu_int8)
-
-
-def _relu_int8(x, out):                             # pragma: no cover - compiled
-    for i in range(x.size):
-        out[i] = x[i] if x[i] > 0 else np.int8(0)
-
-
-def relu_int8(x: np.ndarray, out: np.ndarray) -> None:
-    """out = max(x, 0) for 1-D int8 arrays (not overlapping)."""
-    _relu_kernel()(x, out)
-
-
 def add_clamped_int8(x: np.ndarray, conv: np.ndarray, out: np.ndarray) -> None:
     """out = clamp(x + clamp(conv, -127, 127), -127, 127) for 1-D int8 arrays (out may be x)."""
     if x.ctypes.data == out.ctypes.data and x.shape == out.shape:

@@ -32,7 +32,7 @@ import torch.nn as nn
 
 from . import jit
 from .features import CLAMP, HALO, N_FEATURES, FeatureState, context_features
-from .qlayers import IntConv, QConv, _scratch, set_mode
+from .qlayers import IntConv, QConv, set_mode
 
 if TYPE_CHECKING:
     from .s2d import IntegerS2DNet
@@ -306,20 +306,10 @@ def residual_blocks(x: torch.Tensor, blocks: list[IntConv]) -> torch.Tensor:
 def residual_blocks_int8(x: torch.Tensor, blocks: list[IntConv]) -> torch.Tensor:
     """``residual_blocks`` on an int8 stream (``IntegerNet.int8_stream``), in place."""
     for block in blocks:
-        relu = _relu_int8(x)
+        relu = x.clamp(min=0)
         _add_clamped(x, block.int8_floor(relu), relu, out=x)
     return x
 
-
-def _relu_int8(x: torch.Tensor) -> torch.Tensor:
-    """max(x, 0) of an int8 stream, in this thread's reused buffer where the kernels run (a
-    fresh band-sized tensor is fresh pages on every call); read it before the next call."""
-    if x.device.type == "cpu" and jit.available() and x.is_contiguous(memory_format=torch.channels_last):
-        b, c, h, w = x.shape
-        out = _scratch("relu", x.numel(), torch.int8).view(b, h, w, c).permute(0, 3, 1, 2)
-        jit.relu_int8(_flat(x), _flat(out))
-        return out
-    return x.clamp(min=0)
 
 
 def _add_clamped(x: torch.Tensor, conv: torch.Tensor, relu: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -407,7 +397,7 @@ def residual_rows(block: IntConv, first: int, below: torch.Tensor, s: int, e: in
         padded[:, :, lo - (s - d):lo - (s - d) + (hi - lo)] = src
         src = padded
     if src.dtype == torch.int8:        # src's rows d .. d + e - s - 1 are rows s .. e - 1
-        relu = _relu_int8(src)
+        relu = src.clamp(min=0)
         if out is None:
             out = torch.empty_like(relu[:, :, d:d + e - s])
         return _add_clamped(src[:, :, d:d + e - s], block.int8_floor(relu, (0, d)),
