@@ -6,7 +6,7 @@ caller falls back to its torch path, which computes the same integers. Starting 
 process ~0.9 s (its import, then its compiler's first start even for cached kernels) and
 ~100 MB, more than it saves on a small job, so by default a process switches to the kernels
 once the codec has announced WARM_AFTER pixel-steps of work (``expect``: pixels x steps of
-each batch it codes) and stays there: a photo of 0.15 MP or more at once, a dataset within
+each batch it codes) and stays there: a photo of 0.13 MP or more at once, a dataset within
 its first ~130 thumbnails, a lone thumbnail never. ``start()`` switches now (long jobs,
 benchmarks' warm-up); ARDMZIP_JIT=1 uses the kernels from the start (the tests), 0 never.
 """
