@@ -32,38 +32,43 @@ STATS = 24
 
 @njit(parallel=True)
 def _integral(v, m, out):                                  # pragma: no cover - compiled
-    """v, m: (B, 3, H, W) uint8; out: (B, H + 1, W + 1, 24) int32, filled (wrapping)."""
+    """v, m: (B, 3, H, W) uint8; out: (B, H + 1, W + 1, 24) int32, filled (wrapping). One
+    parallel loop over every picture's rows, then one over every picture's column chunks (a
+    batch of thumbnails is two parallel loops, not two per thumbnail)."""
     nb, _, h, w = v.shape
     for b in range(nb):
         out[b, 0, :, :] = 0
-        for y in prange(h):                 # row prefix sums, rows independent
-            row = out[b, y + 1]
-            row[0, :] = 0
-            acc = np.zeros(STATS, np.int64)
-            for x in range(w):
-                m0, m1, m2 = np.int64(m[b, 0, y, x]), np.int64(m[b, 1, y, x]), np.int64(m[b, 2, y, x])
-                a0, a1, a2 = v[b, 0, y, x] * m0, v[b, 1, y, x] * m1, v[b, 2, y, x] * m2
-                p01, p02, p12 = m0 * m1, m0 * m2, m1 * m2
-                s0, s1, s2 = a0 * p01, a0 * p02, a1 * p12            # pair (a, b): a where both shown
-                t0, t1, t2 = a1 * p01, a2 * p02, a2 * p12            # and b
-                acc[0] += a0; acc[1] += a1; acc[2] += a2
-                acc[3] += m0; acc[4] += m1; acc[5] += m2
-                acc[6] += p01; acc[7] += p02; acc[8] += p12
-                acc[9] += s0; acc[10] += s1; acc[11] += s2
-                acc[12] += t0; acc[13] += t1; acc[14] += t2
-                acc[15] += s0 * s0; acc[16] += s1 * s1; acc[17] += s2 * s2
-                acc[18] += t0 * t0; acc[19] += t1 * t1; acc[20] += t2 * t2
-                acc[21] += s0 * t0; acc[22] += s1 * t1; acc[23] += s2 * t2
-                for c in range(STATS):
-                    row[x + 1, c] = acc[c]          # int64 -> int32 keeps the low 32 bits
-        width = (w + 1) * STATS                     # then down the columns, chunks independent
+    for job in prange(nb * h):              # row prefix sums, rows independent
+        b, y = job // h, job % h
+        row = out[b, y + 1]
+        row[0, :] = 0
+        acc = np.zeros(STATS, np.int64)
+        for x in range(w):
+            m0, m1, m2 = np.int64(m[b, 0, y, x]), np.int64(m[b, 1, y, x]), np.int64(m[b, 2, y, x])
+            a0, a1, a2 = v[b, 0, y, x] * m0, v[b, 1, y, x] * m1, v[b, 2, y, x] * m2
+            p01, p02, p12 = m0 * m1, m0 * m2, m1 * m2
+            s0, s1, s2 = a0 * p01, a0 * p02, a1 * p12            # pair (a, b): a where both shown
+            t0, t1, t2 = a1 * p01, a2 * p02, a2 * p12            # and b
+            acc[0] += a0; acc[1] += a1; acc[2] += a2
+            acc[3] += m0; acc[4] += m1; acc[5] += m2
+            acc[6] += p01; acc[7] += p02; acc[8] += p12
+            acc[9] += s0; acc[10] += s1; acc[11] += s2
+            acc[12] += t0; acc[13] += t1; acc[14] += t2
+            acc[15] += s0 * s0; acc[16] += s1 * s1; acc[17] += s2 * s2
+            acc[18] += t0 * t0; acc[19] += t1 * t1; acc[20] += t2 * t2
+            acc[21] += s0 * t0; acc[22] += s1 * t1; acc[23] += s2 * t2
+            for c in range(STATS):
+                row[x + 1, c] = acc[c]          # int64 -> int32 keeps the low 32 bits
+    width = (w + 1) * STATS                     # then down the columns, chunks independent
+    chunk = 4096
+    chunks = (width + chunk - 1) // chunk
+    for job in prange(nb * chunks):
+        b, j = job // chunks, job % chunks
         flat = out[b].reshape((h + 1, width))
-        chunk = 4096
-        for j in prange((width + chunk - 1) // chunk):
-            lo, hi = j * chunk, min(width, (j + 1) * chunk)
-            for y in range(1, h + 1):
-                for i in range(lo, hi):
-                    flat[y, i] = flat[y, i] + flat[y - 1, i]
+        lo, hi = j * chunk, min(width, (j + 1) * chunk)
+        for y in range(1, h + 1):
+            for i in range(lo, hi):
+                flat[y, i] = flat[y, i] + flat[y - 1, i]
 
 
 def _box(integral, b, y0, y1, x0, x1, c):          # pragma: no cover - compiled
