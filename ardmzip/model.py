@@ -311,7 +311,6 @@ def residual_blocks_int8(x: torch.Tensor, blocks: list[IntConv]) -> torch.Tensor
     return x
 
 
-
 def _add_clamped(x: torch.Tensor, conv: torch.Tensor, relu: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """clamp(x + clamp(conv, -127, 127), -127, 127) for int8 x in [-127, 127], relu = max(x, 0),
     without leaving int8: x + conv stays in [-127, 127] exactly when conv lies in
