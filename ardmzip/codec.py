@@ -532,7 +532,8 @@ def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[const
     gray = planes[0].ndim == 2
     pc = PlaneCoder(model.net_on(device), model.curve, h, w, gray, steps, seed, order=order,
                     pyramid=version >= PYRAMID_VERSION)
-    jit.expect(len(planes) * h * w * pc.steps)          # enough work: the compiled CPU kernels
+    if device.type == "cpu":                            # enough work: the compiled CPU kernels
+        jit.expect(len(planes) * h * w * pc.steps)
     values = torch.cat([_plane_tensor(p, gray) for p in planes]).to(device)
     flats = [p.reshape(-1) for p in planes]
     costs_of = [Stats() for _ in planes]
@@ -704,7 +705,8 @@ def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps
                   pyramid: bool = False) -> None:
     pc = PlaneCoder(model.net_on(device), model.curve, h, w, gray, steps, seed, strip_pixels, chunk, order=order,
                     pyramid=pyramid)
-    jit.expect(len(members) * h * w * pc.steps)
+    if device.type == "cpu":
+        jit.expect(len(members) * h * w * pc.steps)
     shape = (h, w) if gray else (h, w, 3)
     flats = [np.zeros(h * pc.per_row, dtype=np.uint8) for _ in members]
     values = torch.zeros(len(members), 3, h, w, dtype=torch.uint8, device=device)
