@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from .dlm import IDX_MAX, N_SYMBOLS, SIG_BITS
-from .jit import LOCK, njit, set_threads
+from . import jit
+from .jit import njit
 
 from numba import prange              # (this module is imported only where numba is: jit.available)
 
@@ -93,11 +94,11 @@ def _start(inv, base, w, sig, first, end, at, a, e, f_lo, f_hi):        # pragma
 
 @njit(parallel=True)
 def _level(inv, base, w, sig, first, end, at, lo, a, e, f_lo, f_hi, half, run,
-           e0, a1, f_e0, f_a1, probs, starts):             # pragma: no cover - compiled
+           e0, a1, f_e0, f_a1, probs, starts, slot):             # pragma: no cover - compiled
     """One level of the decoder before its pops: the split points and F there of every
     variable, and the probability rows (float64, coder._probabilities' division) of the coded
-    decisions in variable order, run i's rows from starts[i] to starts[i + 1]. Returns how
-    many rows."""
+    decisions in variable order, run i's rows from starts[i] to starts[i + 1]; slot[j]:
+    variable j's row, -1 where not coded. Returns how many rows."""
     n = lo.shape[0]
     for j in prange(n):
         t, mid = at[j], lo[j] + half
@@ -112,7 +113,10 @@ def _level(inv, base, w, sig, first, end, at, lo, a, e, f_lo, f_hi, half, run,
             m0, m1 = np.float64(f_e0[j] - f_lo[j]), np.float64(f_hi[j] - f_a1[j])
             total = m0 + m1
             probs[k, 0], probs[k, 1] = m0 / total, m1 / total
+            slot[j] = k
             k += 1
+        else:
+            slot[j] = -1
     starts[n // run] = k
     return k
 
@@ -120,21 +124,18 @@ def _level(inv, base, w, sig, first, end, at, lo, a, e, f_lo, f_hi, half, run,
 @njit(parallel=True)
 def _descend(lo, a, e, f_lo, f_hi, half, e0, a1, f_e0, f_a1, popped, slot):     # pragma: no cover - compiled
     """The decoder after a level's pops: each variable down to its chosen half (``popped``
-    holds the coded decisions in variable order; ``slot`` (N,) scratch)."""
-    n = lo.shape[0]
-    k = 0
-    for j in range(n):                       # where each variable's popped bit is, if coded
-        if a[j] < e0[j] and a1[j] < e[j]:
-            slot[j] = k
-            k += 1
-        else:
-            slot[j] = -1
-    for j in prange(n):
+    holds the coded decisions in variable order, ``slot`` each variable's row: ``_level``)."""
+    for j in prange(lo.shape[0]):
         bit = popped[slot[j]] != 0 if slot[j] >= 0 else a[j] >= e0[j]      # left half empty: bit 1
         if bit:
             a[j], f_lo[j], lo[j] = a1[j], f_a1[j], lo[j] + half
         else:
             e[j], f_hi[j] = e0[j], f_e0[j]
+
+
+def _spans(tables, n: int):
+    """(first, end, at) of coder._span_tables, or the identity's for "every value allowed"."""
+    return tables if tables is not None else (IDENTITY, IDENTITY, np.zeros(n, np.int64))
 
 
 def decision_grid(terms: tuple[np.ndarray, np.ndarray, np.ndarray], sig: np.ndarray, symbols: np.ndarray,
@@ -146,13 +147,11 @@ def decision_grid(terms: tuple[np.ndarray, np.ndarray, np.ndarray], sig: np.ndar
     outside its set."""
     inv, base, w = terms
     n = len(symbols)
-    first, end, at = tables if tables is not None else (IDENTITY, IDENTITY, np.zeros(n, np.int64))
+    first, end, at = _spans(tables, n)
     masses = np.empty((8, n, 2), np.int32)
     bits = np.empty((8, n), np.uint8)
     coded = np.empty((8, n), np.uint8)
-    with LOCK:
-        set_threads()
-        bad = _grid(inv, base, w, sig, symbols.astype(np.int64), first, end, at, masses, bits, coded)
+    bad = jit.run(_grid, inv, base, w, sig, symbols.astype(np.int64), first, end, at, masses, bits, coded)
     if bad >= 0:
         raise ValueError("a symbol is not in its allowed set")
     return masses, bits.astype(np.int32), None if tables is None else coded.view(np.bool_)
@@ -165,31 +164,25 @@ class LevelDecoder:
 
     def __init__(self, terms, sig: np.ndarray, tables, n: int, run: int):
         self.terms, self.sig, self.run = terms, sig, run
-        self.first, self.end, self.at = tables if tables is not None else (IDENTITY, IDENTITY, np.zeros(n, np.int64))
+        self.first, self.end, self.at = _spans(tables, n)
         self.lo = np.zeros(n, np.int64)
         self.a, self.e, self.f_lo, self.f_hi = (np.empty(n, np.int64) for _ in range(4))
         self.e0, self.a1, self.f_e0, self.f_a1 = (np.empty(n, np.int64) for _ in range(4))
         self.probs = np.empty((n, 2), np.float64)
         self.starts = np.empty(n // run + 1, np.int64)
         self.slot = np.empty(n, np.int64)
-        with LOCK:
-            set_threads()
-            _start(*terms, sig, self.first, self.end, self.at, self.a, self.e, self.f_lo, self.f_hi)
+        jit.run(_start, *terms, sig, self.first, self.end, self.at, self.a, self.e, self.f_lo, self.f_hi)
 
     def masses(self, level: int) -> tuple[np.ndarray, np.ndarray]:
         """(probability rows (k, 2) float64, starts (runs + 1,)) of this level's coded decisions."""
-        with LOCK:
-            set_threads()
-            k = _level(*self.terms, self.sig, self.first, self.end, self.at, self.lo, self.a, self.e,
-                       self.f_lo, self.f_hi, 128 >> level, self.run, self.e0, self.a1, self.f_e0, self.f_a1,
-                       self.probs, self.starts)
+        k = jit.run(_level, *self.terms, self.sig, self.first, self.end, self.at, self.lo, self.a, self.e,
+                    self.f_lo, self.f_hi, 128 >> level, self.run, self.e0, self.a1, self.f_e0, self.f_a1,
+                    self.probs, self.starts, self.slot)
         return self.probs[:k], self.starts
 
     def descend(self, level: int, popped: np.ndarray) -> None:
-        with LOCK:
-            set_threads()
-            _descend(self.lo, self.a, self.e, self.f_lo, self.f_hi, 128 >> level, self.e0, self.a1,
-                     self.f_e0, self.f_a1, popped, self.slot)
+        jit.run(_descend, self.lo, self.a, self.e, self.f_lo, self.f_hi, 128 >> level, self.e0, self.a1,
+                self.f_e0, self.f_a1, popped, self.slot)
 
     def symbols(self) -> np.ndarray:
         return self.lo.astype(np.int32)

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .jit import LOCK, njit, set_threads
+from . import jit
+from .jit import njit
 
 from numba import prange              # (this module is imported only where numba is: jit.available)
 
@@ -192,9 +193,7 @@ def integral(v: np.ndarray, m: np.ndarray) -> np.ndarray:
     ((B, 3, H, W) uint8, C-contiguous)."""
     nb, _, h, w = v.shape
     out = np.empty((nb, h + 1, w + 1, STATS), np.int32)
-    with LOCK:
-        set_threads()
-        _integral(v, m, out)
+    jit.run(_integral, v, m, out)
     return out
 
 
@@ -202,7 +201,5 @@ def rows(v: np.ndarray, m: np.ndarray, integral_image: np.ndarray, r0: int, r1: 
          feats: np.ndarray, anchors: np.ndarray) -> None:
     """Fill ``feats`` ((B, r1 - r0, W, 45) float32 view) and ``anchors`` ((B, 3, r1 - r0, W)
     int32) with the features of rows r0..r1-1."""
-    with LOCK:
-        set_threads()
-        _rows(v, m, integral_image, r0, r1, cross, feats, anchors)
+    jit.run(_rows, v, m, integral_image, r0, r1, cross, feats, anchors)
 

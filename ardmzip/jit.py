@@ -79,11 +79,14 @@ def njit(parallel: bool = False, inline: bool = False):
     return wrap
 
 
-def set_threads() -> None:
-    """As many threads as torch uses (torch.set_num_threads, the CLI's -T)."""
+def run(kernel, *args):
+    """A parallel kernel on as many threads as torch uses (torch.set_num_threads, the CLI's
+    -T), under the lock: numba's default thread pool must not be entered twice at once."""
     import torch
     nb = numba()
-    nb.set_num_threads(max(1, min(torch.get_num_threads(), nb.config.NUMBA_NUM_THREADS)))
+    with LOCK:
+        nb.set_num_threads(max(1, min(torch.get_num_threads(), nb.config.NUMBA_NUM_THREADS)))
+        return kernel(*args)
 
 
 @functools.cache
