@@ -58,6 +58,13 @@ def _key_order(keys: np.ndarray) -> np.ndarray:
     return np.argsort(keys)
 
 
+def _coarse_variables(h: int, w: int, channels: int) -> np.ndarray:
+    """(h * w * channels,) bool, variables in row-major order: those of pixels with even row and column."""
+    coarse = np.zeros((h, w, channels), bool)
+    coarse[::2, ::2] = True
+    return coarse.reshape(-1)
+
+
 def coding_ranks(n: int, seed: int) -> np.ndarray:
     """rank[i] = position of variable i in the coding order, (n,) int64, a permutation of 0..n-1."""
     return _ranks(_key_order(order_keys(n, seed)))
@@ -70,8 +77,7 @@ def interlaced_ranks(h: int, w: int, channels: int, seed: int) -> np.ndarray:
     """Ranks of the "interlace2" order for an (h, w, channels) plane, variables in row-major
     order: pixels with even row and column first, each level in coding_ranks' key order."""
     n = h * w * channels
-    pixel = np.arange(n, dtype=np.int64) // channels
-    fine = ((pixel // w) % 2 == 1) | ((pixel % w) % 2 == 1)
+    fine = ~_coarse_variables(h, w, channels)
     keys = order_keys(n, seed)
     coarse_idx, fine_idx = np.flatnonzero(~fine), np.flatnonzero(fine)    # coarse first, each in key order
     return _ranks(np.concatenate([coarse_idx[_key_order(keys[coarse_idx])], fine_idx[_key_order(keys[fine_idx])]]))
@@ -83,8 +89,7 @@ def pyramid_ranks(h: int, w: int, channels: int, seed: int) -> np.ndarray:
     (ceil(h/2), ceil(w/2)) picture, so its own coarse level leads), then the rest in
     coding_ranks' key order, as in "interlace2"."""
     n = h * w * channels
-    pixel = np.arange(n, dtype=np.int64) // channels
-    coarse = ((pixel // w) % 2 == 0) & ((pixel % w) % 2 == 0)
+    coarse = _coarse_variables(h, w, channels)
     ranks = np.empty(n, dtype=np.int64)
     # the coarse variables in index order are the small picture's in its index order
     ranks[coarse] = interlaced_ranks((h + 1) // 2, (w + 1) // 2, channels, seed)

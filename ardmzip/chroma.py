@@ -48,27 +48,43 @@ def _colour_differences(plane: np.ndarray) -> np.ndarray:
     return np.stack([d[..., 0] - d[..., 1], d[..., 2] - d[..., 1]], -1)
 
 
-def _share(diff: np.ndarray, by: int, bx: int, oy: int, ox: int) -> float:
-    blocks = _whole_blocks(diff, by, bx, oy, ox)
-    if blocks.size == 0:
+class _NearAnchor:
+    """near(dy, dx)[y, x]: pixel (y + dy, x + dx)'s R-G and B-G lie within 1 of pixel (y, x)'s,
+    (H - dy, W - dx) bool, computed once per displacement: every block shape and offset
+    ``detect`` tries reads the same three ((0, 1), (1, 0), (1, 1)) at its own anchors."""
+
+    def __init__(self, diff: np.ndarray):
+        self.diff, self.cache = diff, {}
+
+    def __call__(self, dy: int, dx: int) -> np.ndarray:
+        if (dy, dx) not in self.cache:
+            h, w = self.diff.shape[:2]
+            self.cache[dy, dx] = (np.abs(self.diff[dy:, dx:] - self.diff[:h - dy, :w - dx]) <= 1).all(-1)
+        return self.cache[dy, dx]
+
+
+def _share(near: _NearAnchor, by: int, bx: int, oy: int, ox: int) -> float:
+    h, w = near.diff.shape[:2]
+    nby, nbx = max(0, h - oy) // by, max(0, w - ox) // bx        # whole blocks
+    if nby == 0 or nbx == 0:
         return 0.0
-    close = (np.abs(blocks - blocks[:, :1, :, :1]) <= 1).all(-1)       # (nby, by, nbx, bx)
-    close[:, 0, :, 0] = False                                          # anchors do not count
-    return float(close.sum()) / (close.shape[0] * close.shape[2] * (by * bx - 1))
+    close = sum(int(near(dy, dx)[oy:oy + nby * by:by, ox:ox + nbx * bx:bx].sum())
+                for dy in range(by) for dx in range(bx) if dy or dx)      # anchors do not count
+    return close / (nby * nbx * (by * bx - 1))
 
 
 def block_share(plane: np.ndarray, by: int, bx: int, oy: int, ox: int) -> float:
     """Share of the non-anchor pixels of whole blocks (top-left pixel = anchor, blocks starting
     at row oy, column ox) whose R-G and B-G are within 1 of their anchor's; 0 without such pixels."""
-    return _share(_colour_differences(plane), by, bx, oy, ox)
+    return _share(_NearAnchor(_colour_differences(plane)), by, bx, oy, ox)
 
 
 def detect(plane: np.ndarray) -> tuple[int, int, int, int] | None:
     """(block rows, block columns, row offset, column offset) of an (H, W, 3) plane's chroma
     blocks, or None when no shape reaches MIN_SHARE."""
-    diff = _colour_differences(plane)
+    near = _NearAnchor(_colour_differences(plane))
     for by, bx in SHAPES:
-        best = max(((_share(diff, by, bx, oy, ox), oy, ox) for oy in range(by) for ox in range(bx)))
+        best = max(((_share(near, by, bx, oy, ox), oy, ox) for oy in range(by) for ox in range(bx)))
         if best[0] >= MIN_SHARE:
             return by, bx, best[1], best[2]
     return None

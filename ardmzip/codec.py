@@ -165,9 +165,12 @@ class PlaneCoder:
             bounds = np.concatenate([coarse, fine[1:]])
             ranks = pyramid_ranks(h, w, self.channels, seed)
             strides = [2] * (len(coarse) - 1) + [1] * (len(fine) - 1)
-        step_of = (np.searchsorted(bounds, ranks, side="right") - 1).astype(np.int32)
+        # the step of each rank (bounds run from 0 to d), looked up rather than searched
+        step_of = np.repeat(np.arange(len(bounds) - 1, dtype=np.int32), np.diff(bounds))[ranks]
         self.step_of = step_of
-        self.by_step = np.argsort(step_of, kind="stable")          # variables grouped by step, ascending index
+        # variables grouped by step, ascending index: a stable sort of 16-bit keys is numpy's radix sort
+        narrow = step_of.astype(np.int16) if len(bounds) <= 1 << 15 else step_of
+        self.by_step = np.argsort(narrow, kind="stable")
         self.starts = np.concatenate([[0], np.cumsum(np.bincount(step_of, minlength=len(bounds) - 1))])
         self.steps = len(bounds) - 1
         self.strides = strides

@@ -300,6 +300,17 @@ def _palette_tables(pal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return table, pair_row
 
 
+def _distinct_colours(px: np.ndarray) -> np.ndarray:
+    """The sorted distinct ``_color_keys`` of (N, 3) uint8 pixels. A large picture marks them in
+    a 2^24 bitmap (16 MB, a few passes over memory), 4x faster there than np.unique's sort."""
+    keys = _color_keys(px)
+    if len(keys) < 1 << 17:
+        return np.unique(keys)
+    seen = np.zeros(1 << 24, bool)
+    seen[keys] = True
+    return np.flatnonzero(seen)
+
+
 def candidates(plane: np.ndarray) -> list[Constraint]:
     """Constraints worth trying for a plane ((H, W) gray or (H, W, 3)), least restrictive first.
 
@@ -315,13 +326,11 @@ def candidates(plane: np.ndarray) -> list[Constraint]:
     if channels == 3 and (px[:, :1] == px[:, 1:]).all():
         return [Constraint(GRAY, 3)]
     out = [Constraint(PLAIN, channels)]
-    masks = np.zeros((channels, 256), bool)
-    for ch in range(channels):
-        masks[ch, np.unique(px[:, ch])] = True
+    masks = np.stack([np.bincount(px[:, ch], minlength=256) > 0 for ch in range(channels)])
     if not masks.all():
         out.append(Constraint(VALUES, channels, masks))
     if channels == 3:
-        keys = np.unique(_color_keys(px))
+        keys = _distinct_colours(px)
         if len(keys) <= MAX_PALETTE:
             pal = np.stack([keys >> 16, (keys >> 8) & 255, keys & 255], 1).astype(np.uint8)
             out.append(Constraint(PALETTE, 3, pal))

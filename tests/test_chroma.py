@@ -56,6 +56,33 @@ def test_block_share_counts_non_anchor_pixels_within_one():
     assert chroma.block_share(a, 2, 2, 0, 0) == pytest.approx(2 / 3)
 
 
+def brute_force_share(plane, by, bx, oy, ox):
+    """block_share read off its definition: every non-anchor pixel of every whole block."""
+    d = plane.astype(np.int64)
+    diff = np.stack([d[..., 0] - d[..., 1], d[..., 2] - d[..., 1]], -1)
+    h, w = plane.shape[:2]
+    close = total = 0
+    for y0 in range(oy, h - by + 1, by):
+        for x0 in range(ox, w - bx + 1, bx):
+            for dy in range(by):
+                for dx in range(bx):
+                    if dy or dx:
+                        total += 1
+                        close += int(np.abs(diff[y0 + dy, x0 + dx] - diff[y0, x0]).max() <= 1)
+    return close / total if total else 0.0
+
+
+@pytest.mark.parametrize("h, w", [(1, 1), (1, 5), (5, 1), (7, 9), (8, 6)])
+def test_block_share_is_the_brute_force_count(h, w):
+    rng = np.random.default_rng(h * 10 + w)
+    base = rng.integers(0, 250, (h, w, 1))
+    plane = np.clip(base + rng.integers(-2, 3, (h, w, 3)), 0, 255).astype(np.uint8)   # a mix of near and far
+    for by, bx in chroma.SHAPES:
+        for oy in range(by):
+            for ox in range(bx):
+                assert chroma.block_share(plane, by, bx, oy, ox) == brute_force_share(plane, by, bx, oy, ox)
+
+
 # ---------------------------------------------------------------- the prediction
 
 
