@@ -89,37 +89,15 @@ def run(kernel, *args):
         return kernel(*args)
 
 
-@functools.cache
-def _add_kernel():
-    return njit()(_add_clamped_int8)
-
-
-@functools.cache
-def _add_in_place_kernel():
-    return njit()(_add_clamped_int8_in_place)
-
-
-def _add_clamped_int8(x, conv, out):                # pragma: no cover - compiled
-    for i in range(x.size):          # int16 throughout and ternaries: what LLVM vectorizes (3x)
-        a, b = np.int16(x[i]), np.int16(conv[i])
-        b = b if b > -127 else np.int16(-127)
-        s = np.int16(a + b)
-        s = s if s > -127 else np.int16(-127)
-        out[i] = np.int8(s if s < 127 else np.int16(127))
-
-
-def _add_clamped_int8_in_place(x, conv):           # pragma: no cover - compiled
-    for i in range(x.size):
-        a, b = np.int16(x[i]), np.int16(conv[i])
-        b = b if b > -127 else np.int16(-127)
-        s = np.int16(a + b)
-        s = s if s > -127 else np.int16(-127)
-        x[i] = np.int8(s if s < 127 else np.int16(127))
-
-
-def add_clamped_int8(x: np.ndarray, conv: np.ndarray, out: np.ndarray) -> None:
-    """out = clamp(x + clamp(conv, -127, 127), -127, 127) for 1-D int8 arrays (out may be x)."""
-    if x.ctypes.data == out.ctypes.data and x.shape == out.shape:
-        _add_in_place_kernel()(x, conv)     # in place: one array, a loop LLVM vectorizes (out
-    else:                                   # aliasing x fails its overlap check: scalar, 3x slower)
-        _add_kernel()(x.copy() if np.shares_memory(x, out) else x, conv, out)
+def add_clamped_relu_int8(x: np.ndarray, conv: np.ndarray, out: np.ndarray | None, relu: np.ndarray) -> None:
+    """out = clamp(x + clamp(conv, -127, 127), -127, 127) and relu = max(out, 0) for 1-D int8
+    arrays, in one pass (the next layer's input with the stream: no pass of its own); ``out``
+    None: the ReLU alone. Inputs that overlap an output are copied first (then every element
+    reads the inputs' own values, and no loop falls back from vectors to scalars)."""
+    from . import stream_jit         # (numba is imported on first use)
+    outs = [relu] if out is None else [out, relu]
+    x, conv = (a.copy() if any(np.may_share_memory(a, o) for o in outs) else a for a in (x, conv))
+    if out is None:
+        run(stream_jit.add_clamped_relu_only, x, conv, relu)
+    else:
+        run(stream_jit.add_clamped_relu, x, conv, out, relu)

@@ -166,7 +166,7 @@ class IntegerNet:
         layout = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
         feats, anchor = context_features(values.to(self.device), mask.to(self.device), self.config.cross_anchor, layout)
         if self.int8_stream():
-            return residual_blocks_int8(self.stem(feats).to(torch.int8), self.blocks).clamp_(min=0), anchor
+            return residual_blocks_int8(self.stem(feats).to(torch.int8), self.blocks), anchor
         return residual_blocks(self.stem(feats), self.blocks).clamp_(min=0), anchor
 
     def int8_stream(self) -> bool:
@@ -197,9 +197,13 @@ class IntegerNet:
         # rows layer l must have produced before the layer above can reach row t of the last one
         ahead = [sum(reach[l + 1:]) for l in range(len(layers))]
         done = [0] * len(layers)                           # rows produced per layer
-        kept = RowBuffer.reused(len(layers))               # each layer's rows still to be read
+        int8 = self.int8_stream()
+        # each layer's rows still to be read; on an int8 stream their ReLUs too (the next
+        # layer's input, written with the stream by the same pass: ``residual_rows_int8``)
+        kept = RowBuffer.reused(2 * len(layers) if int8 else len(layers))
+        relus = kept[len(layers):]
         c = self.blocks[0].weight.shape[0] if self.blocks else self.stem.weight.shape[0]
-        dtype = torch.int8 if self.int8_stream() else torch.float32
+        dtype = torch.int8 if int8 else torch.float32
         out = torch.empty(b, c, h, w, dtype=dtype, device=self.device, memory_format=torch.channels_last)   # (not a copy)
         anchors = torch.empty(b, 3, h, w, dtype=torch.int32, device=self.device)
         band = max(1, band_pixels // max(1, w))
@@ -215,11 +219,22 @@ class IntegerNet:
                     feats, anchor = state.rows(s, e, torch.channels_last if cpu else torch.contiguous_format)
                     anchors[:, :, s:e] = anchor
                     dest.copy_(self.stem(feats))
+                    if last:
+                        dest.clamp_(min=0)
+                    elif int8:
+                        torch.clamp(dest, min=0, out=relus[l].claim(e - s, b, c, w, self.device, dtype))
+                elif int8:                                  # last: the trunk's output is the ReLU
+                    x = kept[l - 1]
+                    residual_rows_int8(layer, x.rows()[:, :, s - x.first:e - x.first], relus[l - 1].first,
+                                       relus[l - 1].rows(), s, e, h, out=None if last else dest,
+                                       relu_out=dest if last else relus[l].claim(e - s, b, c, w, self.device, dtype))
+                    x.drop_before(e)                                 # rows no later band reads
+                    relus[l - 1].drop_before(e - layer.dilation)
                 else:
                     residual_rows(layer, kept[l - 1].first, kept[l - 1].rows(), s, e, h, out=dest)
                     kept[l - 1].drop_before(e - layer.dilation)     # rows no later band reads
-                if last:
-                    dest.clamp_(min=0)
+                    if last:
+                        dest.clamp_(min=0)
                 done[l] = e
         return out, anchors
 
@@ -304,27 +319,36 @@ def residual_blocks(x: torch.Tensor, blocks: list[IntConv]) -> torch.Tensor:
 
 
 def residual_blocks_int8(x: torch.Tensor, blocks: list[IntConv]) -> torch.Tensor:
-    """``residual_blocks`` on an int8 stream (``IntegerNet.int8_stream``), in place."""
-    for block in blocks:
-        relu = x.clamp(min=0)
-        _add_clamped(x, block.int8_floor(relu), relu, out=x)
-    return x
+    """``residual_blocks`` on an int8 stream (``IntegerNet.int8_stream``), then the trunk's
+    final ReLU: its output. Each addition also writes the ReLU the next block reads."""
+    relu = x.clamp(min=0)
+    spare = torch.empty_like(x) if len(blocks) > 1 else None
+    for i, block in enumerate(blocks):
+        last = i == len(blocks) - 1
+        conv = block.int8_floor(relu)        # (read before the addition overwrites relu)
+        _add_clamped_relu(x, conv, relu, out=None if last else spare, relu_out=relu)
+        if not last:
+            x, spare = spare, x
+    return relu
 
 
-def _add_clamped(x: torch.Tensor, conv: torch.Tensor, relu: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """clamp(x + clamp(conv, -127, 127), -127, 127) for int8 x in [-127, 127], relu = max(x, 0),
-    without leaving int8: x + conv stays in [-127, 127] exactly when conv lies in
+def _add_clamped_relu(x: torch.Tensor, conv: torch.Tensor, relu: torch.Tensor, out: torch.Tensor | None,
+                      relu_out: torch.Tensor) -> None:
+    """out = clamp(x + clamp(conv, -127, 127), -127, 127) and relu_out = max(out, 0) for int8
+    x in [-127, 127] with relu = max(x, 0) (``out`` None: relu_out alone; relu_out may be
+    relu), without leaving int8: x + conv stays in [-127, 127] exactly when conv lies in
     [-127 - min(x, 0), 127 - max(x, 0)], whose bounds lie in [-127, 127] themselves (so
-    clamping to them takes the inner clamp too). ``conv`` is clamped in place (or not at all)."""
-    if x.device.type == "cpu" and jit.available() and _flat_ok(x, conv, out):
-        jit.add_clamped_int8(_flat(x), _flat(conv), _flat(out))     # the same, in one pass
-        return out
+    clamping to them takes the inner clamp too). ``conv`` may be overwritten."""
+    outs = [relu_out] if out is None else [out, relu_out]
+    if x.device.type == "cpu" and jit.available() and _flat_ok(x, conv, *outs):
+        jit.add_clamped_relu_int8(_flat(x), _flat(conv), None if out is None else _flat(out), _flat(relu_out))
+        return                                                          # the same, in one pass
     conv.clamp_(min=torch.sub(relu, x).sub_(127), max=torch.rsub(relu, 127))
-    return torch.add(x, conv, out=out)
+    torch.clamp(torch.add(x, conv, out=conv if out is None else out), min=0, out=relu_out)
 
 
 def _flat_ok(*ts: torch.Tensor) -> bool:
-    return all(t.is_contiguous(memory_format=torch.channels_last) for t in ts) and ts[0].shape == ts[1].shape == ts[2].shape
+    return all(t.is_contiguous(memory_format=torch.channels_last) and t.shape == ts[0].shape for t in ts)
 
 
 def _flat(t: torch.Tensor):
@@ -380,13 +404,9 @@ class RowBuffer:
         return view
 
 
-def residual_rows(block: IntConv, first: int, below: torch.Tensor, s: int, e: int, size: int,
-                  out: torch.Tensor | None = None) -> torch.Tensor:
-    """Rows s..e-1 of clamp(x + block(relu(x)), -127, 127), where ``below`` holds rows of x from
-    row ``first`` on (a band-by-band trunk); rows outside 0..size-1 read as zeros, as the
-    whole-picture convolution's padding makes them. ``out``: where to write them. An int8
-    ``below`` is an int8 stream (``IntegerNet.int8_stream``): int8 rows out."""
-    d = block.dilation
+def _zero_padded(below: torch.Tensor, first: int, s: int, e: int, d: int, size: int) -> torch.Tensor:
+    """Rows s - d .. e + d - 1 of the layer ``below`` holds from row ``first`` on; rows outside
+    0..size-1 read as zeros, as the whole-picture convolution's padding makes them."""
     lo, hi = max(0, s - d), min(size, e + d)
     src = below[:, :, lo - first:hi - first]
     if lo > s - d or hi < e + d:                    # an edge of the picture: zero rows
@@ -395,13 +415,27 @@ def residual_rows(block: IntConv, first: int, below: torch.Tensor, s: int, e: in
                              device=below.device, memory_format=layout).zero_()
         padded[:, :, lo - (s - d):lo - (s - d) + (hi - lo)] = src
         src = padded
-    if src.dtype == torch.int8:        # src's rows d .. d + e - s - 1 are rows s .. e - 1
-        relu = src.clamp(min=0)
-        if out is None:
-            out = torch.empty_like(relu[:, :, d:d + e - s])
-        return _add_clamped(src[:, :, d:d + e - s], block.int8_floor(relu, (0, d)),
-                            relu[:, :, d:d + e - s], out=out)
-    conv = block.relu_conv(src, (0, d))
+    return src
+
+
+def residual_rows(block: IntConv, first: int, below: torch.Tensor, s: int, e: int, size: int,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
+    """Rows s..e-1 of clamp(x + block(relu(x)), -127, 127), where ``below`` holds rows of x from
+    row ``first`` on (a band-by-band trunk, float32 stream); rows outside 0..size-1 read as
+    zeros, as the whole-picture convolution's padding makes them. ``out``: where to write them."""
+    d = block.dilation
+    conv = block.relu_conv(_zero_padded(below, first, s, e, d, size), (0, d))
     if out is None:
         return conv.add_(below[:, :, s - first:e - first]).clamp_(-127, 127)
     return torch.add(conv, below[:, :, s - first:e - first], out=out).clamp_(-127, 127)
+
+
+def residual_rows_int8(block: IntConv, x: torch.Tensor, first: int, relu: torch.Tensor, s: int, e: int,
+                       size: int, out: torch.Tensor | None, relu_out: torch.Tensor) -> None:
+    """``residual_rows`` on an int8 stream (``IntegerNet.int8_stream``): x holds its rows
+    s..e-1, ``relu`` rows of max(x, 0) from row ``first`` on (the convolution's input, halo
+    included). Writes rows s..e-1 of the stream to ``out`` (None: not kept) and their ReLU to
+    ``relu_out``, in one pass."""
+    d = block.dilation
+    conv = block.int8_floor(_zero_padded(relu, first, s, e, d, size), (0, d))
+    _add_clamped_relu(x, conv, relu[:, :, s - first:e - first], out=out, relu_out=relu_out)

@@ -7,6 +7,7 @@ it runs on a crop or the full image.
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -317,17 +318,35 @@ def test_an_int8_output_that_fails_its_check_leaves_the_float32_output(monkeypat
 
 
 @pytest.mark.parametrize("jit", ["0", "1"])
-def test_int8_residual_addition_over_every_pair(jit, monkeypatch):
-    """model._add_clamped, the int8 stream's clamp(x + clamp(c, -127, 127), -127, 127), over
-    every x in [-127, 127] and every int8 c (oneDNN saturates to -128), against int32; the
-    torch path and the compiled one (jit.add_clamped_int8, where numba is installed)."""
-    from ardmzip.model import _add_clamped
+@pytest.mark.parametrize("keep", [True, False])
+def test_int8_residual_addition_over_every_pair(jit, keep, monkeypatch):
+    """model._add_clamped_relu, the int8 stream's clamp(x + clamp(c, -127, 127), -127, 127)
+    and its ReLU, over every x in [-127, 127] and every int8 c (oneDNN saturates to -128),
+    against int32; the torch path and the compiled one (jit.add_clamped_relu_int8, where numba
+    is installed), with the stream kept and without (the ReLU alone)."""
+    from ardmzip.model import _add_clamped_relu
     monkeypatch.setenv("ARDMZIP_JIT", jit)
     x, c = torch.meshgrid(torch.arange(-127, 128), torch.arange(-128, 128), indexing="ij")
     x, c = x.to(torch.int8).reshape(1, 1, 255, 256), c.to(torch.int8).reshape(1, 1, 255, 256)
     want = (x.int() + c.int().clamp(-127, 127)).clamp(-127, 127)
-    got = _add_clamped(x, c.clone(), x.clamp(min=0), out=torch.empty_like(x))
-    assert got.dtype == torch.int8 and torch.equal(got.int(), want)
+    out, relu = torch.full_like(x, 99), torch.full_like(x, 99)
+    _add_clamped_relu(x, c.clone(), x.clamp(min=0), out=out if keep else None, relu_out=relu)
+    assert relu.dtype == torch.int8 and torch.equal(relu.int(), want.clamp(min=0))
+    assert torch.equal(out.int(), want) if keep else (out == 99).all()
+
+
+def test_int8_residual_addition_with_overlapping_arrays():
+    """jit.add_clamped_relu_int8 where the ReLU goes over the input stream: inputs that overlap
+    an output are read before it is written (copied first), the same values."""
+    from ardmzip import jit
+    if not jit.installed():
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(3)
+    x = rng.integers(-127, 128, 1000).astype(np.int8)
+    c = rng.integers(-128, 128, 1000).astype(np.int8)
+    want = np.clip(x.astype(np.int32) + np.clip(c, -127, 127), 0, 127)
+    jit.add_clamped_relu_int8(x, c, None, x)
+    assert np.array_equal(x, want)
 
 
 def test_a_used_network_deep_copies_without_its_cached_int8_path(shipped):

@@ -1,0 +1,57 @@
+"""The int8 residual stream's addition as compiled CPU kernels (model._add_clamped_relu).
+
+out = clamp(x + clamp(conv, -127, 127), -127, 127) and relu = max(out, 0) in one pass: the
+stream for the layer after next and the ReLU the next layer reads, for the cost of about one
+torch pass of the three this takes there. Memory-bound, so the loop is split into spans over
+numba's threads (2x on two cores against one); each span is a serial function, whose loop
+LLVM vectorizes (a loop inside prange's body does not). Elementwise, so the values do not
+depend on the thread count. Imported only where numba is (jit.add_clamped_relu_int8).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .jit import njit
+
+SPAN = 1 << 15       # elements per parallel task
+
+
+@njit()
+def _add_span(x, conv, out, relu):                  # pragma: no cover - compiled
+    for i in range(x.size):          # int16 throughout and ternaries: what LLVM vectorizes (3x)
+        a, b = np.int16(x[i]), np.int16(conv[i])
+        b = b if b > -127 else np.int16(-127)
+        s = np.int16(a + b)
+        s = s if s > -127 else np.int16(-127)
+        s = s if s < 127 else np.int16(127)
+        out[i] = np.int8(s)
+        relu[i] = np.int8(s if s > 0 else np.int16(0))
+
+
+@njit()
+def _relu_span(x, conv, relu):                      # pragma: no cover - compiled
+    for i in range(x.size):
+        a, b = np.int16(x[i]), np.int16(conv[i])
+        b = b if b > -127 else np.int16(-127)
+        s = np.int16(a + b)
+        s = s if s > 0 else np.int16(0)
+        relu[i] = np.int8(s if s < 127 else np.int16(127))
+
+
+@njit(parallel=True)
+def add_clamped_relu(x, conv, out, relu):           # pragma: no cover - compiled
+    """1-D int8 arrays, no output overlapping an input."""
+    n = x.size
+    for j in prange((n + SPAN - 1) // SPAN):
+        lo, hi = j * SPAN, min(n, (j + 1) * SPAN)
+        _add_span(x[lo:hi], conv[lo:hi], out[lo:hi], relu[lo:hi])
+
+
+@njit(parallel=True)
+def add_clamped_relu_only(x, conv, relu):           # pragma: no cover - compiled
+    """``add_clamped_relu`` without the stream: relu = clamp(x + clamp(conv, -127, 127), 0, 127)."""
+    n = x.size
+    for j in prange((n + SPAN - 1) // SPAN):
+        lo, hi = j * SPAN, min(n, (j + 1) * SPAN)
+        _relu_span(x[lo:hi], conv[lo:hi], relu[lo:hi])
