@@ -101,3 +101,11 @@ def add_clamped_relu_int8(x: np.ndarray, conv: np.ndarray, out: np.ndarray | Non
         run(stream_jit.add_clamped_relu_only, x, conv, relu)
     else:
         run(stream_jit.add_clamped_relu, x, conv, out, relu)
+
+
+def scaled_floor_relu_int8(acc: np.ndarray, scale: np.ndarray, lo: int, hi: int, out: np.ndarray,
+                           relu: np.ndarray) -> None:
+    """out = clamp(floor(acc * scale), lo, hi) and relu = max(out, 0), int8, in one pass:
+    acc (N, C) float32 integers, scale (C,) float32 powers of two, -128 <= lo <= hi <= 127."""
+    from . import stream_jit
+    run(stream_jit.scaled_floor_relu, acc, scale, np.float32(lo), np.float32(hi), out, relu)

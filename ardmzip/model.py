@@ -166,7 +166,11 @@ class IntegerNet:
         layout = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
         feats, anchor = context_features(values.to(self.device), mask.to(self.device), self.config.cross_anchor, layout)
         if self.int8_stream():
-            return residual_blocks_int8(self.stem(feats).to(torch.int8), self.blocks), anchor
+            x = torch.empty(feats.shape[0], self.stem.weight.shape[0], *feats.shape[2:], dtype=torch.int8,
+                            device=self.device, memory_format=layout)
+            relu = torch.empty_like(x)
+            self.stem.into_int8(feats, x, relu)
+            return residual_blocks_int8(x, self.blocks, relu), anchor
         return residual_blocks(self.stem(feats), self.blocks).clamp_(min=0), anchor
 
     def int8_stream(self) -> bool:
@@ -218,11 +222,12 @@ class IntegerNet:
                 if layer is None:
                     feats, anchor = state.rows(s, e, torch.channels_last if cpu else torch.contiguous_format)
                     anchors[:, :, s:e] = anchor
-                    dest.copy_(self.stem(feats))
-                    if last:
-                        dest.clamp_(min=0)
-                    elif int8:
-                        torch.clamp(dest, min=0, out=relus[l].claim(e - s, b, c, w, self.device, dtype))
+                    if int8 and not last:
+                        self.stem.into_int8(feats, dest, relus[l].claim(e - s, b, c, w, self.device, dtype))
+                    else:
+                        dest.copy_(self.stem(feats))
+                        if last:
+                            dest.clamp_(min=0)
                 elif int8:                                  # last: the trunk's output is the ReLU
                     x = kept[l - 1]
                     residual_rows_int8(layer, x.rows()[:, :, s - x.first:e - x.first], relus[l - 1].first,
@@ -318,10 +323,10 @@ def residual_blocks(x: torch.Tensor, blocks: list[IntConv]) -> torch.Tensor:
     return x
 
 
-def residual_blocks_int8(x: torch.Tensor, blocks: list[IntConv]) -> torch.Tensor:
-    """``residual_blocks`` on an int8 stream (``IntegerNet.int8_stream``), then the trunk's
-    final ReLU: its output. Each addition also writes the ReLU the next block reads."""
-    relu = x.clamp(min=0)
+def residual_blocks_int8(x: torch.Tensor, blocks: list[IntConv], relu: torch.Tensor) -> torch.Tensor:
+    """``residual_blocks`` on an int8 stream (``IntegerNet.int8_stream``) x with relu = max(x, 0),
+    then the trunk's final ReLU: its output. Each addition also writes the ReLU the next block
+    reads (x and relu are overwritten)."""
     spare = torch.empty_like(x) if len(blocks) > 1 else None
     for i, block in enumerate(blocks):
         last = i == len(blocks) - 1

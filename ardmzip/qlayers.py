@@ -26,6 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import jit
+
 W_MAX = 127
 EXACT_LIMIT = 2 ** 24
 
@@ -170,6 +172,21 @@ class IntConv:
             qx = x.to(torch.int8).clamp_(min=0).view(torch.uint8)
             return fast(qx, padding).floor_().clamp_(self.lo, self.hi)
         return self(x.clamp(min=0), padding)
+
+    def into_int8(self, x: torch.Tensor, out: torch.Tensor, relu_out: torch.Tensor) -> None:
+        """``self(x)`` into int8 ``out`` and its ReLU into ``relu_out`` (the int8 stream's first
+        layer, whose lo, hi lie within int8). On the CPU with the compiled kernels the scale,
+        floor, clamp, conversion and ReLU are one pass over the accumulators, not five."""
+        acc = exact_conv2d(x, self.weight, self.padding, self.dilation, self.bias)
+        flat = [t.permute(0, 2, 3, 1) for t in (acc, out, relu_out)]        # (B, H, W, C) views
+        if (acc.device.type == "cpu" and jit.available() and acc.shape == out.shape == relu_out.shape
+                and all(t.is_contiguous() for t in flat)):
+            c = acc.shape[1]
+            jit.scaled_floor_relu_int8(flat[0].reshape(-1, c).numpy(), self.scale.numpy(), self.lo, self.hi,
+                                       flat[1].view(-1, c).numpy(), flat[2].view(-1, c).numpy())
+            return
+        out.copy_(acc.mul_(self.scale.view(1, -1, 1, 1)).floor_().clamp_(self.lo, self.hi))
+        torch.clamp(out, min=0, out=relu_out)
 
     def int8_output(self) -> bool:
         """Whether ``int8_floor`` runs here: a CPU layer on oneDNN's int8 convolution whose int8

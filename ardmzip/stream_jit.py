@@ -55,3 +55,23 @@ def add_clamped_relu_only(x, conv, relu):           # pragma: no cover - compile
     for j in prange((n + SPAN - 1) // SPAN):
         lo, hi = j * SPAN, min(n, (j + 1) * SPAN)
         _relu_span(x[lo:hi], conv[lo:hi], relu[lo:hi])
+
+
+@njit()
+def _floor_span(acc, scale, lo, hi, out, relu):     # pragma: no cover - compiled
+    for p in range(acc.shape[0]):
+        for o in range(acc.shape[1]):
+            q = min(max(np.floor(acc[p, o] * scale[o]), lo), hi)
+            out[p, o] = np.int8(q)
+            relu[p, o] = np.int8(max(q, np.float32(0)))
+
+
+@njit(parallel=True)
+def scaled_floor_relu(acc, scale, lo, hi, out, relu):  # pragma: no cover - compiled
+    """out = clamp(floor(acc * scale), lo, hi) as int8 and relu = max(out, 0): acc (N, C)
+    float32 integers, scale (C,) float32 powers of two (exact), lo, hi float32 within int8."""
+    n = acc.shape[0]
+    rows = max(1, SPAN // max(1, acc.shape[1]))
+    for j in prange((n + rows - 1) // rows):
+        a, e = j * rows, min(n, (j + 1) * rows)
+        _floor_span(acc[a:e], scale, lo, hi, out[a:e], relu[a:e])

@@ -335,6 +335,27 @@ def test_int8_residual_addition_over_every_pair(jit, keep, monkeypatch):
     assert torch.equal(out.int(), want) if keep else (out == 99).all()
 
 
+@pytest.mark.parametrize("jit", ["0", "1"])
+def test_stem_into_int8_is_the_layer_and_its_relu(jit, shipped, monkeypatch):
+    """IntConv.into_int8 (the int8 stream's first layer: one compiled pass over the
+    accumulators where numba is) against the layer's own float32 output, on features over
+    their whole range [-255, 255] and at the extremes, in a channels-last band and a plain one."""
+    monkeypatch.setenv("ARDMZIP_JIT", jit)
+    stem = shipped.stem
+    g = torch.Generator().manual_seed(4)
+    x = torch.randint(-255, 256, (2, stem.weight.shape[1], 9, 13), generator=g).float()
+    x[0, :, 0] = 255
+    x[0, :, 1] = -255
+    want = stem(x)
+    for layout in (torch.channels_last, torch.contiguous_format):
+        xs = x.contiguous(memory_format=layout)
+        out = torch.empty(want.shape, dtype=torch.int8, memory_format=layout)
+        relu = torch.empty_like(out)
+        stem.into_int8(xs, out, relu)
+        assert torch.equal(out.float(), want) and torch.equal(relu.float(), want.clamp(min=0))
+    assert (want < 0).any() and (want > 0).any()
+
+
 def test_int8_residual_addition_with_overlapping_arrays():
     """jit.add_clamped_relu_int8 where the ReLU goes over the input stream: inputs that overlap
     an output are read before it is written (copied first), the same values."""
