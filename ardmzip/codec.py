@@ -541,22 +541,28 @@ def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[const
     flats = [p.reshape(-1) for p in planes]
     costs_of = [Stats() for _ in planes]
     work = _chunk_outputs(pc, values, device, progress)
+    measured = None                     # per chunk, each binary candidate's decisions (small planes)
     if flats[0].size > TRY_ALL_CONSTRAINTS or all(len(c) == 1 for c in cands):
         choices = [constraint.by_rule(c, h * w) for c in cands]
         measure = measure_ideal
     else:
         # Small planes: side information matters, so measure every candidate on the same
-        # network outputs (cached: BATCH_SUBPIXELS x 48 bytes at most) and keep the cheapest stream.
+        # network outputs (cached: BATCH_SUBPIXELS x 48 bytes at most) and keep the cheapest
+        # stream. The binary candidates' decisions are kept too (~12 bytes a decision, at most
+        # 8 x BATCH_SUBPIXELS a candidate): the chosen one's are pushed as measured.
         work = list(work)
         costs = [[8 * len(c.to_bytes()) for c in cs] for cs in cands]
         runs = [(b, i, c) for b, cs in enumerate(cands) for i, c in enumerate(cs) if codes_binary(c, version)]
+        measured = []
         for step, var, params, anchor in work:
             freq = _lazy(lambda: _frequencies(params, anchor))
+            measured.append({})
             if runs:                    # every plane's binary candidates in one pass
                 decided = _binary_runs([c for _, _, c in runs], [b for b, _, _ in runs], var,
                                        [flats[b] for b, _, _ in runs], params, anchor)
                 for (b, i, _), run in zip(runs, decided):
                     costs[b][i] += decision_bits(*run)
+                    measured[-1][b, i] = run
             for b, (flat, cs) in enumerate(zip(flats, cands)):
                 for i, c in enumerate(cs):
                     if not codes_binary(c, version):
@@ -564,16 +570,20 @@ def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[const
                                                    pc.step_of, step, w)
         best = [int(np.argmin(cost)) for cost in costs]
         choices = [cs[i] for cs, i in zip(cands, best)]
+        measured = [{b: run for (b, i), run in chunk.items() if i == best[b]} for chunk in measured]
         for st, cost, i, c in zip(costs_of, costs, best, choices):
             st.ideal_bits += cost[i] - 8 * len(c.to_bytes())
         measure = False                                       # the costs above already hold them
     binary = [codes_binary(c, version) for c in choices]
     encoders = [Encoder() for _ in planes]
     coded_binary = [b for b in range(len(planes)) if binary[b]]
-    for step, var, params, anchor in work:
+    for k, (step, var, params, anchor) in enumerate(work):
         freq = _lazy(lambda: _frequencies(params, anchor))
-        decided = dict(zip(coded_binary, _binary_runs([choices[b] for b in coded_binary], coded_binary, var,
-                                                      [flats[b] for b in coded_binary], params, anchor)))
+        if measured is not None:
+            decided = measured[k]
+        else:
+            decided = dict(zip(coded_binary, _binary_runs([choices[b] for b in coded_binary], coded_binary, var,
+                                                          [flats[b] for b in coded_binary], params, anchor)))
         for b, (flat, choice, enc) in enumerate(zip(flats, choices, encoders)):
             sym = flat[var].astype(np.int32)
             if binary[b]:
