@@ -44,7 +44,7 @@ import torch
 
 from . import constraint, container, jit, lowbyte
 from .ardm import plane_order, plane_ranks, pyramid_ranks
-from .coder import Decoder, Encoder, decision_bits, decisions_batch, decode_binary_batch, push_decisions
+from .coder import Decoder, Encoder, decision_bits, decision_bits_batch, decisions_batch, decode_binary_batch, push_decisions
 from .dlm import bits_of, exact_frequencies, frequencies_to_probabilities
 from .errors import ArdmzipError, ChecksumError, FormatError, InputError
 from .imageio import Picture, picture_from_array
@@ -560,8 +560,8 @@ def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[const
             if runs:                    # every plane's binary candidates in one pass
                 decided = _binary_runs([c for _, _, c in runs], [b for b, _, _ in runs], var,
                                        [flats[b] for b, _, _ in runs], params, anchor)
-                for (b, i, _), run in zip(runs, decided):
-                    costs[b][i] += decision_bits(*run)
+                for (b, i, _), run, bits in zip(runs, decided, decision_bits_batch(decided)):
+                    costs[b][i] += bits
                     measured[-1][b, i] = run
             for b, (flat, cs) in enumerate(zip(flats, cands)):
                 for i, c in enumerate(cs):

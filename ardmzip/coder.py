@@ -227,6 +227,19 @@ def decision_bits(masses: np.ndarray, bits: np.ndarray) -> float:
     return float(np.sum(np.log2(m[:, 0] + m[:, 1]) - np.log2(m[np.arange(len(bits)), bits])))
 
 
+def decision_bits_batch(runs: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
+    """``decision_bits`` of several runs: the per-decision terms in one pass over all of them,
+    then each run's sum over its own contiguous slice (the same pairwise sum of the same
+    values as ``decision_bits``, so the same floats: the encoder compares candidates by them)."""
+    if not runs:
+        return []
+    m = np.concatenate([masses for masses, _ in runs]).astype(np.float64)
+    bits = np.concatenate([b for _, b in runs])
+    terms = np.log2(m[:, 0] + m[:, 1]) - np.log2(m[np.arange(len(bits)), bits])
+    ends = np.cumsum([len(b) for _, b in runs])
+    return [float(np.sum(terms[e - len(b):e])) for (_, b), e in zip(runs, ends)]
+
+
 def encode_binary(encoder: Encoder, params: torch.Tensor, anchor: torch.Tensor, symbols,
                   allowed=None, channel=None) -> None:
     """Push N symbols (0..255) as binary decisions for ``decode_binary`` to pop.

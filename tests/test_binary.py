@@ -298,3 +298,18 @@ def test_batches_of_runs_decode_as_each_run_alone(with_sets):
     assert np.array_equal(out[0], symbols[:n]) and out[1] is None and np.array_equal(out[2], symbols[2 * n:3 * n])
     assert decoders[0].finished_cleanly() and decoders[2].finished_cleanly()
     assert isinstance(out[3], (Exception, np.ndarray))          # damaged: an error or some values
+
+
+def test_decision_bits_batch_gives_each_runs_own_floats():
+    """The encoder compares candidates by these sums, so the batched form must give exactly
+    decision_bits' floats for every run (empty runs and runs of one decision included)."""
+    from ardmzip.coder import decision_bits, decision_bits_batch
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        runs = []
+        for n in rng.integers(0, 2000, rng.integers(1, 6)):
+            runs.append((rng.integers(1, 1 << 20, (int(n), 2)).astype(np.int32),
+                         rng.integers(0, 2, int(n)).astype(np.int32)))
+        runs.append((np.array([[3, 5]], np.int32), np.array([1], np.int32)))
+        assert decision_bits_batch(runs) == [decision_bits(*r) for r in runs]
+    assert decision_bits_batch([]) == []
