@@ -61,7 +61,11 @@ class Decoder:
 
 def _probabilities(masses: np.ndarray) -> np.ndarray:
     """Integer (n, 2) masses -> C-contiguous float64 rows, one IEEE division each (exact
-    integers below 2^53, so every machine gets the same bytes)."""
+    integers below 2^53, so every machine gets the same bytes). A photo's chunks go through
+    coder_jit.probabilities: the same operations in one pass on every thread."""
+    if len(masses) >= 1 << 16 and jit.available():
+        from . import coder_jit
+        return coder_jit.probabilities(masses)
     f = masses.astype(np.float64)
     f /= (f[:, 0] + f[:, 1])[:, None]          # 8x faster than f.sum(axis=1) on 2 columns
     return f

@@ -186,3 +186,19 @@ class LevelDecoder:
 
     def symbols(self) -> np.ndarray:
         return self.lo.astype(np.int32)
+
+
+@njit(parallel=True)
+def _rows_of(masses, out):                                  # pragma: no cover - compiled
+    for j in prange(masses.shape[0]):
+        m0, m1 = np.float64(masses[j, 0]), np.float64(masses[j, 1])
+        total = m0 + m1
+        out[j, 0], out[j, 1] = m0 / total, m1 / total
+
+
+def probabilities(masses: np.ndarray) -> np.ndarray:
+    """coder._probabilities: (n, 2) integer masses -> float64 rows m / (m0 + m1), the same
+    IEEE operations (no fast-math), so the same bits."""
+    out = np.empty((len(masses), 2), np.float64)
+    jit.run(_rows_of, masses, out)
+    return out

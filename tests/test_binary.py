@@ -313,3 +313,17 @@ def test_decision_bits_batch_gives_each_runs_own_floats():
         runs.append((np.array([[3, 5]], np.int32), np.array([1], np.int32)))
         assert decision_bits_batch(runs) == [decision_bits(*r) for r in runs]
     assert decision_bits_batch([]) == []
+
+
+@pytest.mark.parametrize("mode", ["0", "1"])
+def test_probability_rows_are_the_same_bits_on_both_paths(mode, monkeypatch):
+    """coder._probabilities on a photo-sized chunk (the compiled pass where numba is) gives
+    the IEEE bits of numpy's m / (m0 + m1), strided input included."""
+    from ardmzip.coder import _probabilities
+    monkeypatch.setenv("ARDMZIP_JIT", mode)
+    rng = np.random.default_rng(11)
+    masses = rng.integers(1, 1 << 30, (1 << 16, 4)).astype(np.int32)[:, 1:3]     # not contiguous
+    f = masses.astype(np.float64)
+    want = f / (f[:, 0] + f[:, 1])[:, None]
+    got = _probabilities(masses)
+    assert got.flags["C_CONTIGUOUS"] and np.array_equal(got.view(np.uint64), want.view(np.uint64))
