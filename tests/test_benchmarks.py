@@ -223,6 +223,39 @@ def test_throughput_round_trips_arrays_and_folders(tmp_path, capsys, as_folder):
     assert rows[0]["images"] == 3 and rows[0]["raw_bytes"] == images.nbytes
 
 
+def test_throughput_warm_up_is_recorded(tmp_path, capsys):
+    from benchmarks import throughput
+    src = tmp_path / "imgs.npz"
+    np.savez(src, images=np.random.default_rng(1).integers(0, 256, (2, 5, 4, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    assert throughput.main([str(src), "--jobs", "1", "--references", "", "--warm-up", "--out", str(out)]) == 0
+    assert json.loads((out / "throughput.json").read_text())["environment"]["warm_up"] is True
+
+
+@pytest.mark.parametrize("as_array", [False, True])
+def test_ab_api_compares_two_checkouts_in_one_process(tmp_path, capsys, monkeypatch, as_array):
+    """Both sides this checkout: the same bytes every round, ratios reported (a picture, and an
+    array coded as one batch)."""
+    import sys
+    from benchmarks import ab_api
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))          # ab_api edits it
+    rng = np.random.default_rng(2)
+    if as_array:
+        src = tmp_path / "imgs.npz"
+        np.savez(src, images=rng.integers(0, 256, (3, 6, 5, 3), dtype=np.uint8))
+    else:
+        src = tmp_path / "a.png"
+        Image.fromarray(rng.integers(0, 256, (7, 9, 3), dtype=np.uint8)).save(src)
+    root = str(Path(ab_api.__file__).resolve().parents[1])
+    try:
+        assert ab_api.main([str(src), "--old", root, "--rounds", "2", "--steps", "2"]) == 0
+    finally:
+        for name in [n for n in sys.modules if n.startswith(("ardmzip_old", "ardmzip_new"))]:
+            del sys.modules[name]
+    out = capsys.readouterr().out
+    assert "compress: new / old median" in out and "same bytes and exact round trips in every round" in out
+
+
 def test_all_runs_every_readme_benchmark_into_dated_folders(tmp_path, monkeypatch, capsys):
     from benchmarks import all as run_all
     ev = tmp_path / "eval"
