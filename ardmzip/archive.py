@@ -98,7 +98,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import codec, container, weights
+from . import codec, container, jit, weights
 from .codec import DEFAULT_STEPS, check_steps, compress_pictures, decompress_picture, decompress_pictures, pixel_crc
 from .errors import FormatError, InputError, ModelMismatch, OutputError
 from .imageio import MODE_CHANNELS, PNG_LEVEL, Picture, check_png_level, commit_file
@@ -1164,6 +1164,10 @@ def write_archive(source: str | os.PathLike, out_path: str | os.PathLike, steps:
     if not force and os.path.lexists(out):
         raise OutputError(f"{out} exists; use -f to overwrite")
     src = _open_source(source, max_pixels)
+    if jobs == 1 and codec.resolve_device(device).type == "cpu":
+        # an array's whole work up front: a process coding ~130 thumbnails or more starts the
+        # compiled kernels before its first batch, not once ~130 of them are done (jit.expect)
+        jit.expect(steps * sum(a.count * a.image_shape[0] * a.image_shape[1] for a in src.arrays))
     choice = _choose_model(model, carry_model)
     stored_model = _pack_model(choice.carried) if choice.carried else b""
     shared = Shared(src.kind, src.deflated, src.arrays, choice.model.name, choice.model.hash8, steps, seed,

@@ -178,3 +178,26 @@ def test_a_process_switches_to_the_kernels_after_enough_work(monkeypatch):
     monkeypatch.setattr(jit, "_state", {"seen": 0, "warm": False})
     monkeypatch.setenv("ARDMZIP_JIT", "1")
     assert FeatureState(values, mask).jit
+
+
+@needs_numba
+def test_an_array_archive_announces_its_whole_work_first(tmp_path, monkeypatch):
+    """archive.write_archive of an array switches the process to the kernels before its first
+    batch when the whole array is enough work (130 thumbnails of 32x32 at 16 steps: 2.1M
+    pixel-steps, its first batch of 42 only 0.7M); 8 of them do not switch it."""
+    from ardmzip import archive
+    monkeypatch.delenv("ARDMZIP_JIT", raising=False)
+    first_batch = []
+    real_compress = archive.compress_pictures
+
+    def spy(*args, **kwargs):
+        first_batch.append(jit.available())
+        return real_compress(*args, **kwargs)
+    monkeypatch.setattr(archive, "compress_pictures", spy)
+    images = np.random.default_rng(3).integers(0, 256, (130, 32, 32, 3), dtype=np.uint8)
+    for n, warm in ((8, False), (130, True)):
+        monkeypatch.setattr(jit, "_state", {"seen": 0, "warm": False})
+        first_batch.clear()
+        np.savez(tmp_path / f"a{n}.npz", images=images[:n])
+        archive.write_archive(tmp_path / f"a{n}.npz", tmp_path / f"a{n}.ardm", steps=16)
+        assert first_batch[0] is warm
