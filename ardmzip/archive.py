@@ -916,6 +916,14 @@ def png_names(names: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def _announce(arrays: Sequence[ArraySpec], steps: int, device: str, jobs: Jobs) -> None:
+    """Arrays' whole work up front (jit.expect: images x pixels x steps), where this process
+    codes them on the CPU: a dataset of ~130 thumbnails or more starts the compiled kernels
+    before its first batch, not once ~130 of them are done."""
+    if jobs == 1 and codec.resolve_device(device).type == "cpu":
+        jit.expect(steps * sum(a.count * a.image_shape[0] * a.image_shape[1] for a in arrays))
+
+
 def extract_all(path: str | os.PathLike, output: str | os.PathLike, force: bool = False, device: str = "cpu",
                 progress: bool = False, on_member: OnRead | None = None,
                 jobs: Jobs = 1, *, max_pixels: int = container.MAX_PIXELS,
@@ -945,6 +953,8 @@ def extract_all(path: str | os.PathLike, output: str | os.PathLike, force: bool 
             for a in index.arrays:           # a failed member is zero-filled, so none may be a bomb
                 if a.count:
                     container.check_pixels(a.shape[2], a.shape[1], max_pixels, f"array {a.key or 'data'!r}: each image")
+            if index.shared is not None:
+                _announce(index.arrays, index.shared.steps, device, jobs)
             return _extract_arrays(f, index, out, force, device, progress, on_member, jobs, max_pixels)
         return _extract_folder(f, index, out, force, device, progress, on_member, jobs, max_pixels, follow_symlinks,
                                png_level)
@@ -1164,10 +1174,7 @@ def write_archive(source: str | os.PathLike, out_path: str | os.PathLike, steps:
     if not force and os.path.lexists(out):
         raise OutputError(f"{out} exists; use -f to overwrite")
     src = _open_source(source, max_pixels)
-    if jobs == 1 and codec.resolve_device(device).type == "cpu":
-        # an array's whole work up front: a process coding ~130 thumbnails or more starts the
-        # compiled kernels before its first batch, not once ~130 of them are done (jit.expect)
-        jit.expect(steps * sum(a.count * a.image_shape[0] * a.image_shape[1] for a in src.arrays))
+    _announce(src.arrays, steps, device, jobs)
     choice = _choose_model(model, carry_model)
     stored_model = _pack_model(choice.carried) if choice.carried else b""
     shared = Shared(src.kind, src.deflated, src.arrays, choice.model.name, choice.model.hash8, steps, seed,

@@ -182,9 +182,9 @@ def test_a_process_switches_to_the_kernels_after_enough_work(monkeypatch):
 
 @needs_numba
 def test_an_array_archive_announces_its_whole_work_first(tmp_path, monkeypatch):
-    """archive.write_archive of an array switches the process to the kernels before its first
-    batch when the whole array is enough work (130 thumbnails of 32x32 at 16 steps: 2.1M
-    pixel-steps, its first batch of 42 only 0.7M); 8 of them do not switch it."""
+    """archive.write_archive of an array, and extract_all of its archive, switch the process to
+    the kernels before the first batch when the whole array is enough work (130 thumbnails of
+    32x32 at 16 steps: 2.1M pixel-steps, a first batch of 42 only 0.7M); 8 of them do not."""
     from ardmzip import archive
     monkeypatch.delenv("ARDMZIP_JIT", raising=False)
     first_batch = []
@@ -200,4 +200,15 @@ def test_an_array_archive_announces_its_whole_work_first(tmp_path, monkeypatch):
         first_batch.clear()
         np.savez(tmp_path / f"a{n}.npz", images=images[:n])
         archive.write_archive(tmp_path / f"a{n}.npz", tmp_path / f"a{n}.ardm", steps=16)
+        assert first_batch[0] is warm
+    real_decompress = archive.decompress_pictures
+
+    def spy_back(*args, **kwargs):
+        first_batch.append(jit.available())
+        return real_decompress(*args, **kwargs)
+    monkeypatch.setattr(archive, "decompress_pictures", spy_back)
+    for n, warm in ((8, False), (130, True)):          # and extracting them, in a fresh process state
+        monkeypatch.setattr(jit, "_state", {"seen": 0, "warm": False})
+        first_batch.clear()
+        assert all(e is None for _, e in archive.extract_all(tmp_path / f"a{n}.ardm", tmp_path / f"b{n}.npz"))
         assert first_batch[0] is warm
