@@ -225,10 +225,15 @@ def push_decisions(encoder: Encoder, masses: np.ndarray, bits: np.ndarray) -> No
     encoder.push(bits, _probabilities(masses))
 
 
+def _decision_terms(masses: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """Each decision's ideal bits: log2(m0 + m1) - log2(m[bit]), float64."""
+    m = masses.astype(np.float64)
+    return np.log2(m[:, 0] + m[:, 1]) - np.log2(m[np.arange(len(bits)), bits])
+
+
 def decision_bits(masses: np.ndarray, bits: np.ndarray) -> float:
     """Ideal code length in bits of one run's decisions (``decisions_batch``)."""
-    m = masses.astype(np.float64)
-    return float(np.sum(np.log2(m[:, 0] + m[:, 1]) - np.log2(m[np.arange(len(bits)), bits])))
+    return float(np.sum(_decision_terms(masses, bits)))
 
 
 def decision_bits_batch(runs: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
@@ -237,9 +242,7 @@ def decision_bits_batch(runs: list[tuple[np.ndarray, np.ndarray]]) -> list[float
     values as ``decision_bits``, so the same floats: the encoder compares candidates by them)."""
     if not runs:
         return []
-    m = np.concatenate([masses for masses, _ in runs]).astype(np.float64)
-    bits = np.concatenate([b for _, b in runs])
-    terms = np.log2(m[:, 0] + m[:, 1]) - np.log2(m[np.arange(len(bits)), bits])
+    terms = _decision_terms(np.concatenate([masses for masses, _ in runs]), np.concatenate([b for _, b in runs]))
     ends = np.cumsum([len(b) for _, b in runs])
     return [float(np.sum(terms[e - len(b):e])) for (_, b), e in zip(runs, ends)]
 

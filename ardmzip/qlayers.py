@@ -157,8 +157,11 @@ class IntConv:
             return fast(x, padding).floor_().clamp_(self.lo, self.hi)
         if isinstance(fast, Int8Weights):
             return int8_conv2d(x, fast, padding, self.dilation, self.lo, self.hi)
-        acc = exact_conv2d(x, self.weight, padding, self.dilation, self.bias)
-        # in place: a power-of-two scale and floor are exact, and fresh tensors cost time
+        return self._finish(exact_conv2d(x, self.weight, padding, self.dilation, self.bias))
+
+    def _finish(self, acc: torch.Tensor) -> torch.Tensor:
+        """clamp(floor(acc * scale), lo, hi) of the float32 accumulators, in place: a power-of-two
+        scale and floor are exact, and fresh tensors cost time."""
         return acc.mul_(self.scale.view(1, -1, 1, 1)).floor_().clamp_(self.lo, self.hi)
 
     def relu_conv(self, x: torch.Tensor, padding: int | tuple[int, int] | None = None) -> torch.Tensor:
@@ -185,7 +188,7 @@ class IntConv:
             jit.scaled_floor_relu_int8(flat[0].reshape(-1, c).numpy(), self.scale.numpy(), self.lo, self.hi,
                                        flat[1].view(-1, c).numpy(), flat[2].view(-1, c).numpy())
             return
-        out.copy_(acc.mul_(self.scale.view(1, -1, 1, 1)).floor_().clamp_(self.lo, self.hi))
+        out.copy_(self._finish(acc))
         torch.clamp(out, min=0, out=relu_out)
 
     def int8_output(self) -> bool:
