@@ -15,8 +15,9 @@ and modulo 2^32 that difference is the window's true sum, which is below 2^31 (a
 is computed on its own, so the result does not depend on the thread count or band size. The
 tests compare every feature and anchor with features.py's torch path.
 
-Layout of the integral, (B, H + 1, W + 1, 24): I[b, y, x, c] = sum of statistic c over rows
-< y and columns < x. Statistics (features.FeatureState.both): v*m (3), m (3), then for each
+Layout of the integral, (B, H + 1, 24, W + 1 + 2 PAD): I[b, y, c, PAD + x] = sum of statistic c
+over rows < y and columns < x, statistic-major so that a row's window sums are contiguous
+loads (the feature kernel works along rows, in vectors). Statistics (features.FeatureState.both): v*m (3), m (3), then for each
 channel pair (a, b) of features.CHANNEL_PAIRS: both revealed (3), a, b, a^2, b^2, a*b (3 each).
 """
 from __future__ import annotations
@@ -31,18 +32,24 @@ from numba import prange              # (this module is imported only where numb
 STATS = 24
 
 
+PAD = 15        # the largest radius: integral column x sits at x + PAD, so no window clamps a column
+BLOCK = 4       # rows per parallel job (one scratch allocation each)
+
+
 @njit(parallel=True)
 def _integral(v, m, out):                                  # pragma: no cover - compiled
-    """v, m: (B, 3, H, W) uint8; out: (B, H + 1, W + 1, 24) int32, filled (wrapping). One
-    parallel loop over every picture's rows, then one over every picture's column chunks (a
-    batch of thumbnails is two parallel loops, not two per thumbnail)."""
+    """v, m: (B, 3, H, W) uint8; out: (B, H + 1, 24, W + 1 + 2 PAD) int32, filled (wrapping).
+    Each row is padded with PAD copies of its first entry (0) before and of its last after,
+    so that clamping a window to the picture needs no clamped column: before the picture a
+    column's sum is 0, after it the whole row's. One parallel loop over every picture's rows,
+    then one over every picture's column chunks (a batch of thumbnails is two parallel loops,
+    not two per thumbnail)."""
     nb, _, h, w = v.shape
     for b in range(nb):
         out[b, 0, :, :] = 0
     for job in prange(nb * h):              # row prefix sums, rows independent
         b, y = job // h, job % h
         row = out[b, y + 1]
-        row[0, :] = 0
         acc = np.zeros(STATS, np.int64)
         for x in range(w):
             m0, m1, m2 = np.int64(m[b, 0, y, x]), np.int64(m[b, 1, y, x]), np.int64(m[b, 2, y, x])
@@ -59,8 +66,11 @@ def _integral(v, m, out):                                  # pragma: no cover - 
             acc[18] += t0 * t0; acc[19] += t1 * t1; acc[20] += t2 * t2
             acc[21] += s0 * t0; acc[22] += s1 * t1; acc[23] += s2 * t2
             for c in range(STATS):
-                row[x + 1, c] = acc[c]          # int64 -> int32 keeps the low 32 bits
-    width = (w + 1) * STATS                     # then down the columns, chunks independent
+                row[c, PAD + 1 + x] = acc[c]    # int64 -> int32 keeps the low 32 bits
+        for c in range(STATS):
+            row[c, :PAD + 1] = 0
+            row[c, PAD + 1 + w:] = acc[c]
+    width = out.shape[2] * out.shape[3]         # then down the columns, chunks independent
     chunk = 4096
     chunks = (width + chunk - 1) // chunk
     for job in prange(nb * chunks):
@@ -73,9 +83,10 @@ def _integral(v, m, out):                                  # pragma: no cover - 
 
 
 def _box(integral, b, y0, y1, x0, x1, c):          # pragma: no cover - compiled
-    """Sum of statistic c over rows y0..y1-1, columns x0..x1-1 (exact: see the module docstring)."""
-    s = (np.int64(integral[b, y1, x1, c]) - np.int64(integral[b, y0, x1, c])
-         - np.int64(integral[b, y1, x0, c]) + np.int64(integral[b, y0, x0, c]))
+    """Sum of statistic c over rows y0..y1-1, columns x0..x1-1 (x0 >= -PAD, x1 <= W + PAD; exact:
+    see the module docstring)."""
+    s = (np.int64(integral[b, y1, c, PAD + x1]) - np.int64(integral[b, y0, c, PAD + x1])
+         - np.int64(integral[b, y1, c, PAD + x0]) + np.int64(integral[b, y0, c, PAD + x0]))
     return np.int64(np.int32(s))
 
 
@@ -96,103 +107,148 @@ PAIR_A = (0, 0, 1)
 PAIR_B = (1, 2, 2)
 
 
+def _window_row(integral, b, y, h, r, c, w, out):          # pragma: no cover - compiled
+    """out[x] = sum of statistic c over the window of radius r around (y, x), for every x of
+    the row: four contiguous loads per pixel (the padding clamps the columns)."""
+    y0, y1 = max(y - r, 0), min(y + r + 1, h)
+    top, bottom = integral[b, y0, c], integral[b, y1, c]
+    lo, hi = PAD - r, PAD + r + 1
+    for x in range(w):
+        s = (np.int64(bottom[hi + x]) - np.int64(top[hi + x])
+             - np.int64(bottom[lo + x]) + np.int64(top[lo + x]))
+        out[x] = np.int64(np.int32(s))
+
+
+_window_row = njit(inline=True)(_window_row)
+
+# scratch rows of one job (each W int64): own values and mask (3 + 3), per radius the means and
+# counts (4 x 3 x 2), the anchor, the cross fit's totals and counts (3 each), a pair's six sums
+_OWN_V, _OWN_M, _MEANS, _COUNTS, _ANCHOR, _TOTAL, _COUNT, _PAIR = 0, 3, 6, 18, 30, 33, 36, 39
+_SCRATCH = 45
+N_FEATURES = 45
+# a window's count feature min(floor(64 k / area), 255), by radius and count k (0..area)
+COUNT_SHARE = np.zeros((len(RADII), (2 * RADII[-1] + 1) ** 2), np.float32)
+for _i, _r in enumerate(RADII):
+    _area = (2 * _r + 1) ** 2 - 1
+    COUNT_SHARE[_i, :_area + 1] = np.minimum(np.arange(_area + 1) * 64 // _area, 255)
+
+
 @njit(parallel=True)
 def _rows(v, m, integral, r0, r1, cross, feats, anchors):     # pragma: no cover - compiled
     """Features of rows r0..r1-1: feats (B, r1 - r0, W, 45) float32 (any strides),
-    anchors (B, 3, r1 - r0, W) int32; ``cross``: the cross-channel anchor."""
+    anchors (B, 3, r1 - r0, W) int32; ``cross``: the cross-channel anchor. Each step is a
+    loop along a row (vectorised), not a loop over a pixel's windows."""
     nb, _, h, w = v.shape
     n = r1 - r0
-    for job in prange(nb * n):
-        b, yy = job // n, job % n
-        y = r0 + yy
-        own_v = np.zeros(3, np.int64)
-        own_m = np.zeros(3, np.int64)
-        means = np.zeros((4, 3), np.int64)
-        counts = np.zeros((4, 3), np.int64)
-        anchor = np.zeros(3, np.int64)
-        total = np.zeros(3, np.int64)
-        count = np.zeros(3, np.int64)
-        for x in range(w):
+    blocks = (n + BLOCK - 1) // BLOCK
+    for job in prange(nb * blocks):
+        b, blk = job // blocks, job % blocks
+        t = np.empty((_SCRATCH, w), np.int64)
+        f = np.empty((N_FEATURES, w), np.float32)
+        for yy in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
+            y = r0 + yy
             for c in range(3):
-                own_m[c] = m[b, c, y, x]
-                own_v[c] = np.int64(v[b, c, y, x]) * own_m[c]
-            for c in range(3):
-                anchor[c] = 128
-            for ri in range(3, -1, -1):             # largest first, so the smallest non-empty wins
+                own_v, own_m = t[_OWN_V + c], t[_OWN_M + c]
+                for x in range(w):
+                    k = np.int64(m[b, c, y, x])
+                    own_m[x] = k
+                    own_v[x] = np.int64(v[b, c, y, x]) * k
+                t[_ANCHOR + c, :] = 128
+            for ri in range(3, -1, -1):         # largest first, so the smallest non-empty wins
                 r = RADII[ri]
-                y0, y1, x0, x1 = max(y - r, 0), min(y + r + 1, h), max(x - r, 0), min(x + r + 1, w)
                 for c in range(3):
-                    s = _box(integral, b, y0, y1, x0, x1, c) - own_v[c]
-                    k = _box(integral, b, y0, y1, x0, x1, 3 + c) - own_m[c]
-                    mean = _rdiv(s, max(k, 1))
-                    means[ri, c] = mean
-                    counts[ri, c] = k
-                    if k > 0:
-                        anchor[c] = mean
+                    own_v, own_m, anchor = t[_OWN_V + c], t[_OWN_M + c], t[_ANCHOR + c]
+                    means, counts = t[_MEANS + 3 * ri + c], t[_COUNTS + 3 * ri + c]
+                    _window_row(integral, b, y, h, r, 3 + c, w, counts)
+                    _window_row(integral, b, y, h, r, c, w, means)
+                    for x in range(w):
+                        k = counts[x] - own_m[x]
+                        mean = _rdiv(means[x] - own_v[x], max(k, 1))
+                        counts[x] = k
+                        means[x] = mean
+                        anchor[x] = mean if k > 0 else anchor[x]
             if cross:
-                for c in range(3):
-                    total[c] = 0
-                    count[c] = 0
+                t[_TOTAL:_COUNT + 3, :] = 0
                 for p in range(3):
                     a, bb = PAIR_A[p], PAIR_B[p]
-                    pm = own_m[a] * own_m[bb]
-                    oa, ob = own_v[a] * pm, own_v[bb] * pm
-                    nn = np.int64(0)
-                    sa = sb = saa = sbb = sab = np.int64(0)
-                    for ri in range(4):             # the smallest window with any pair
-                        r = RADII[ri]
-                        y0, y1, x0, x1 = max(y - r, 0), min(y + r + 1, h), max(x - r, 0), min(x + r + 1, w)
-                        nn = _box(integral, b, y0, y1, x0, x1, 6 + p) - pm
-                        if nn > 0:
-                            sa = _box(integral, b, y0, y1, x0, x1, 9 + p) - oa
-                            sb = _box(integral, b, y0, y1, x0, x1, 12 + p) - ob
-                            saa = _box(integral, b, y0, y1, x0, x1, 15 + p) - oa * oa
-                            sbb = _box(integral, b, y0, y1, x0, x1, 18 + p) - ob * ob
-                            sab = _box(integral, b, y0, y1, x0, x1, 21 + p) - oa * ob
-                            break
-                    if nn == 0:
-                        continue
-                    cov = nn * sab - sa * sb
-                    for d in range(2):              # a from b, then b from a
-                        if d == 0:
-                            tgt, src, s_t, s_s, s_ss = a, bb, sa, sb, sbb
-                        else:
-                            tgt, src, s_t, s_s, s_ss = bb, a, sb, sa, saa
-                        if own_m[src] == 0:
+                    nn, sa, sb, saa, sbb, sab = (t[_PAIR], t[_PAIR + 1], t[_PAIR + 2], t[_PAIR + 3],
+                                                 t[_PAIR + 4], t[_PAIR + 5])
+                    ma, mb, va, vb = t[_OWN_M + a], t[_OWN_M + bb], t[_OWN_V + a], t[_OWN_V + bb]
+                    for s in range(6):          # radius 1 for the whole row
+                        _window_row(integral, b, y, h, 1, 6 + 3 * s + p, w, t[_PAIR + s])
+                    for x in range(w):          # leave-one-out
+                        pm = ma[x] * mb[x]
+                        oa, ob = va[x] * pm, vb[x] * pm
+                        nn[x] -= pm
+                        sa[x] -= oa
+                        sb[x] -= ob
+                        saa[x] -= oa * oa
+                        sbb[x] -= ob * ob
+                        sab[x] -= oa * ob
+                    for x in range(w):          # the few pixels with no pair within radius 1
+                        if nn[x] > 0:
                             continue
-                        var = nn * s_ss - s_s * s_s
-                        slope = np.int64(16)
-                        if var > 0:
-                            slope = min(max(_fdiv(16 * cov, var), 0), 16)
-                        pred = _rdiv(16 * s_t + slope * (nn * own_v[src] - s_s), 16 * nn)
-                        total[tgt] += min(max(pred, 0), 255)
-                        count[tgt] += 1
+                        pm = ma[x] * mb[x]
+                        oa, ob = va[x] * pm, vb[x] * pm
+                        for ri in range(1, 4):
+                            r = RADII[ri]
+                            y0, y1, x0, x1 = max(y - r, 0), min(y + r + 1, h), x - r, x + r + 1
+                            k = _box(integral, b, y0, y1, x0, x1, 6 + p) - pm
+                            if k > 0:
+                                nn[x] = k
+                                sa[x] = _box(integral, b, y0, y1, x0, x1, 9 + p) - oa
+                                sb[x] = _box(integral, b, y0, y1, x0, x1, 12 + p) - ob
+                                saa[x] = _box(integral, b, y0, y1, x0, x1, 15 + p) - oa * oa
+                                sbb[x] = _box(integral, b, y0, y1, x0, x1, 18 + p) - ob * ob
+                                sab[x] = _box(integral, b, y0, y1, x0, x1, 21 + p) - oa * ob
+                                break
+                    for d in range(2):          # a from b, then b from a
+                        if d == 0:
+                            tgt, s_t, s_s, s_ss, m_src, v_src = a, sa, sb, sbb, mb, vb
+                        else:
+                            tgt, s_t, s_s, s_ss, m_src, v_src = bb, sb, sa, saa, ma, va
+                        total, count = t[_TOTAL + tgt], t[_COUNT + tgt]
+                        for x in range(w):
+                            k = nn[x]
+                            kq = max(k, 1)
+                            cov = k * sab[x] - sa[x] * sb[x]
+                            var = k * s_ss[x] - s_s[x] * s_s[x]
+                            slope = min(max(_fdiv(16 * cov, max(var, 1)), 0), 16) if var > 0 else 16
+                            pred = _rdiv(16 * s_t[x] + slope * (k * v_src[x] - s_s[x]), 16 * kq)
+                            ok = 1 if k > 0 and m_src[x] != 0 else 0
+                            total[x] += min(max(pred, 0), 255) * ok
+                            count[x] += ok
                 for c in range(3):
-                    if count[c] > 0:
-                        anchor[c] = _rdiv(total[c], count[c])
-            out = feats[b, yy, x]
-            for c in range(3):
-                out[c] = own_m[c] * 64
-                out[3 + c] = min(max((own_v[c] - anchor[c]) * own_m[c], -255), 255)
-                out[6 + c] = anchor[c] - 128
-                anchors[b, c, yy, x] = anchor[c]
-            for ri in range(4):
-                r = RADII[ri]
-                area = (2 * r + 1) * (2 * r + 1) - 1
-                base = 9 + 9 * ri
-                for c in range(3):
-                    k = counts[ri, c]
-                    has = 1 if k > 0 else 0
-                    out[base + c] = has * 64
-                    out[base + 3 + c] = min(max((means[ri, c] - anchor[c]) * has, -255), 255)
-                    out[base + 6 + c] = min(_fdiv(k * 64, area), 255)
+                    total, count, anchor = t[_TOTAL + c], t[_COUNT + c], t[_ANCHOR + c]
+                    for x in range(w):
+                        anchor[x] = _rdiv(total[x], max(count[x], 1)) if count[x] > 0 else anchor[x]
+            for c in range(3):              # the features, each a loop along the row, then
+                k, own_v, anchor = t[_OWN_M + c], t[_OWN_V + c], t[_ANCHOR + c]    # one transposing copy
+                for x in range(w):
+                    anchors[b, c, yy, x] = anchor[x]
+                    f[c, x] = k[x] * 64
+                    f[3 + c, x] = min(max((own_v[x] - anchor[x]) * k[x], -255), 255)
+                    f[6 + c, x] = anchor[x] - 128
+                for ri in range(4):
+                    base = 9 + 9 * ri
+                    means, counts, share = t[_MEANS + 3 * ri + c], t[_COUNTS + 3 * ri + c], COUNT_SHARE[ri]
+                    for x in range(w):
+                        k = counts[x]
+                        has = 1 if k > 0 else 0
+                        f[base + c, x] = has * 64
+                        f[base + 3 + c, x] = min(max((means[x] - anchor[x]) * has, -255), 255)
+                        f[base + 6 + c, x] = share[k]
+            out = feats[b, yy]
+            for x in range(w):
+                for j in range(N_FEATURES):
+                    out[x, j] = f[j, x]
 
 
 def integral(v: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """The (B, H + 1, W + 1, 24) int32 integral image of values ``v`` and mask ``m``
+    """The (B, H + 1, 24, W + 1 + 2 PAD) int32 integral image of values ``v`` and mask ``m``
     ((B, 3, H, W) uint8, C-contiguous)."""
     nb, _, h, w = v.shape
-    out = np.empty((nb, h + 1, w + 1, STATS), np.int32)
+    out = np.empty((nb, h + 1, STATS, w + 1 + 2 * PAD), np.int32)
     jit.run(_integral, v, m, out)
     return out
 
