@@ -96,7 +96,7 @@ class FeatureState:
             from . import features_jit
             self.jit_values = values.to(torch.uint8).contiguous().numpy()
             self.jit_mask = mask.to(torch.uint8).contiguous().numpy()
-            self.jit_integral = features_jit.integral(self.jit_values, self.jit_mask)
+            self.jit_integral = features_jit.Integral(self.jit_values, self.jit_mask, reuse)
             return
         m = mask.to(torch.int32)
         vm = values.to(torch.int32) * m
@@ -157,8 +157,7 @@ class FeatureState:
             out = torch.empty((b, N_FEATURES, r1 - r0, w), memory_format=torch.channels_last)   # the kernel's layout
             anchor = torch.empty((b, 3, r1 - r0, w), dtype=torch.int32)
             if out.numel():
-                features_jit.rows(self.jit_values, self.jit_mask, self.jit_integral, r0, r1, self.cross_anchor,
-                                  out.permute(0, 2, 3, 1).numpy(), anchor.numpy())
+                self.jit_integral.rows(r0, r1, self.cross_anchor, out.permute(0, 2, 3, 1).numpy(), anchor.numpy())
             return out.contiguous(memory_format=memory_format), anchor
         both = self.both[:, :, r0:r1]
         # leave-one-out: the pixel itself never counts as its own neighbour. A window's colour

@@ -2,9 +2,11 @@
 
 features.FeatureState computes the features with ~100 whole-tensor torch operations per band
 (window sums, means, the cross-channel fit, the concatenation), each a pass over memory;
-on a 2-core CPU that was ~40% of coding time. Here one pass per pixel computes all of it
-from a channels-last integral image, and writes the 45 features straight into the network's
-(channels-last) input. numba compiles the kernels once (cached next to this file).
+on a 2-core CPU that was ~40% of coding time. Here one kernel extends an integral image down
+to the rows asked for (``Integral``: a ring of rows, not the whole picture's), and another
+computes every feature of a band from it, a loop along each row at a time (vectorised), and
+writes the 45 features into the network's (channels-last) input. numba compiles the kernels
+once (cached next to this file).
 
 Exactness. Everything is integer arithmetic: sums and products in int64, every floor division
 floor(p / q) computed as floor(fl64(p / q)) with |p| < 2^53 (exact: a non-integer p / q lies at
@@ -15,12 +17,14 @@ and modulo 2^32 that difference is the window's true sum, which is below 2^31 (a
 is computed on its own, so the result does not depend on the thread count or band size. The
 tests compare every feature and anchor with features.py's torch path.
 
-Layout of the integral, (B, H + 1, 24, W + 1 + 2 PAD): I[b, y, c, PAD + x] = sum of statistic c
-over rows < y and columns < x, statistic-major so that a row's window sums are contiguous
-loads (the feature kernel works along rows, in vectors). Statistics (features.FeatureState.both): v*m (3), m (3), then for each
+Layout of the integral, (B, slots, 24, W + 1 + 2 PAD): I[b, y % slots, c, PAD + x] = sum of
+statistic c over rows < y and columns < x, statistic-major so that a row's window sums are
+contiguous loads. Statistics (features.FeatureState.both): v*m (3), m (3), then for each
 channel pair (a, b) of features.CHANNEL_PAIRS: both revealed (3), a, b, a^2, b^2, a*b (3 each).
 """
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -30,61 +34,78 @@ from .jit import njit
 from numba import prange              # (this module is imported only where numba is: jit.available)
 
 STATS = 24
-
-
+RADII = (1, 3, 7, 15)
+PAIR_A = (0, 0, 1)
+PAIR_B = (1, 2, 2)
 PAD = 15        # the largest radius: integral column x sits at x + PAD, so no window clamps a column
 BLOCK = 4       # rows per parallel job (one scratch allocation each)
 
 
+def _stat_row(v, m, b, y, c, out):                       # pragma: no cover - compiled
+    """out[x] = statistic c of pixel (y, x) (module docstring), for every x of the row."""
+    group, i = c // 3, c % 3
+    if group == 0:                          # v m
+        for x in range(out.shape[0]):
+            out[x] = np.int64(v[b, i, y, x]) * np.int64(m[b, i, y, x])
+    elif group == 1:                        # m
+        for x in range(out.shape[0]):
+            out[x] = np.int64(m[b, i, y, x])
+    else:                                   # pair i = (a, b'): both shown, a, b', a^2, b'^2, a b'
+        ca, cb = PAIR_A[i], PAIR_B[i]
+        for x in range(out.shape[0]):
+            ma, mb = np.int64(m[b, ca, y, x]), np.int64(m[b, cb, y, x])
+            pm = ma * mb
+            sa = np.int64(v[b, ca, y, x]) * ma * pm           # a where both shown
+            sb = np.int64(v[b, cb, y, x]) * mb * pm           # and b'
+            if group == 2:
+                out[x] = pm
+            elif group == 3:
+                out[x] = sa
+            elif group == 4:
+                out[x] = sb
+            elif group == 5:
+                out[x] = sa * sa
+            elif group == 6:
+                out[x] = sb * sb
+            else:
+                out[x] = sa * sb
+
+
+_stat_row = njit(inline=True)(_stat_row)
+
+
 @njit(parallel=True)
-def _integral(v, m, out):                                  # pragma: no cover - compiled
-    """v, m: (B, 3, H, W) uint8; out: (B, H + 1, 24, W + 1 + 2 PAD) int32, filled (wrapping).
-    Each row is padded with PAD copies of its first entry (0) before and of its last after,
-    so that clamping a window to the picture needs no clamped column: before the picture a
-    column's sum is 0, after it the whole row's. One parallel loop over every picture's rows,
-    then one over every picture's column chunks (a batch of thumbnails is two parallel loops,
-    not two per thumbnail)."""
+def _extend(v, m, ring, y0, y1):                           # pragma: no cover - compiled
+    """Integral rows y0..y1-1 into ``ring`` ((B, R, 24, W + 1 + 2 PAD) int32, row y in slot
+    y % R), row y0 - 1 being there already (or y0 = 0). Row y is row y - 1 plus the prefix sums
+    of picture row y - 1 (wrapping); each row is padded with PAD copies of its first entry (0)
+    before and of its last after, so that clamping a window to the picture needs no clamped
+    column. One job per picture and statistic: its rows are a chain, its statistics are not."""
     nb, _, h, w = v.shape
-    for b in range(nb):
-        out[b, 0, :, :] = 0
-    for job in prange(nb * h):              # row prefix sums, rows independent
-        b, y = job // h, job % h
-        row = out[b, y + 1]
-        acc = np.zeros(STATS, np.int64)
-        for x in range(w):
-            m0, m1, m2 = np.int64(m[b, 0, y, x]), np.int64(m[b, 1, y, x]), np.int64(m[b, 2, y, x])
-            a0, a1, a2 = v[b, 0, y, x] * m0, v[b, 1, y, x] * m1, v[b, 2, y, x] * m2
-            p01, p02, p12 = m0 * m1, m0 * m2, m1 * m2
-            s0, s1, s2 = a0 * p01, a0 * p02, a1 * p12            # pair (a, b): a where both shown
-            t0, t1, t2 = a1 * p01, a2 * p02, a2 * p12            # and b
-            acc[0] += a0; acc[1] += a1; acc[2] += a2
-            acc[3] += m0; acc[4] += m1; acc[5] += m2
-            acc[6] += p01; acc[7] += p02; acc[8] += p12
-            acc[9] += s0; acc[10] += s1; acc[11] += s2
-            acc[12] += t0; acc[13] += t1; acc[14] += t2
-            acc[15] += s0 * s0; acc[16] += s1 * s1; acc[17] += s2 * s2
-            acc[18] += t0 * t0; acc[19] += t1 * t1; acc[20] += t2 * t2
-            acc[21] += s0 * t0; acc[22] += s1 * t1; acc[23] += s2 * t2
-            for c in range(STATS):
-                row[c, PAD + 1 + x] = acc[c]    # int64 -> int32 keeps the low 32 bits
-        for c in range(STATS):
-            row[c, :PAD + 1] = 0
-            row[c, PAD + 1 + w:] = acc[c]
-    width = out.shape[2] * out.shape[3]         # then down the columns, chunks independent
-    chunk = 4096
-    chunks = (width + chunk - 1) // chunk
-    for job in prange(nb * chunks):
-        b, j = job // chunks, job % chunks
-        flat = out[b].reshape((h + 1, width))
-        lo, hi = j * chunk, min(width, (j + 1) * chunk)
-        for y in range(1, h + 1):
-            for i in range(lo, hi):
-                flat[y, i] = flat[y, i] + flat[y - 1, i]
+    slots = ring.shape[1]
+    for job in prange(nb * STATS):
+        b, c = job // STATS, job % STATS
+        stat = np.empty(w, np.int64)
+        for y in range(y0, y1):
+            row = ring[b, y % slots, c]
+            if y == 0:
+                row[:] = 0
+                continue
+            above = ring[b, (y - 1) % slots, c]
+            _stat_row(v, m, b, y - 1, c, stat)
+            acc = np.int64(0)
+            for x in range(w):
+                acc += stat[x]
+                row[PAD + 1 + x] = np.int64(above[PAD + 1 + x]) + acc     # keeps the low 32 bits
+            row[:PAD + 1] = 0
+            row[PAD + 1 + w:] = row[PAD + w]
 
 
 def _box(integral, b, y0, y1, x0, x1, c):          # pragma: no cover - compiled
     """Sum of statistic c over rows y0..y1-1, columns x0..x1-1 (x0 >= -PAD, x1 <= W + PAD; exact:
     see the module docstring)."""
+    slots = integral.shape[1]
+    y0, y1 = y0 % slots, y1 % slots
     s = (np.int64(integral[b, y1, c, PAD + x1]) - np.int64(integral[b, y0, c, PAD + x1])
          - np.int64(integral[b, y1, c, PAD + x0]) + np.int64(integral[b, y0, c, PAD + x0]))
     return np.int64(np.int32(s))
@@ -102,16 +123,14 @@ def _rdiv(p, q):                                   # pragma: no cover - compiled
 
 _box, _fdiv, _rdiv = (njit(inline=True)(f) for f in (_box, _fdiv, _rdiv))
 
-RADII = (1, 3, 7, 15)
-PAIR_A = (0, 0, 1)
-PAIR_B = (1, 2, 2)
 
 
 def _window_row(integral, b, y, h, r, c, w, out):          # pragma: no cover - compiled
     """out[x] = sum of statistic c over the window of radius r around (y, x), for every x of
     the row: four contiguous loads per pixel (the padding clamps the columns)."""
     y0, y1 = max(y - r, 0), min(y + r + 1, h)
-    top, bottom = integral[b, y0, c], integral[b, y1, c]
+    slots = integral.shape[1]
+    top, bottom = integral[b, y0 % slots, c], integral[b, y1 % slots, c]
     lo, hi = PAD - r, PAD + r + 1
     for x in range(w):
         s = (np.int64(bottom[hi + x]) - np.int64(top[hi + x])
@@ -244,18 +263,51 @@ def _rows(v, m, integral, r0, r1, cross, feats, anchors):     # pragma: no cover
                     out[x, j] = f[j, x]
 
 
-def integral(v: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """The (B, H + 1, 24, W + 1 + 2 PAD) int32 integral image of values ``v`` and mask ``m``
-    ((B, 3, H, W) uint8, C-contiguous)."""
-    nb, _, h, w = v.shape
-    out = np.empty((nb, h + 1, STATS, w + 1 + 2 * PAD), np.int32)
-    jit.run(_integral, v, m, out)
-    return out
+_RINGS = threading.local()
 
 
-def rows(v: np.ndarray, m: np.ndarray, integral_image: np.ndarray, r0: int, r1: int, cross: bool,
-         feats: np.ndarray, anchors: np.ndarray) -> None:
-    """Fill ``feats`` ((B, r1 - r0, W, 45) float32 view) and ``anchors`` ((B, 3, r1 - r0, W)
-    int32) with the features of rows r0..r1-1."""
-    jit.run(_rows, v, m, integral_image, r0, r1, cross, feats, anchors)
+class Integral:
+    """The integral image of pictures ``v``, ``m`` ((B, 3, H, W) uint8, C-contiguous), computed
+    down to the rows the features have asked for, and held in a ring of slots (row y in slot
+    y % slots). A band of rows needs the integral's rows from PAD above it to PAD below it, so a
+    band-by-band trunk keeps a few megabytes of integral, in cache, instead of a photo's whole
+    ~50 MB written once and read back from memory. Rows asked for again after they left the
+    ring are computed again from the top: any order of bands gives the same features.
 
+    reuse: the ring lives in this thread's buffer (a band-by-band trunk, which holds one state
+    at a time): a fresh buffer of megabytes is fresh pages, zeroed on first touch, every step."""
+
+    def __init__(self, v: np.ndarray, m: np.ndarray, reuse: bool = False):
+        self.v, self.m, self.reuse = v, m, reuse
+        self.ring: np.ndarray | None = None
+        self.done = 0                   # integral rows 0..done-1 computed (the last ``slots`` held)
+
+    def _hold(self, lo: int, hi: int) -> None:
+        """Make integral rows lo..hi (inclusive) present in the ring."""
+        nb, _, h, w = self.v.shape
+        if self.ring is None or self.ring.shape[1] < hi - lo + 1:
+            slots = min(h + 1, hi - lo + 1 + 2 * PAD + 2)      # (slack: later bands may be taller)
+            self.ring = self._buffer((nb, slots, STATS, w + 1 + 2 * PAD))
+            self.done = 0
+        if lo < self.done - self.ring.shape[1]:                # row lo has left the ring
+            self.done = 0
+        if self.done <= hi:
+            jit.run(_extend, self.v, self.m, self.ring, self.done, hi + 1)
+            self.done = hi + 1
+
+    def _buffer(self, shape: tuple[int, ...]) -> np.ndarray:
+        numel = int(np.prod(shape))
+        if not self.reuse:
+            return np.empty(shape, np.int32)
+        buf = getattr(_RINGS, "buf", None)
+        if buf is None or buf.size < numel:
+            buf = _RINGS.buf = np.empty(numel, np.int32)
+        return buf[:numel].reshape(shape)
+
+    def rows(self, r0: int, r1: int, cross: bool, feats: np.ndarray, anchors: np.ndarray) -> None:
+        """Fill ``feats`` ((B, r1 - r0, W, 45) float32 view) and ``anchors`` ((B, 3, r1 - r0, W)
+        int32) with the features of rows r0..r1-1; ``cross``: the cross-channel anchor."""
+        if r1 <= r0:
+            return
+        self._hold(max(r0 - PAD, 0), min(r1 + PAD, self.v.shape[2]))
+        jit.run(_rows, self.v, self.m, self.ring, r0, r1, cross, feats, anchors)

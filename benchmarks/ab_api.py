@@ -36,6 +36,19 @@ def load_checkout(root: str, name: str):
     return module
 
 
+def _own_numba_cache(*roots: str) -> None:
+    """Compile this run's kernels into a cache of its own. numba caches a kernel next to its
+    source with the name of the module it was compiled in: a checkout imported here as
+    ``ardmzip_new`` would leave kernels that a later plain ``import ardmzip`` of the same
+    files loads and cannot resolve (ModuleNotFoundError: ardmzip_new)."""
+    import hashlib
+    import os
+    key = hashlib.sha1("\0".join(str(Path(r).resolve()) for r in roots).encode()).hexdigest()[:12]
+    os.environ["NUMBA_CACHE_DIR"] = str(Path.home() / ".cache" / "ardmzip-ab-api" / key)
+    if "numba" in sys.modules:                       # (read at numba's import)
+        sys.modules["numba"].core.config.reload_config()
+
+
 def _coder(package, images: list[np.ndarray], steps: int | None):
     """(compress, decompress) of the package: one picture through its API, several as one batch."""
     if len(images) == 1:
@@ -56,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=64, help="images of an array source")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
+    _own_numba_cache(a.old, a.new)
     sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]   # no import hook to /work
     torch.set_num_threads(a.threads)
     if a.source.endswith((".npz", ".npy")):

@@ -159,6 +159,34 @@ def test_jit_bands_layouts_and_threads_give_the_whole_pictures_features(threads,
 
 
 @needs_numba
+def test_jit_integral_ring_gives_every_band_in_any_order(monkeypatch):
+    """The kernels keep only the integral's rows near the bands asked for (a ring of slots,
+    grown for a taller band, started again for a band above what it holds, and with
+    reuse=True in this thread's buffer, whatever the last state left there): bands forwards,
+    taller, backwards and repeated, on two pictures in turn, equal the torch path's features."""
+    from ardmzip import features_jit
+    g = np.random.default_rng(5)
+    bands = [(0, 5), (5, 12), (12, 40), (40, 100), (100, 150), (3, 8), (120, 121), (0, 150), (149, 150)]
+    for b, h, w, reuse in [(2, 150, 23, True), (1, 90, 40, True), (1, 150, 23, False)]:
+        values = torch.from_numpy(g.integers(0, 256, (b, 3, h, w)))
+        mask = torch.from_numpy((g.random((b, 3, h, w)) < g.random()).astype(np.int64))
+        use_path(monkeypatch, "torch")
+        want_feats, want_anchor = context_features(values, mask, True)
+        use_path(monkeypatch, "jit")
+        state = FeatureState(values, mask, True, reuse=reuse)
+        slots = []
+        for r0, r1 in bands:
+            r1 = min(r1, h)
+            if r0 >= r1:
+                continue
+            feats, anchor = state.rows(r0, r1, torch.channels_last)
+            slots.append(state.jit_integral.ring.shape[1])
+            assert torch.equal(feats, want_feats[:, :, r0:r1]) and torch.equal(anchor, want_anchor[:, :, r0:r1])
+        assert min(slots) < h + 1                      # the ring did wrap
+        assert features_jit.PAD == max(RADII)
+
+
+@needs_numba
 def test_a_process_switches_to_the_kernels_after_enough_work(monkeypatch):
     """By default (ARDMZIP_JIT unset) features take the torch path until the codec has
     announced WARM_AFTER pixel-steps (jit.expect), then the kernels for good; 0 never, 1
