@@ -82,23 +82,27 @@ def _extend(v, m, ring, y0, y1):                           # pragma: no cover - 
     before and of its last after, so that clamping a window to the picture needs no clamped
     column. One job per picture and statistic: its rows are a chain, its statistics are not."""
     nb, _, h, w = v.shape
-    slots = ring.shape[1]
-    for job in prange(nb * STATS):
+    slots, width = ring.shape[1], ring.shape[3]
+    for job in prange(nb * STATS):          # (indices, not row views: a thumbnail's rows are short)
         b, c = job // STATS, job % STATS
         stat = np.empty(w, np.int64)
         for y in range(y0, y1):
-            row = ring[b, y % slots, c]
+            s = y % slots
             if y == 0:
-                row[:] = 0
+                for x in range(width):
+                    ring[b, s, c, x] = 0
                 continue
-            above = ring[b, (y - 1) % slots, c]
+            above = (y - 1) % slots
             _stat_row(v, m, b, y - 1, c, stat)
+            for x in range(PAD + 1):
+                ring[b, s, c, x] = 0
             acc = np.int64(0)
             for x in range(w):
                 acc += stat[x]
-                row[PAD + 1 + x] = np.int64(above[PAD + 1 + x]) + acc     # keeps the low 32 bits
-            row[:PAD + 1] = 0
-            row[PAD + 1 + w:] = row[PAD + w]
+                ring[b, s, c, PAD + 1 + x] = np.int64(ring[b, above, c, PAD + 1 + x]) + acc   # low 32 bits
+            last = ring[b, s, c, PAD + w]
+            for x in range(PAD + 1 + w, width):
+                ring[b, s, c, x] = last
 
 
 def _box(integral, b, y0, y1, x0, x1, c):          # pragma: no cover - compiled
