@@ -89,23 +89,50 @@ def run(kernel, *args):
         return kernel(*args)
 
 
-def add_clamped_relu_int8(x: np.ndarray, conv: np.ndarray, out: np.ndarray | None, relu: np.ndarray) -> None:
+def pitched(t) -> tuple[np.ndarray, int, int] | None:
+    """A channels-last int8 view t (B, C, N, W) whose B N rows of W C elements lie ``pitch``
+    elements apart (a buffer with zero columns either side of each row, or contiguous:
+    pitch = W C) as (a flat numpy view from its first element, W C, pitch); None otherwise."""
+    import torch
+    b, c, n, w = t.shape
+    if t.numel() == 0 or t.stride(1) != 1 or (w > 1 and t.stride(3) != c):
+        return None
+    pitch = t.stride(2) if n > 1 else (t.stride(0) if b > 1 else w * c)
+    if pitch < w * c or (b > 1 and n > 1 and t.stride(0) != n * pitch):
+        return None
+    span = (b * n - 1) * pitch + w * c
+    return torch.as_strided(t, (span,), (1,), t.storage_offset()).numpy(), w * c, pitch
+
+
+def add_clamped_relu_int8(x: np.ndarray, conv: np.ndarray, out: np.ndarray | None, relu: np.ndarray,
+                          n: int = 0, pitch: int = 0) -> None:
     """out = clamp(x + clamp(conv, -127, 127), -127, 127) and relu = max(out, 0) for 1-D int8
     arrays, in one pass (the next layer's input with the stream: no pass of its own); ``out``
-    None: the ReLU alone. Inputs that overlap an output are copied first (then every element
-    reads the inputs' own values, and no loop falls back from vectors to scalars)."""
+    None: the ReLU alone. ``pitch`` > ``n``: relu's rows of n elements lie ``pitch`` apart
+    (``pitched``), the others' are contiguous. Inputs that overlap an output are copied
+    first (then every element reads the inputs' own values, and no loop falls back from
+    vectors to scalars)."""
     from . import stream_jit         # (numba is imported on first use)
     outs = [relu] if out is None else [out, relu]
     x, conv = (a.copy() if any(np.may_share_memory(a, o) for o in outs) else a for a in (x, conv))
-    if out is None:
+    if pitch > n:
+        if out is None:
+            run(stream_jit.add_clamped_relu_only_rows, x, conv, relu, n, pitch)
+        else:
+            run(stream_jit.add_clamped_relu_rows, x, conv, out, relu, n, pitch)
+    elif out is None:
         run(stream_jit.add_clamped_relu_only, x, conv, relu)
     else:
         run(stream_jit.add_clamped_relu, x, conv, out, relu)
 
 
 def scaled_floor_relu_int8(acc: np.ndarray, scale: np.ndarray, lo: int, hi: int, out: np.ndarray,
-                           relu: np.ndarray) -> None:
+                           relu: np.ndarray, w: int = 0, pitch: int = 0) -> None:
     """out = clamp(floor(acc * scale), lo, hi) and relu = max(out, 0), int8, in one pass:
-    acc (N, C) float32 integers, scale (C,) float32 powers of two, -128 <= lo <= hi <= 127."""
+    acc (N, C) float32 integers, scale (C,) float32 powers of two, -128 <= lo <= hi <= 127.
+    ``pitch`` > ``w``: relu's rows of w pixels start ``pitch`` pixels apart (``pitched``)."""
     from . import stream_jit
-    run(stream_jit.scaled_floor_relu, acc, scale, np.float32(lo), np.float32(hi), out, relu)
+    if pitch > w:
+        run(stream_jit.scaled_floor_relu_rows, acc, scale, np.float32(lo), np.float32(hi), out, relu, w, pitch)
+    else:
+        run(stream_jit.scaled_floor_relu, acc, scale, np.float32(lo), np.float32(hi), out, relu)

@@ -206,6 +206,9 @@ class IntegerNet:
         # layer's input, written with the stream by the same pass: ``residual_rows_int8``)
         kept = RowBuffer.reused(2 * len(layers) if int8 else len(layers))
         relus = kept[len(layers):]
+        # each ReLU buffer carries the zero columns of the dilation that reads it (on the CPU)
+        pads = [layers[l + 1].dilation if l + 1 < len(layers) and self.device.type == "cpu" else 0
+                for l in range(len(layers))]
         c = self.blocks[0].weight.shape[0] if self.blocks else self.stem.weight.shape[0]
         dtype = torch.int8 if int8 else torch.float32
         out = torch.empty(b, c, h, w, dtype=dtype, device=self.device, memory_format=torch.channels_last)   # (not a copy)
@@ -223,7 +226,7 @@ class IntegerNet:
                     feats, anchor = state.rows(s, e, torch.channels_last if cpu else torch.contiguous_format)
                     anchors[:, :, s:e] = anchor
                     if int8 and not last:
-                        self.stem.into_int8(feats, dest, relus[l].claim(e - s, b, c, w, self.device, dtype))
+                        self.stem.into_int8(feats, dest, relus[l].claim(e - s, b, c, w, self.device, dtype, pads[l]))
                     else:
                         dest.copy_(self.stem(feats))
                         if last:
@@ -231,8 +234,9 @@ class IntegerNet:
                 elif int8:                                  # last: the trunk's output is the ReLU
                     x = kept[l - 1]
                     residual_rows_int8(layer, x.rows()[:, :, s - x.first:e - x.first], relus[l - 1].first,
-                                       relus[l - 1].rows(), s, e, h, out=None if last else dest,
-                                       relu_out=dest if last else relus[l].claim(e - s, b, c, w, self.device, dtype))
+                                       relus[l - 1].padded_rows(), s, e, h, out=None if last else dest,
+                                       relu_out=dest if last else relus[l].claim(e - s, b, c, w, self.device, dtype,
+                                                                                 pads[l]))
                     x.drop_before(e)                                 # rows no later band reads
                     relus[l - 1].drop_before(e - layer.dilation)
                 else:
@@ -344,9 +348,11 @@ def _add_clamped_relu(x: torch.Tensor, conv: torch.Tensor, relu: torch.Tensor, o
     relu), without leaving int8: x + conv stays in [-127, 127] exactly when conv lies in
     [-127 - min(x, 0), 127 - max(x, 0)], whose bounds lie in [-127, 127] themselves (so
     clamping to them takes the inner clamp too). ``conv`` may be overwritten."""
-    outs = [relu_out] if out is None else [out, relu_out]
-    if x.device.type == "cpu" and jit.available() and _flat_ok(x, conv, *outs):
-        jit.add_clamped_relu_int8(_flat(x), _flat(conv), None if out is None else _flat(out), _flat(relu_out))
+    flat = [x, conv] if out is None else [x, conv, out]
+    rows = jit.pitched(relu_out) if x.device.type == "cpu" and jit.available() else None
+    if rows is not None and _flat_ok(*flat) and relu_out.shape == x.shape:
+        relu, n, pitch = rows       # (relu_out's rows may carry zero columns: ``jit.pitched``)
+        jit.add_clamped_relu_int8(_flat(x), _flat(conv), None if out is None else _flat(out), relu, n, pitch)
         return                                                          # the same, in one pass
     conv.clamp_(min=torch.sub(relu, x).sub_(127), max=torch.rsub(relu, 127))
     torch.clamp(torch.add(x, conv, out=conv if out is None else out), min=0, out=relu_out)
@@ -368,11 +374,16 @@ class RowBuffer:
     """Rows ``first`` .. ``first + n - 1`` of one layer's output in a band-by-band trunk, held
     in one buffer reused across bands: each band's rows are written in place after the rows
     still kept (no concatenation, no fresh pages), and rows no longer read are dropped from
-    the front; the kept rows move to the buffer's start only when it runs out of room."""
+    the front; the kept rows move to the buffer's start only when it runs out of room.
+
+    ``pad`` zero columns either side of every row (``claim``): the layer above reads the
+    rows with its own padding already there (``padded_rows``), as oneDNN's convolution
+    runs faster without padding of its own. They are zeroed when the buffer is made, and
+    nothing writes them after: rows are written through interior views, and moved whole."""
 
     def __init__(self) -> None:
         self.buf: torch.Tensor | None = None
-        self.start = self.n = self.first = 0
+        self.start = self.n = self.first = self.pad = 0
 
     @staticmethod
     def reused(count: int) -> "list[RowBuffer]":
@@ -384,29 +395,39 @@ class RowBuffer:
             rb.start = rb.n = rb.first = 0
         return pool[:count]
 
-    def rows(self) -> torch.Tensor:
+    def padded_rows(self) -> torch.Tensor:
+        """The kept rows with their zero columns: (B, C, n, W + 2 pad)."""
         return self.buf[:, :, self.start:self.start + self.n]
+
+    def rows(self) -> torch.Tensor:
+        """The kept rows: (B, C, n, W)."""
+        rows = self.padded_rows()
+        return rows[..., self.pad:rows.shape[3] - self.pad] if self.pad else rows
 
     def drop_before(self, row: int) -> None:
         k = min(self.n, max(0, row - self.first))
         self.start, self.n, self.first = self.start + k, self.n - k, self.first + k
 
     def claim(self, count: int, b: int, c: int, w: int, device: torch.device,
-              dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """A view of the next ``count`` rows (contents undefined), now counted as kept."""
-        need = self.n + count
+              dtype: torch.dtype = torch.float32, pad: int = 0) -> torch.Tensor:
+        """A view of the next ``count`` rows (contents undefined; W wide, inside their ``pad``
+        zero columns), now counted as kept."""
+        need, width = self.n + count, w + 2 * pad
         if (self.buf is None or self.buf.shape[2] < need or self.buf.device != device or self.buf.dtype != dtype
-                or (self.buf.shape[0], self.buf.shape[1], self.buf.shape[3]) != (b, c, w)):   # a new one
-            buf = torch.empty(b, c, need, w, dtype=dtype, device=device, memory_format=torch.channels_last)
+                or (self.buf.shape[0], self.buf.shape[1], self.buf.shape[3]) != (b, c, width) or self.pad != pad):
+            buf = torch.empty(b, c, need, width, dtype=dtype, device=device, memory_format=torch.channels_last)
+            if pad:
+                buf.zero_()
             if self.n:
-                buf[:, :, :self.n] = self.rows()
-            self.buf, self.start = buf, 0
+                buf[:, :, :self.n, pad:pad + w] = self.rows()
+            self.buf, self.start, self.pad = buf, 0, pad
         elif self.start + need > self.buf.shape[2]:              # no room after the kept rows: move them
-            self.buf[:, :, :self.n] = self.rows().clone() if self.start < self.n else self.rows()
+            rows = self.padded_rows()
+            self.buf[:, :, :self.n] = rows.clone() if self.start < self.n else rows
             self.start = 0
         view = self.buf[:, :, self.start + self.n:self.start + need]
         self.n = need
-        return view
+        return view[..., pad:pad + w] if pad else view
 
 
 def _zero_padded(below: torch.Tensor, first: int, s: int, e: int, d: int, size: int) -> torch.Tensor:
@@ -439,8 +460,9 @@ def residual_rows_int8(block: IntConv, x: torch.Tensor, first: int, relu: torch.
                        size: int, out: torch.Tensor | None, relu_out: torch.Tensor) -> None:
     """``residual_rows`` on an int8 stream (``IntegerNet.int8_stream``): x holds its rows
     s..e-1, ``relu`` rows of max(x, 0) from row ``first`` on (the convolution's input, halo
-    included). Writes rows s..e-1 of the stream to ``out`` (None: not kept) and their ReLU to
-    ``relu_out``, in one pass."""
-    d = block.dilation
-    conv = block.int8_floor(_zero_padded(relu, first, s, e, d, size), (0, d))
-    _add_clamped_relu(x, conv, relu[:, :, s - first:e - first], out=out, relu_out=relu_out)
+    included), which may carry up to the block's dilation of zero columns either side
+    (``RowBuffer``: the convolution then needs no padding of its own). Writes rows s..e-1 of
+    the stream to ``out`` (None: not kept) and their ReLU to ``relu_out``, in one pass."""
+    d, pad = block.dilation, (relu.shape[3] - x.shape[3]) // 2
+    conv = block.int8_floor(_zero_padded(relu, first, s, e, d, size), (0, d - pad))
+    _add_clamped_relu(x, conv, relu[:, :, s - first:e - first, pad:pad + x.shape[3]], out=out, relu_out=relu_out)

@@ -181,12 +181,13 @@ class IntConv:
         layer, whose lo, hi lie within int8). On the CPU with the compiled kernels the scale,
         floor, clamp, conversion and ReLU are one pass over the accumulators, not five."""
         acc = exact_conv2d(x, self.weight, self.padding, self.dilation, self.bias)
-        flat = [t.permute(0, 2, 3, 1) for t in (acc, out, relu_out)]        # (B, H, W, C) views
-        if (acc.device.type == "cpu" and jit.available() and acc.shape == out.shape == relu_out.shape
-                and all(t.is_contiguous() for t in flat)):
-            c = acc.shape[1]
+        flat = [t.permute(0, 2, 3, 1) for t in (acc, out)]        # (B, H, W, C) views
+        rows = jit.pitched(relu_out) if acc.device.type == "cpu" and jit.available() else None
+        if rows is not None and acc.shape == out.shape == relu_out.shape and all(t.is_contiguous() for t in flat):
+            c, w = acc.shape[1], acc.shape[3]
+            relu, _, pitch = rows            # (relu_out's rows may carry zero columns: ``jit.pitched``)
             jit.scaled_floor_relu_int8(flat[0].reshape(-1, c).numpy(), self.scale.numpy(), self.lo, self.hi,
-                                       flat[1].view(-1, c).numpy(), flat[2].view(-1, c).numpy())
+                                       flat[1].view(-1, c).numpy(), relu.reshape(-1, c), w, pitch // c)
             return
         out.copy_(self._finish(acc))
         torch.clamp(out, min=0, out=relu_out)

@@ -319,20 +319,65 @@ def test_an_int8_output_that_fails_its_check_leaves_the_float32_output(monkeypat
 
 @pytest.mark.parametrize("jit", ["0", "1"])
 @pytest.mark.parametrize("keep", [True, False])
-def test_int8_residual_addition_over_every_pair(jit, keep, monkeypatch):
+@pytest.mark.parametrize("pad", [0, 3])
+def test_int8_residual_addition_over_every_pair(jit, keep, pad, monkeypatch):
     """model._add_clamped_relu, the int8 stream's clamp(x + clamp(c, -127, 127), -127, 127)
     and its ReLU, over every x in [-127, 127] and every int8 c (oneDNN saturates to -128),
     against int32; the torch path and the compiled one (jit.add_clamped_relu_int8, where numba
-    is installed), with the stream kept and without (the ReLU alone)."""
+    is installed), with the stream kept and without (the ReLU alone), the ReLU into a plain
+    tensor and into the inside of rows with ``pad`` columns either side (RowBuffer), which
+    stay as they were."""
     from ardmzip.model import _add_clamped_relu
     monkeypatch.setenv("ARDMZIP_JIT", jit)
     x, c = torch.meshgrid(torch.arange(-127, 128), torch.arange(-128, 128), indexing="ij")
-    x, c = x.to(torch.int8).reshape(1, 1, 255, 256), c.to(torch.int8).reshape(1, 1, 255, 256)
+    x, c = (t.to(torch.int8).reshape(1, 255, 16, 16).contiguous(memory_format=torch.channels_last) for t in (x, c))
     want = (x.int() + c.int().clamp(-127, 127)).clamp(-127, 127)
-    out, relu = torch.full_like(x, 99), torch.full_like(x, 99)
+    out = torch.full_like(x, 99)
+    rows = torch.full((1, 255, 16, 16 + 2 * pad), 99, dtype=torch.int8).contiguous(memory_format=torch.channels_last)
+    relu = rows[..., pad:pad + 16]
     _add_clamped_relu(x, c.clone(), x.clamp(min=0), out=out if keep else None, relu_out=relu)
     assert relu.dtype == torch.int8 and torch.equal(relu.int(), want.clamp(min=0))
     assert torch.equal(out.int(), want) if keep else (out == 99).all()
+    assert (rows[..., :pad] == 99).all() and (rows[..., 16 + pad:] == 99).all()
+
+
+def test_pitched_views_of_padded_rows():
+    """jit.pitched: the flat memory of a channels-last int8 view whose rows lie a fixed
+    distance apart (contiguous, the inside of padded rows, one picture of a batch), and None
+    where they do not (rows of a batch with rows left out between pictures, not channels last)."""
+    from ardmzip import jit
+    buf = torch.arange(2 * 4 * 7 * 10, dtype=torch.int8).reshape(2, 4, 7, 10).contiguous(memory_format=torch.channels_last)
+    for view, want in [(buf, 40), (buf[..., 2:8], 40), (buf[:1, :, 3:6, 1:9], 40), (buf[1:, :, 2:3, 3:5], 8)]:
+        flat, n, pitch = jit.pitched(view)
+        b, c, rows, w = view.shape
+        assert (n, pitch) == (w * c, want)
+        got = np.stack([flat[r * pitch:r * pitch + n] for r in range(b * rows)]).reshape(b, rows, w, c)
+        assert np.array_equal(got, view.permute(0, 2, 3, 1).numpy())
+    assert jit.pitched(buf[:, :, 1:3]) is None
+    assert jit.pitched(buf.contiguous()) is None
+    assert jit.pitched(buf[:1, :, :7:2]) is not None and jit.pitched(buf[:, :, :, ::2]) is None
+
+
+def test_row_buffer_keeps_its_zero_columns():
+    """RowBuffer(pad): claimed rows are the inside of rows with ``pad`` zero columns either
+    side; writing every claimed view, dropping rows, moving them to the front (no room), and
+    growing keeps the kept rows and their zero columns."""
+    from ardmzip.model import RowBuffer
+    rb = RowBuffer()
+    kept, first = {}, 0
+    g = torch.Generator().manual_seed(2)
+    for count in [5, 3, 4, 4, 9, 2, 6, 1]:
+        view = rb.claim(count, 1, 3, 7, torch.device("cpu"), torch.int8, pad=2)
+        assert view.shape == (1, 3, count, 7)
+        for i in range(count):
+            row = torch.randint(-127, 128, (1, 3, 7), generator=g, dtype=torch.int8)
+            view[:, :, i] = row
+            kept[rb.first + rb.n - count + i] = row
+        rows, padded = rb.rows(), rb.padded_rows()
+        assert padded.shape[3] == 11 and (padded[..., :2] == 0).all() and (padded[..., 9:] == 0).all()
+        for i in range(rb.n):
+            assert torch.equal(rows[:, :, i], kept[rb.first + i])
+        rb.drop_before(rb.first + rb.n - 3)
 
 
 @pytest.mark.parametrize("jit", ["0", "1"])
@@ -347,12 +392,15 @@ def test_stem_into_int8_is_the_layer_and_its_relu(jit, shipped, monkeypatch):
     x[0, :, 0] = 255
     x[0, :, 1] = -255
     want = stem(x)
-    for layout in (torch.channels_last, torch.contiguous_format):
+    for layout, pad in ((torch.channels_last, 0), (torch.contiguous_format, 0), (torch.channels_last, 2)):
         xs = x.contiguous(memory_format=layout)
         out = torch.empty(want.shape, dtype=torch.int8, memory_format=layout)
-        relu = torch.empty_like(out)
+        b, c, h, w = want.shape     # the ReLU into the inside of rows with zero columns (RowBuffer)
+        rows = torch.full((b, c, h, w + 2 * pad), 99, dtype=torch.int8).contiguous(memory_format=layout)
+        relu = rows[..., pad:pad + w]
         stem.into_int8(xs, out, relu)
         assert torch.equal(out.float(), want) and torch.equal(relu.float(), want.clamp(min=0))
+        assert (rows[..., :pad] == 99).all() and (rows[..., w + pad:] == 99).all()
     assert (want < 0).any() and (want > 0).any()
 
 
