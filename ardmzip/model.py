@@ -181,7 +181,7 @@ class IntegerNet:
         return bool(self.blocks) and all(blk.int8_output() and (blk.lo, blk.hi) == (-127, 127) for blk in self.blocks)
 
     @torch.no_grad()
-    def trunk_banded(self, values: torch.Tensor, mask: torch.Tensor, band_pixels: int = 1 << 15
+    def trunk_banded(self, values: torch.Tensor, mask: torch.Tensor, band_pixels: int = 1 << 16
                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """``trunk`` computed band by band, every layer's rows exactly once (the same values).
 
