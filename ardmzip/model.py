@@ -215,6 +215,10 @@ class IntegerNet:
         anchors = torch.empty(b, 3, h, w, dtype=torch.int32, device=self.device)
         band = max(1, band_pixels // max(1, w))
         cpu = self.device.type == "cpu"
+        if int8:    # zero rows above the picture in each ReLU buffer (below it once the layer is done):
+            for l in range(len(layers) - 1):      # the convolutions read their halo rows in place
+                self._zero_rows(relus[l], layers[l + 1].dilation, b, c, w, dtype, pads[l])
+                relus[l].first = -layers[l + 1].dilation
         for target in range(band, h + band, band):
             for l, layer in enumerate(layers):
                 s, e = done[l], min(h, target + ahead[l])
@@ -245,7 +249,12 @@ class IntegerNet:
                     if last:
                         dest.clamp_(min=0)
                 done[l] = e
+                if int8 and e == h and not last:
+                    self._zero_rows(relus[l], layers[l + 1].dilation, b, c, w, dtype, pads[l])
         return out, anchors
+
+    def _zero_rows(self, rows: "RowBuffer", count: int, b: int, c: int, w: int, dtype: torch.dtype, pad: int) -> None:
+        rows.claim(count, b, c, w, self.device, dtype, pad).zero_()
 
     @torch.no_grad()
     def head(self, x: torch.Tensor) -> torch.Tensor:
@@ -432,7 +441,10 @@ class RowBuffer:
 
 def _zero_padded(below: torch.Tensor, first: int, s: int, e: int, d: int, size: int) -> torch.Tensor:
     """Rows s - d .. e + d - 1 of the layer ``below`` holds from row ``first`` on; rows outside
-    0..size-1 read as zeros, as the whole-picture convolution's padding makes them."""
+    0..size-1 read as zeros, as the whole-picture convolution's padding makes them (``below``
+    may hold such zero rows itself, ``first`` < 0: then it is a view, not a copy)."""
+    if first <= s - d and e + d <= first + below.shape[2]:       # held, zero rows included
+        return below[:, :, s - d - first:e + d - first]
     lo, hi = max(0, s - d), min(size, e + d)
     src = below[:, :, lo - first:hi - first]
     if lo > s - d or hi < e + d:                    # an edge of the picture: zero rows

@@ -358,6 +358,21 @@ def test_pitched_views_of_padded_rows():
     assert jit.pitched(buf[:1, :, :7:2]) is not None and jit.pitched(buf[:, :, :, ::2]) is None
 
 
+def test_zero_padded_reads_held_zero_rows_in_place():
+    """model._zero_padded: rows above and below the picture read as zeros, from a copy when the
+    layer below does not hold them, and as a view of its rows when it does (first < 0)."""
+    from ardmzip.model import _zero_padded
+    g = torch.Generator().manual_seed(1)
+    rows = torch.randint(-127, 128, (1, 4, 6, 5), generator=g, dtype=torch.int8)       # picture rows 0..5
+    copy = _zero_padded(rows, 0, 0, 3, 2, 6)
+    assert copy.shape[2] == 7 and (copy[:, :, :2] == 0).all() and torch.equal(copy[:, :, 2:], rows[:, :, :5])
+    held = torch.cat([torch.zeros(1, 4, 2, 5, dtype=torch.int8), rows, torch.zeros(1, 4, 2, 5, dtype=torch.int8)], 2)
+    for s, e in [(0, 3), (4, 6), (0, 6)]:
+        view = _zero_padded(held, -2, s, e, 2, 6)
+        assert view.data_ptr() == held[:, :, s:].data_ptr()
+        assert torch.equal(view, _zero_padded(rows, 0, s, e, 2, 6))
+
+
 def test_row_buffer_keeps_its_zero_columns():
     """RowBuffer(pad): claimed rows are the inside of rows with ``pad`` zero columns either
     side; writing every claimed view, dropping rows, moving them to the front (no room), and
