@@ -99,6 +99,53 @@ def pyramid_ranks(h: int, w: int, channels: int, seed: int) -> np.ndarray:
     return ranks
 
 
+def _steps_by_key(keys: np.ndarray, bounds: np.ndarray, first: int) -> np.ndarray:
+    """The steps of a group of variables whose ranks are first .. first + len(keys) - 1 in
+    ascending order of their (distinct) keys, where step s holds ranks bounds[s] ..
+    bounds[s + 1] - 1: int32. The keys at the steps' boundaries come from a partition, not
+    a sort: the variable at place q of the group starts no later step than its key's place
+    among them tells."""
+    n = len(keys)
+    s0 = int(np.searchsorted(bounds, first, side="right")) - 1           # the step of rank ``first``
+    inner = bounds[(bounds > first) & (bounds < first + n)] - first       # places where a step starts
+    if not len(inner):
+        return np.full(n, s0, dtype=np.int32)
+    cuts = np.partition(keys, inner)[inner]                              # the keys at those places
+    return (np.searchsorted(cuts, keys, side="right") + s0).astype(np.int32)
+
+
+def interlaced_steps(h: int, w: int, channels: int, seed: int, bounds: np.ndarray, first: int = 0) -> np.ndarray:
+    """``interlaced_ranks``' variables' steps under ``bounds`` (ranks from ``first`` on),
+    without ranking them: (h * w * channels,) int32."""
+    n = h * w * channels
+    coarse = _coarse_variables(h, w, channels)
+    keys = order_keys(n, seed)
+    steps = np.empty(n, dtype=np.int32)
+    steps[coarse] = _steps_by_key(keys[coarse], bounds, first)
+    steps[~coarse] = _steps_by_key(keys[~coarse], bounds, first + int(coarse.sum()))
+    return steps
+
+
+def plane_steps(order: str, h: int, w: int, channels: int, seed: int, bounds: np.ndarray) -> np.ndarray:
+    """The step of every variable of a plane, step s holding the ranks bounds[s] ..
+    bounds[s + 1] - 1 of ``plane_ranks`` (the same steps, from partitions instead of sorts)."""
+    if order == "random":
+        return _steps_by_key(order_keys(h * w * channels, seed), bounds, 0)
+    if order == "interlace2":
+        return interlaced_steps(h, w, channels, seed, bounds)
+    raise ValueError(f"unknown coding order {order!r}")
+
+
+def pyramid_steps(h: int, w: int, channels: int, seed: int, bounds: np.ndarray) -> np.ndarray:
+    """``pyramid_ranks``' variables' steps under ``bounds``, without ranking them."""
+    n = h * w * channels
+    coarse = _coarse_variables(h, w, channels)
+    steps = np.empty(n, dtype=np.int32)
+    steps[coarse] = interlaced_steps((h + 1) // 2, (w + 1) // 2, channels, seed, bounds)
+    steps[~coarse] = _steps_by_key(order_keys(n, seed)[~coarse], bounds, int(coarse.sum()))
+    return steps
+
+
 def plane_order(order: str, palette: bool) -> str:
     """The order one plane is coded in under a model's declared order. "interlace2/palette-random"
     is "interlace2" except for planes coded with a palette constraint, which keep the random

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from . import constraint, container, jit, lowbyte
-from .ardm import plane_order, plane_ranks, pyramid_ranks
+from .ardm import plane_order, plane_steps, pyramid_steps
 from .coder import Decoder, Encoder, decision_bits, decision_bits_batch, decisions_batch, decode_binary_batch, push_decisions
 from .dlm import bits_of, exact_frequencies, frequencies_to_probabilities
 from .errors import ArdmzipError, ChecksumError, FormatError, InputError
@@ -156,17 +156,17 @@ class PlaneCoder:
         # the plane's order (``plane_order``); by default the model's order for a non-palette plane
         order = order or plane_order(net.config.order, palette=False)
         split = pyramid_split(h, w, self.channels, steps, curve) if pyramid and order == "interlace2" else None
+        # each variable's step (bounds run from 0 to d): which rank range of the order it falls
+        # in, from partitions of the order's keys at the bounds (the ranks themselves need sorts)
         if split is None:
             bounds, _ = schedule(d, steps, curve)
-            ranks = plane_ranks(order, h, w, self.channels, seed)
+            step_of = plane_steps(order, h, w, self.channels, seed, bounds)
             strides = [1] * (len(bounds) - 1)
         else:
             coarse, fine = split
             bounds = np.concatenate([coarse, fine[1:]])
-            ranks = pyramid_ranks(h, w, self.channels, seed)
+            step_of = pyramid_steps(h, w, self.channels, seed, bounds)
             strides = [2] * (len(coarse) - 1) + [1] * (len(fine) - 1)
-        # the step of each rank (bounds run from 0 to d), looked up rather than searched
-        step_of = np.repeat(np.arange(len(bounds) - 1, dtype=np.int32), np.diff(bounds))[ranks]
         self.step_of = step_of
         # variables grouped by step, ascending index: a stable sort of 16-bit keys is numpy's radix sort
         narrow = step_of.astype(np.int16) if len(bounds) <= 1 << 15 else step_of

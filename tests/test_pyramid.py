@@ -10,7 +10,7 @@ import torch
 
 import ardmzip
 from ardmzip import codec, container, weights
-from ardmzip.ardm import interlaced_ranks, pyramid_ranks
+from ardmzip.ardm import interlaced_ranks, plane_ranks, plane_steps, pyramid_ranks, pyramid_steps
 from ardmzip.imageio import picture_from_array
 from ardmzip.schedule import schedule
 from test_codec import smooth_image, v4_image
@@ -32,6 +32,35 @@ def test_pyramid_ranks_put_the_small_pictures_order_first(shape):
     fine = np.ones((h, w), bool)
     fine[::2, ::2] = False
     assert ranks[fine].min(initial=coarse.size) == coarse.size                        # then all the rest
+
+
+def _bounds(d: int, g: np.random.Generator) -> np.ndarray:
+    """Step boundaries 0 = b_0 <= b_1 <= ... <= d: empty steps, one-variable steps, and cuts anywhere."""
+    inner = np.sort(np.concatenate([g.integers(0, d + 1, g.integers(0, 9)), g.integers(0, 3, 2), [d - 1, 1]]))
+    return np.concatenate([[0], np.clip(inner, 0, d), [d]])
+
+
+@pytest.mark.parametrize("shape", [(5, 7, 3), (4, 4, 1), (1, 6, 3), (7, 1, 1), (9, 10, 3), (1, 1, 1), (2, 2, 3),
+                                   (33, 17, 3)])
+def test_steps_from_partitions_are_the_ranks_steps(shape):
+    """plane_steps / pyramid_steps (partitions of the keys at the steps' boundaries, what
+    PlaneCoder uses) give every variable the step its rank falls in, for the random and
+    interlaced orders and the pyramid, many seeds and schedules (empty steps, steps of one
+    variable, the schedule's own)."""
+    h, w, c = shape
+    d = h * w * c
+    g = np.random.default_rng(d)
+    curve = weights.load().curve
+    for seed in (0, 5, 2 ** 64 - 1):
+        schedules = [_bounds(d, g) for _ in range(6)] + [schedule(d, k, curve)[0] for k in (1, 3, 16) if k <= d]
+        for bounds in schedules:
+            lookup = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+            for order in ("random", "interlace2"):
+                want = lookup[plane_ranks(order, h, w, c, seed)]
+                assert np.array_equal(plane_steps(order, h, w, c, seed, bounds), want)
+            assert np.array_equal(pyramid_steps(h, w, c, seed, bounds), lookup[pyramid_ranks(h, w, c, seed)])
+    with pytest.raises(ValueError, match="unknown coding order"):
+        plane_steps("zigzag", 2, 2, 1, 0, np.array([0, 4]))
 
 
 def test_schedule_from_a_start_covers_the_rest():
