@@ -119,7 +119,12 @@ def _compiled(params: torch.Tensor) -> bool:
 
 
 def _numpy_terms(params: torch.Tensor, anchor: torch.Tensor):
-    return tuple(t.contiguous().numpy() for t in dlm.mixture_terms(params, anchor))
+    """dlm.mixture_terms as numpy arrays, for coder_jit's kernels (which compute them too: one
+    pass instead of a dozen torch ones)."""
+    from . import coder_jit
+    if params.dtype not in (torch.float32, torch.float64, torch.int32, torch.int64):
+        params = params.to(torch.int64)
+    return coder_jit.terms(params.contiguous().numpy(), anchor.contiguous().numpy(), dlm.INV_SCALE, dlm.EXP)
 
 
 def _numpy_tables(tables):

@@ -18,13 +18,39 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dlm import IDX_MAX, N_SYMBOLS, SIG_BITS
+from .dlm import EXP_SPAN, GRID, IDX_MAX, LOG_SCALE_MAX, LOG_SCALE_MIN, N_SYMBOLS, SIG_BITS
 from . import jit
 from .jit import njit
 
 from numba import prange              # (this module is imported only where numba is: jit.available)
 
 IDENTITY = np.arange(N_SYMBOLS + 1, dtype=np.int32)       # span tables of "every value allowed"
+
+
+@njit(parallel=True)
+def _terms(params, anchor, inv_table, exp_table, inv, base, w):        # pragma: no cover - compiled
+    """dlm.mixture_terms of params (N, 3, M) float32 integers and anchor (N,): inv, base, w
+    int32 (M, N), the same integers (the clamps in the same places), one pass per variable."""
+    n, _, m = params.shape
+    for j in prange(n):
+        top = np.int64(params[j, 0, 0])
+        for k in range(1, m):
+            top = max(top, np.int64(params[j, 0, k]))
+        a = np.int64(anchor[j]) * GRID
+        for k in range(m):
+            scale = min(max(np.int64(params[j, 2, k]), LOG_SCALE_MIN), LOG_SCALE_MAX)
+            iv = np.int64(inv_table[scale - LOG_SCALE_MIN])
+            b = (np.int64(IDX_MAX) << 10) - (a + np.int64(params[j, 1, k])) * iv
+            inv[k, j] = iv
+            base[k, j] = min(max(b, -(1 << 30)), 1 << 30)
+            w[k, j] = exp_table[min(top - np.int64(params[j, 0, k]), EXP_SPAN)]
+
+
+def terms(params: np.ndarray, anchor: np.ndarray, inv_table: np.ndarray, exp_table: np.ndarray):
+    """``_terms`` into fresh (M, N) int32 arrays: (inv, base, w)."""
+    out = tuple(np.empty((params.shape[2], params.shape[0]), np.int32) for _ in range(3))
+    jit.run(_terms, params, anchor, inv_table, exp_table, *out)
+    return out
 
 
 def _cdf(inv, base, w, sig, j, x):                        # pragma: no cover - compiled

@@ -142,6 +142,25 @@ def test_mixture_cdf_with_offsets_past_the_head_range():
     assert (out[:, 0] == 0).all() and np.array_equal(out[:, 256], (w.sum(1) << dlm.SIG_BITS) + 256)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int32, torch.int64])
+def test_compiled_mixture_terms_are_dlms(dtype, coder_path):
+    """coder_jit.terms (what the compiled coder starts from) gives dlm.mixture_terms'
+    integers: logits past EXP_SPAN, log-scales past both clamps, offsets far past the head's
+    range (the base clamp), anchors at 0 and 255; from float32 head outputs and integers."""
+    if coder_path != "jit":
+        pytest.skip("the compiled kernels' own test")
+    from ardmzip import coder_jit
+    params, anchor = random_params(3000, 4, seed=21)
+    params = params.long()
+    params[::3, 1] *= 2 ** 12                     # |offset| up to 2^24: float32 still holds it
+    params = params.to(dtype)
+    got = coder_jit.terms(params.numpy(), anchor.numpy(), dlm.INV_SCALE, dlm.EXP)
+    want = dlm.mixture_terms(params, anchor)
+    for g, w in zip(got, want):
+        assert g.dtype == np.int32 and np.array_equal(g, w.numpy())
+    assert (want[1] == 2 ** 30).any() and (want[1] == -2 ** 30).any()      # the base clamp was reached
+
+
 @pytest.mark.parametrize("with_sets", [False, True])
 def test_stream_matches_the_reference_and_round_trips(with_sets):
     params, anchor = random_params(1500, 4, seed=11)
