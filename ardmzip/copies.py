@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import jit
+
 DEFAULT_RADIUS = 6            # Set14 baboon / face, K = 16: radius 1 2.224 / 1.433, 4 2.035 / 1.261, 6 1.986 / 1.234
 DEFAULT_WEIGHTS = (1, 16, 64)  # a_0, a_1, a_2: votes with no / one / two of p's channels to agree on
 DEFAULT_NETWORK = 16
@@ -61,7 +63,15 @@ def votes(var: np.ndarray, flat: np.ndarray, step_of: np.ndarray, step: int, wid
 def mix(freq: torch.Tensor, var: np.ndarray, flat: np.ndarray, step_of: np.ndarray, step: int, width: int,
         radius: int, weights: tuple[int, int, int], network: int) -> torch.Tensor:
     """freq (n, 256) mixed with the neighbours' votes, as int64 (rows without votes keep
-    freq's proportions)."""
+    freq's proportions). On the CPU with the compiled kernels: one pass per variable
+    (copies_jit.py), the same integers."""
+    if freq.device.type == "cpu" and jit.available():
+        from . import copies_jit
+        rows = freq.to(torch.int64).contiguous()
+        out = torch.empty_like(rows)
+        jit.run(copies_jit.mix, rows.numpy(), np.ascontiguousarray(var, dtype=np.int64), flat, step_of, step, width,
+                radius, np.asarray(weights, dtype=np.int64), network, out.numpy())
+        return out
     out = freq.to(torch.int64)
     counted = torch.from_numpy(votes(var, flat, step_of, step, width, radius, weights)).to(freq.device)
     return out * network + counted * out.sum(1, keepdim=True)

@@ -54,6 +54,35 @@ def test_mix_keeps_the_networks_shape_and_adds_the_votes():
     assert int(out[0, 30]) == 2 * 16 + 5 * 512 and int((out[0] == 32).sum()) == 255
 
 
+@pytest.mark.parametrize("radius", [1, 6, 15])
+def test_compiled_mix_is_the_numpy_mix(radius, monkeypatch):
+    """copies.mix on the compiled kernel (copies_jit.py) gives the numpy path's integers:
+    windows cut by every border, votes with none, one and both sibling channels to agree on,
+    large frequencies (the rows' sums near 2^31), on one and two threads."""
+    from ardmzip import jit
+    if not jit.installed():
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(radius)
+    h, w = 23, 19
+    colours = rng.integers(0, 256, (6, 3))
+    flat = colours[rng.integers(0, 6, h * w)].astype(np.uint8).reshape(-1)
+    step_of = rng.integers(0, 5, flat.size).astype(np.int32)
+    var = np.flatnonzero(step_of == 3)
+    freq = torch.from_numpy(rng.integers(1, 1 << 23, (len(var), 256)).astype(np.int32))
+    args = (var, flat, step_of, 3, w, radius, (3, 17, 250), 16)
+    monkeypatch.setenv("ARDMZIP_JIT", "0")
+    want = copies.mix(freq, *args)
+    monkeypatch.setenv("ARDMZIP_JIT", "1")
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert torch.equal(copies.mix(freq, *args), want)
+    finally:
+        torch.set_num_threads(before)
+    assert (want != freq.long() * 16).any()
+
+
 def test_palette_pictures_round_trip_with_copies_as_version_3(monkeypatch):
     monkeypatch.setattr(codec, "TRY_ALL_CONSTRAINTS", 100)           # large-plane rule: copies
     a = palette_image(30, 26, 3, seed=4)
