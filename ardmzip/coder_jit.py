@@ -53,6 +53,36 @@ def terms(params: np.ndarray, anchor: np.ndarray, inv_table: np.ndarray, exp_tab
     return out
 
 
+@njit(parallel=True)
+def _frequencies(inv, base, w, sig, out):                  # pragma: no cover - compiled
+    """dlm.exact_frequencies from ``terms``: out (N, 256) int32, row j's F at the upper edges
+    x + 1/2 differenced, + 1 (the same integers: module docstring). Each component's 255
+    table lookups are one loop (vectorised gathers), rows in blocks of 64."""
+    m, n = inv.shape
+    for block in prange((n + 63) // 64):
+        c = np.empty(N_SYMBOLS - 1, np.int64)
+        for j in range(block * 64, min(n, block * 64 + 64)):
+            c[:] = 0
+            total = np.int64(0)
+            for k in range(m):
+                iv, bs, wk = np.int64(inv[k, j]), np.int64(base[k, j]), np.int64(w[k, j])
+                total += wk
+                for x in range(N_SYMBOLS - 1):
+                    idx = ((x * 16 + 8) * iv + bs) >> 10
+                    c[x] += np.int64(sig[min(max(idx, 0), 2 * IDX_MAX - 1)]) * wk
+            out[j, 0] = c[0] + 1
+            for x in range(1, N_SYMBOLS - 1):
+                out[j, x] = c[x] - c[x - 1] + 1
+            out[j, N_SYMBOLS - 1] = (total << SIG_BITS) - c[N_SYMBOLS - 2] + 1
+
+
+def frequencies(terms, sig: np.ndarray) -> np.ndarray:
+    """``_frequencies`` of ``terms`` (inv, base, w) into a fresh (N, 256) int32 array."""
+    out = np.empty((terms[0].shape[1], N_SYMBOLS), np.int32)
+    jit.run(_frequencies, *terms, sig, out)
+    return out
+
+
 def _cdf(inv, base, w, sig, j, x):                        # pragma: no cover - compiled
     """F(x) of variable j, x in 0..256."""
     if x <= 0:
@@ -216,15 +246,19 @@ class LevelDecoder:
 
 @njit(parallel=True)
 def _rows_of(masses, out):                                  # pragma: no cover - compiled
+    k = masses.shape[1]
     for j in prange(masses.shape[0]):
-        m0, m1 = np.float64(masses[j, 0]), np.float64(masses[j, 1])
-        total = m0 + m1
-        out[j, 0], out[j, 1] = m0 / total, m1 / total
+        total = np.float64(0)
+        for i in range(k):              # integers below 2^53: exact in any order
+            total += np.float64(masses[j, i])
+        for i in range(k):
+            out[j, i] = np.float64(masses[j, i]) / total
 
 
 def probabilities(masses: np.ndarray) -> np.ndarray:
-    """coder._probabilities: (n, 2) integer masses -> float64 rows m / (m0 + m1), the same
-    IEEE operations (no fast-math), so the same bits."""
-    out = np.empty((len(masses), 2), np.float64)
+    """coder._probabilities (n, 2) and dlm.frequencies_to_probabilities (n, 256): integer
+    masses, row sums below 2^53 -> float64 rows m / sum(m), the same IEEE operations (no
+    fast-math), so the same bits."""
+    out = np.empty(masses.shape, np.float64)
     jit.run(_rows_of, masses, out)
     return out

@@ -37,6 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import jit
+
 GRID = 16                       # head outputs are integers in units of 1/16
 LOG_SCALE_MIN, LOG_SCALE_MAX = -3 * GRID, 6 * GRID   # s in [e^-3, e^6] levels
 SIG_BITS, SIG_STEPS, SIG_RANGE = 15, 64, 20          # cdf in [0, 2^15], z on a 1/64 grid, |z| <= 20
@@ -109,6 +111,11 @@ def exact_frequencies(params: torch.Tensor, anchor: torch.Tensor, block: int | N
     (block, M, 255) temporaries stay in cache; int32 instead of int64 halves their traffic.
     """
     device = params.device
+    if device.type == "cpu" and jit.available() and block is None:      # one compiled pass, the same integers
+        from . import coder_jit
+        p = params if params.dtype in (torch.float32, torch.float64, torch.int32, torch.int64) else params.long()
+        terms = coder_jit.terms(p.contiguous().numpy(), anchor.contiguous().numpy(), INV_SCALE, EXP)
+        return torch.from_numpy(coder_jit.frequencies(terms, SIGMOID))
     inv_t, sig_t, exp_t, edges = _device_tables(device)
     p = params.to(torch.int32)
     logit, offset, log_scale = split_params(p)
@@ -139,6 +146,9 @@ def frequencies_to_probabilities(freq: torch.Tensor) -> np.ndarray:
     Every step here is exact or correctly rounded, so identical frequencies give identical
     bytes for the coder on every machine.
     """
+    if freq.device.type == "cpu" and freq.dim() == 2 and jit.available():      # one compiled pass
+        from . import coder_jit
+        return coder_jit.probabilities(freq.contiguous().numpy())
     f = freq.cpu().numpy().astype(np.float64)
     return np.ascontiguousarray(f / f.sum(axis=1, keepdims=True))
 

@@ -161,6 +161,23 @@ def test_compiled_mixture_terms_are_dlms(dtype, coder_path):
     assert (want[1] == 2 ** 30).any() and (want[1] == -2 ** 30).any()      # the base clamp was reached
 
 
+@pytest.mark.parametrize("wide", [True, False])
+def test_compiled_frequencies_are_the_torch_rows(wide, coder_path, monkeypatch):
+    """dlm.exact_frequencies on the compiled kernel (coder_jit.frequencies, the 256-wide rows
+    of palette, copy and chroma planes) gives the torch path's integers, whatever the head
+    outputs' dtype; offsets over the head's whole range."""
+    if coder_path != "jit":
+        pytest.skip("the compiled kernels' own test")
+    params, anchor = random_params(2000, 4, seed=23, wide=wide)
+    monkeypatch.setenv("ARDMZIP_JIT", "0")
+    want = dlm.exact_frequencies(params, anchor)
+    monkeypatch.setenv("ARDMZIP_JIT", "1")
+    for dtype in (torch.float32, torch.int32, torch.int64, torch.int16):
+        got = dlm.exact_frequencies(params.to(dtype), anchor)
+        assert got.dtype == torch.int32 and torch.equal(got, want)
+    assert torch.equal(dlm.exact_frequencies(params, anchor, block=100), want)      # (blocks: the torch path)
+
+
 @pytest.mark.parametrize("with_sets", [False, True])
 def test_stream_matches_the_reference_and_round_trips(with_sets):
     params, anchor = random_params(1500, 4, seed=11)
@@ -332,6 +349,20 @@ def test_decision_bits_batch_gives_each_runs_own_floats():
         runs.append((np.array([[3, 5]], np.int32), np.array([1], np.int32)))
         assert decision_bits_batch(runs) == [decision_bits(*r) for r in runs]
     assert decision_bits_batch([]) == []
+
+
+@pytest.mark.parametrize("dtype,top", [(np.int32, 1 << 23), (np.int64, 1 << 42)])
+def test_256_wide_probability_rows_are_the_same_bits_on_both_paths(dtype, top, coder_path):
+    """dlm.frequencies_to_probabilities (the 256-wide rows of palette, copy and chroma planes;
+    a compiled pass where numba is) gives numpy's f / sum(f) bit for bit: int32 rows and the
+    int64 rows of colour copies (sums up to ~2^50)."""
+    rng = np.random.default_rng(top)
+    freq = rng.integers(1, top, (3000, 256)).astype(dtype)
+    freq[::7, 5:200] = 1
+    f = freq.astype(np.float64)
+    want = f / f.sum(axis=1, keepdims=True)
+    got = dlm.frequencies_to_probabilities(torch.from_numpy(freq))
+    assert got.flags["C_CONTIGUOUS"] and np.array_equal(got.view(np.uint64), want.view(np.uint64))
 
 
 @pytest.mark.parametrize("mode", ["0", "1"])
