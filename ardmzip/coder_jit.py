@@ -83,6 +83,26 @@ def frequencies(terms, sig: np.ndarray) -> np.ndarray:
     return out
 
 
+@njit(parallel=True)
+def _masked(freq, table, row, out):                          # pragma: no cover - compiled
+    """out[j] = freq[j] * table[row[j]], or freq[j] where that leaves nothing (constraint.restrict)."""
+    for j in prange(freq.shape[0]):
+        total = np.int64(0)
+        for v in range(freq.shape[1]):
+            out[j, v] = freq[j, v] * table[row[j], v]
+            total += out[j, v]
+        if total == 0:
+            for v in range(freq.shape[1]):
+                out[j, v] = freq[j, v]
+
+
+def masked(freq: np.ndarray, table: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """``_masked`` into a fresh array of freq's shape and type."""
+    out = np.empty_like(freq)
+    jit.run(_masked, freq, table, row, out)
+    return out
+
+
 def _cdf(inv, base, w, sig, j, x):                        # pragma: no cover - compiled
     """F(x) of variable j, x in 0..256."""
     if x <= 0:

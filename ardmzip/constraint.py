@@ -44,7 +44,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import chroma, copies
+from . import chroma, copies, jit
 from .container import _varint    # LEB128, as everywhere in the formats
 from .errors import FormatError
 
@@ -222,7 +222,11 @@ class Constraint:
             v1, v2 = flat[u1].astype(np.int64), flat[u2].astype(np.int64)
             row = np.where(r1 & r2, pair_row[ch, v1 * 256 + v2],
                            np.where(r1, 3 + ch * 256 + v1, np.where(r2, 3 + 768 + ch * 256 + v2, ch)))
-        mask = table[torch.from_numpy(np.ascontiguousarray(row, dtype=np.int64)).to(freq.device)]
+        row = np.ascontiguousarray(row, dtype=np.int64)
+        if freq.device.type == "cpu" and freq.dtype == torch.int32 and jit.available():   # one compiled pass
+            from . import coder_jit
+            return torch.from_numpy(coder_jit.masked(freq.contiguous().numpy(), table.numpy(), row))
+        mask = table[torch.from_numpy(row).to(freq.device)]
         out = freq * mask
         empty = out.sum(1) == 0
         if bool(empty.any()):

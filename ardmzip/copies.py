@@ -67,8 +67,8 @@ def mix(freq: torch.Tensor, var: np.ndarray, flat: np.ndarray, step_of: np.ndarr
     (copies_jit.py), the same integers."""
     if freq.device.type == "cpu" and jit.available():
         from . import copies_jit
-        rows = freq.to(torch.int64).contiguous()
-        out = torch.empty_like(rows)
+        rows = (freq if freq.dtype in (torch.int32, torch.int64) else freq.to(torch.int64)).contiguous()
+        out = torch.empty(rows.shape, dtype=torch.int64)
         jit.run(copies_jit.mix, rows.numpy(), np.ascontiguousarray(var, dtype=np.int64), flat, step_of, step, width,
                 radius, np.asarray(weights, dtype=np.int64), network, out.numpy())
         return out

@@ -115,7 +115,10 @@ def brute_force_allowed(pal: np.ndarray, flat: np.ndarray, revealed: np.ndarray,
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_palette_masks_equal_a_brute_force_reading_of_the_palette(seed):
+@pytest.mark.parametrize("path", ["0", "1"])
+def test_palette_masks_equal_a_brute_force_reading_of_the_palette(seed, path, monkeypatch):
+    """On both paths: torch, and the compiled one (coder_jit.masked) where numba is."""
+    monkeypatch.setenv("ARDMZIP_JIT", path)
     rng = np.random.default_rng(seed)
     img = palette_image(9, 11, int(rng.integers(2, 40)), seed)
     (c,) = [c for c in constraint.candidates(img) if c.kind == PALETTE]
@@ -132,15 +135,40 @@ def test_palette_masks_equal_a_brute_force_reading_of_the_palette(seed):
     assert (out <= freq).all()
 
 
-def test_a_value_outside_the_palette_leaves_frequencies_defined():
-    """Only a damaged stream can reveal such values; decoding must stay defined."""
+@pytest.mark.parametrize("path", ["0", "1"])
+def test_a_value_outside_the_palette_leaves_frequencies_defined(path, monkeypatch):
+    """Only a damaged stream can reveal such values; decoding must stay defined (both paths)."""
+    monkeypatch.setenv("ARDMZIP_JIT", path)
     pal_img = np.array([[[0, 0, 0], [10, 20, 30]]], np.uint8)
     (c,) = [c for c in constraint.candidates(pal_img) if c.kind == PALETTE]
     flat = np.array([99, 99, 5, 0, 0, 0], np.uint8)                  # pixel 0: impossible revealed values
     step_of = np.array([0, 0, 1, 1, 1, 1], np.int32)
     freq = torch.ones(1, 256, dtype=torch.int32)
     out = c.restrict(freq, np.array([2]), flat, step_of, 1, 2)
-    assert int(out.sum()) > 0
+    assert int(out.sum()) > 0 and torch.equal(out, freq)
+
+
+def test_compiled_masks_are_the_torch_masks(monkeypatch):
+    """constraint.restrict for palette and value-set planes: the compiled pass gives the torch
+    path's rows, empty rows (impossible revealed values) kept as they were."""
+    from ardmzip import jit
+    if not jit.installed():
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(8)
+    img = palette_image(13, 17, 30, 8)
+    flat = img.reshape(-1).copy()
+    step_of = rng.integers(0, 4, flat.size).astype(np.int32)
+    flat[(step_of < 2) & (rng.random(flat.size) < 0.05)] = 255            # a few impossible revealed values
+    var = np.flatnonzero(step_of == 2)
+    freq = torch.from_numpy(rng.integers(1, 1 << 20, (len(var), 256)).astype(np.int32))
+    for c in constraint.candidates(img):
+        if c.kind not in (PALETTE, VALUES):
+            continue
+        outs = []
+        for path in ("0", "1"):
+            monkeypatch.setenv("ARDMZIP_JIT", path)
+            outs.append(c.restrict(freq, var, flat, step_of, 2, 17))
+        assert outs[0].dtype == outs[1].dtype == torch.int32 and torch.equal(outs[0], outs[1])
 
 
 # ---------------------------------------------------------------- bytes
