@@ -21,31 +21,39 @@ BLOCK = 64          # variables per parallel task (one vote row allocated per ta
 @njit(parallel=True)
 def mix(freq, var, flat, step_of, step, width, radius, weights, network, out):   # pragma: no cover - compiled
     """out[j] = freq[j] * network + votes[j] * sum(freq[j]) (copies.mix): freq, out (n, 256)
-    int64; var (n,) variable indices; flat the plane's values, step_of each variable's step."""
+    int32 or int64; var (n,) variable indices; flat the plane's values, step_of each variable's
+    step. Each pixel's colour is first packed into one int32 (R << 16 | G << 8 | B) and which of
+    its channels are revealed into 3 bits, so that a neighbour's vote is two masked compares."""
     n = var.shape[0]
-    height = flat.shape[0] // (3 * width)
+    pixels = flat.shape[0] // 3
+    height = pixels // width
+    colour = np.empty(pixels, np.int32)
+    shown = np.empty(pixels, np.uint8)
+    for p in prange(pixels):
+        colour[p] = (np.int32(flat[3 * p]) << 16) | (np.int32(flat[3 * p + 1]) << 8) | np.int32(flat[3 * p + 2])
+        shown[p] = ((1 if step_of[3 * p] < step else 0) | (2 if step_of[3 * p + 1] < step else 0)
+                    | (4 if step_of[3 * p + 2] < step else 0))
     for block in prange((n + BLOCK - 1) // BLOCK):
         counts = np.zeros(256, np.int64)
         for j in range(block * BLOCK, min(n, (block + 1) * BLOCK)):
             counts[:] = 0
             p, c = var[j] // 3, var[j] % 3
             y, x = p // width, p % width
-            s1, s2 = (c + 1) % 3, (c + 2) % 3
-            k1, k2 = step_of[3 * p + s1] < step, step_of[3 * p + s2] < step
-            weight = weights[(1 if k1 else 0) + (1 if k2 else 0)]
-            m1, m2 = flat[3 * p + s1], flat[3 * p + s2]
+            need, mask, agree, known = 1 << c, 0, 0, 0
+            for s in range(3):          # the pixel's other revealed channels: a vote must agree on them
+                if s != c and step_of[3 * p + s] < step:
+                    shift = 16 - 8 * s
+                    need |= 1 << s
+                    mask |= 0xFF << shift
+                    agree |= np.int32(flat[3 * p + s]) << shift
+                    known += 1
+            weight = weights[known]
+            shift = 16 - 8 * c
             for qy in range(max(0, y - radius), min(height, y + radius + 1)):
                 for qx in range(max(0, x - radius), min(width, x + radius + 1)):
-                    if qy == y and qx == x:
-                        continue
-                    q3 = (qy * width + qx) * 3
-                    if step_of[q3 + c] >= step:
-                        continue
-                    if k1 and not (step_of[q3 + s1] < step and flat[q3 + s1] == m1):
-                        continue
-                    if k2 and not (step_of[q3 + s2] < step and flat[q3 + s2] == m2):
-                        continue
-                    counts[flat[q3 + c]] += weight
+                    q = qy * width + qx
+                    if q != p and (shown[q] & need) == need and (colour[q] & mask) == agree:
+                        counts[(colour[q] >> shift) & 0xFF] += weight
             total = np.int64(0)
             for v in range(256):
                 total += freq[j, v]
