@@ -122,9 +122,7 @@ def _numpy_terms(params: torch.Tensor, anchor: torch.Tensor):
     """dlm.mixture_terms as numpy arrays, for coder_jit's kernels (which compute them too: one
     pass instead of a dozen torch ones)."""
     from . import coder_jit
-    if params.dtype not in (torch.float32, torch.float64, torch.int32, torch.int64):
-        params = params.to(torch.int64)
-    return coder_jit.terms(params.contiguous().numpy(), anchor.contiguous().numpy(), dlm.INV_SCALE, dlm.EXP)
+    return coder_jit.terms(params.numpy(), anchor.numpy())
 
 
 def _numpy_tables(tables):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dlm import EXP_SPAN, GRID, IDX_MAX, LOG_SCALE_MAX, LOG_SCALE_MIN, N_SYMBOLS, SIG_BITS
+from .dlm import EXP, EXP_SPAN, GRID, IDX_MAX, INV_SCALE, LOG_SCALE_MAX, LOG_SCALE_MIN, N_SYMBOLS, SIG_BITS, SIGMOID
 from . import jit
 from .jit import njit
 
@@ -46,10 +46,13 @@ def _terms(params, anchor, inv_table, exp_table, inv, base, w):        # pragma:
             w[k, j] = exp_table[min(top - np.int64(params[j, 0, k]), EXP_SPAN)]
 
 
-def terms(params: np.ndarray, anchor: np.ndarray, inv_table: np.ndarray, exp_table: np.ndarray):
-    """``_terms`` into fresh (M, N) int32 arrays: (inv, base, w)."""
+def terms(params: np.ndarray, anchor: np.ndarray):
+    """dlm.mixture_terms of head outputs (N, 3, M) (float or integer) and anchors (N,), as
+    fresh (M, N) int32 arrays (inv, base, w): ``_terms`` with dlm's tables."""
+    if params.dtype not in (np.float32, np.float64, np.int32, np.int64):
+        params = params.astype(np.int64)
     out = tuple(np.empty((params.shape[2], params.shape[0]), np.int32) for _ in range(3))
-    jit.run(_terms, params, anchor, inv_table, exp_table, *out)
+    jit.run(_terms, np.ascontiguousarray(params), np.ascontiguousarray(anchor), INV_SCALE, EXP, *out)
     return out
 
 
@@ -76,10 +79,12 @@ def _frequencies(inv, base, w, sig, out):                  # pragma: no cover - 
             out[j, N_SYMBOLS - 1] = (total << SIG_BITS) - c[N_SYMBOLS - 2] + 1
 
 
-def frequencies(terms, sig: np.ndarray) -> np.ndarray:
-    """``_frequencies`` of ``terms`` (inv, base, w) into a fresh (N, 256) int32 array."""
-    out = np.empty((terms[0].shape[1], N_SYMBOLS), np.int32)
-    jit.run(_frequencies, *terms, sig, out)
+def frequencies(params: np.ndarray, anchor: np.ndarray) -> np.ndarray:
+    """dlm.exact_frequencies (N, 256) int32 of head outputs and anchors: ``_frequencies`` of
+    their ``terms``."""
+    inv, base, w = terms(params, anchor)
+    out = np.empty((inv.shape[1], N_SYMBOLS), np.int32)
+    jit.run(_frequencies, inv, base, w, SIGMOID, out)
     return out
 
 

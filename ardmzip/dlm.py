@@ -113,9 +113,7 @@ def exact_frequencies(params: torch.Tensor, anchor: torch.Tensor, block: int | N
     device = params.device
     if device.type == "cpu" and jit.available() and block is None:      # one compiled pass, the same integers
         from . import coder_jit
-        p = params if params.dtype in (torch.float32, torch.float64, torch.int32, torch.int64) else params.long()
-        terms = coder_jit.terms(p.contiguous().numpy(), anchor.contiguous().numpy(), INV_SCALE, EXP)
-        return torch.from_numpy(coder_jit.frequencies(terms, SIGMOID))
+        return torch.from_numpy(coder_jit.frequencies(params.numpy(), anchor.numpy()))
     inv_t, sig_t, exp_t, edges = _device_tables(device)
     p = params.to(torch.int32)
     logit, offset, log_scale = split_params(p)

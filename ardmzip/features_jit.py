@@ -29,6 +29,7 @@ import threading
 import numpy as np
 
 from . import jit
+from .features import N_FEATURES
 from .jit import njit
 
 from numba import prange              # (this module is imported only where numba is: jit.available)
@@ -148,7 +149,6 @@ _window_row = njit(inline=True)(_window_row)
 # counts (4 x 3 x 2), the anchor, the cross fit's totals and counts (3 each), a pair's six sums
 _OWN_V, _OWN_M, _MEANS, _COUNTS, _ANCHOR, _TOTAL, _COUNT, _PAIR = 0, 3, 6, 18, 30, 33, 36, 39
 _SCRATCH = 45
-N_FEATURES = 45
 # a window's count feature min(floor(64 k / area), 255), by radius and count k (0..area)
 COUNT_SHARE = np.zeros((len(RADII), (2 * RADII[-1] + 1) ** 2), np.float32)
 for _i, _r in enumerate(RADII):

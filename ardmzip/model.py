@@ -206,9 +206,9 @@ class IntegerNet:
         # layer's input, written with the stream by the same pass: ``residual_rows_int8``)
         kept = RowBuffer.reused(2 * len(layers) if int8 else len(layers))
         relus = kept[len(layers):]
-        # each ReLU buffer carries the zero columns of the dilation that reads it (on the CPU)
-        pads = [layers[l + 1].dilation if l + 1 < len(layers) and self.device.type == "cpu" else 0
-                for l in range(len(layers))]
+        # the dilation each ReLU buffer is read with: its zero rows, and on the CPU its zero columns
+        reads = [blk.dilation for blk in self.blocks] + [0]
+        pads = reads if self.device.type == "cpu" else [0] * len(reads)
         c = self.blocks[0].weight.shape[0] if self.blocks else self.stem.weight.shape[0]
         dtype = torch.int8 if int8 else torch.float32
         out = torch.empty(b, c, h, w, dtype=dtype, device=self.device, memory_format=torch.channels_last)   # (not a copy)
@@ -217,8 +217,8 @@ class IntegerNet:
         cpu = self.device.type == "cpu"
         if int8:    # zero rows above the picture in each ReLU buffer (below it once the layer is done):
             for l in range(len(layers) - 1):      # the convolutions read their halo rows in place
-                self._zero_rows(relus[l], layers[l + 1].dilation, b, c, w, dtype, pads[l])
-                relus[l].first = -layers[l + 1].dilation
+                self._zero_rows(relus[l], reads[l], b, c, w, dtype, pads[l])
+                relus[l].first = -reads[l]
         for target in range(band, h + band, band):
             for l, layer in enumerate(layers):
                 s, e = done[l], min(h, target + ahead[l])
@@ -250,7 +250,7 @@ class IntegerNet:
                         dest.clamp_(min=0)
                 done[l] = e
                 if int8 and e == h and not last:
-                    self._zero_rows(relus[l], layers[l + 1].dilation, b, c, w, dtype, pads[l])
+                    self._zero_rows(relus[l], reads[l], b, c, w, dtype, pads[l])
         return out, anchors
 
     def _zero_rows(self, rows: "RowBuffer", count: int, b: int, c: int, w: int, dtype: torch.dtype, pad: int) -> None:
