@@ -45,7 +45,7 @@ import torch
 from . import constraint, container, jit, lowbyte
 from .ardm import plane_order, plane_steps, pyramid_steps
 from .coder import Decoder, Encoder, decision_bits, decision_bits_batch, decisions_batch, decode_binary_batch, push_decisions
-from .dlm import bits_of, exact_frequencies, frequencies_to_probabilities
+from .dlm import bits_of, exact_frequencies
 from .errors import ArdmzipError, ChecksumError, FormatError, InputError
 from .imageio import Picture, picture_from_array
 from .model import IntegerNet
@@ -594,8 +594,7 @@ def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[const
                 if measure:
                     costs_of[b].ideal_bits += _chunk_bits(choice, False, params[b], anchor[b], lambda: freq()[b],
                                                           var, flat, pc.step_of, step, w)
-                f = choice.restrict(freq()[b], var, flat, pc.step_of, step, w)
-                enc.push(sym, frequencies_to_probabilities(f))
+                enc.push(sym, choice.probabilities(freq()[b], var, flat, pc.step_of, step, w))
     results = []
     for choice, enc, st in zip(choices, encoders, costs_of):
         head, data = choice.to_bytes(), enc.finish()
@@ -750,8 +749,7 @@ def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps
                         flat[var] = symbols
                         budgets[b] -= info
                     else:
-                        f = rule.restrict(freq()[b], var, flat, pc.step_of, step, w)
-                        probs = frequencies_to_probabilities(f)
+                        probs = rule.probabilities(freq()[b], var, flat, pc.step_of, step, w)
                         symbols = dec.pop(probs)
                         flat[var] = symbols
                         budgets[b] -= symbol_bits(probs, symbols)

@@ -46,6 +46,7 @@ import torch
 
 from . import chroma, copies, jit
 from .container import _varint    # LEB128, as everywhere in the formats
+from .dlm import frequencies_to_probabilities
 from .errors import FormatError
 
 PLAIN, VALUES, PALETTE, CONSTANT, GRAY, CHROMA, COPY, STORED = 0, 1, 2, 3, 4, 5, 6, 7
@@ -232,6 +233,20 @@ class Constraint:
         if bool(empty.any()):
             out[empty] = freq[empty]
         return out
+
+    def probabilities(self, freq: torch.Tensor, var: np.ndarray, flat: np.ndarray, step_of: np.ndarray,
+                      step: int, width: int) -> np.ndarray:
+        """The coder's float64 rows for ``var``: dlm.frequencies_to_probabilities of
+        ``restrict``'s frequencies (same arguments). Chroma blocks and colour copies write them
+        in the pass that mixes, the same bits without their int64 rows."""
+        if self.kind in WRAPPERS:
+            inner = self.inner.restrict(freq, var, flat, step_of, step, width)
+            if self.kind == CHROMA:
+                return chroma.mix(inner, var, flat, step_of, step, width, self.blocks, self.data, probabilities=True)
+            radius, a0, a1, a2, network = (int(v) for v in self.data)
+            return copies.mix(inner, var, flat, step_of, step, width, radius, (a0, a1, a2), network,
+                              probabilities=True)
+        return frequencies_to_probabilities(self.restrict(freq, var, flat, step_of, step, width))
 
     def _device_tables(self, device: torch.device) -> tuple[torch.Tensor, np.ndarray | None]:
         key = str(device)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from . import jit
+from .dlm import frequencies_to_probabilities
 
 DEFAULT_RADIUS = 6            # Set14 baboon / face, K = 16: radius 1 2.224 / 1.433, 4 2.035 / 1.261, 6 1.986 / 1.234
 DEFAULT_WEIGHTS = (1, 16, 64)  # a_0, a_1, a_2: votes with no / one / two of p's channels to agree on
@@ -61,17 +62,22 @@ def votes(var: np.ndarray, flat: np.ndarray, step_of: np.ndarray, step: int, wid
 
 
 def mix(freq: torch.Tensor, var: np.ndarray, flat: np.ndarray, step_of: np.ndarray, step: int, width: int,
-        radius: int, weights: tuple[int, int, int], network: int) -> torch.Tensor:
+        radius: int, weights: tuple[int, int, int], network: int, probabilities: bool = False
+        ) -> torch.Tensor | np.ndarray:
     """freq (n, 256) mixed with the neighbours' votes, as int64 (rows without votes keep
-    freq's proportions). On the CPU with the compiled kernels: one pass per variable
-    (copies_jit.py), the same integers."""
+    freq's proportions); or with ``probabilities`` the coder's float64 rows of those integers
+    (dlm.frequencies_to_probabilities of them, the same bits). On the CPU with the compiled
+    kernels: one pass per variable (copies_jit.py), the same integers, and the probabilities
+    written in that pass (the int64 rows never stored)."""
     if freq.device.type == "cpu" and jit.available():
         from . import copies_jit
         rows = (freq if freq.dtype in (torch.int32, torch.int64) else freq.to(torch.int64)).contiguous()
-        out = torch.empty(rows.shape, dtype=torch.int64)
+        out = np.empty(rows.shape, np.float64 if probabilities else np.int64)
         jit.run(copies_jit.mix, rows.numpy(), np.ascontiguousarray(var, dtype=np.int64), flat, step_of, step, width,
-                radius, np.asarray(weights, dtype=np.int64), network, out.numpy())
-        return out
+                radius, np.asarray(weights, dtype=np.int64), network, probabilities, out)
+        return out if probabilities else torch.from_numpy(out)
+    if probabilities:
+        return frequencies_to_probabilities(mix(freq, var, flat, step_of, step, width, radius, weights, network))
     out = freq.to(torch.int64)
     counted = torch.from_numpy(votes(var, flat, step_of, step, width, radius, weights)).to(freq.device)
     return out * network + counted * out.sum(1, keepdim=True)

@@ -19,9 +19,11 @@ BLOCK = 64          # variables per parallel task (one vote row allocated per ta
 
 
 @njit(parallel=True)
-def mix(freq, var, flat, step_of, step, width, radius, weights, network, out):   # pragma: no cover - compiled
-    """out[j] = freq[j] * network + votes[j] * sum(freq[j]) (copies.mix): freq, out (n, 256)
-    int32 or int64; var (n,) variable indices; flat the plane's values, step_of each variable's
+def mix(freq, var, flat, step_of, step, width, radius, weights, network, normalise, out):   # pragma: no cover
+    """out[j] = freq[j] * network + votes[j] * sum(freq[j]) (copies.mix), or with ``normalise``
+    that row's probabilities (each value over the row's sum: dlm.frequencies_to_probabilities'
+    IEEE division of the same integers, so the same bits) without the int64 rows ever being
+    stored: freq (n, 256) int32 or int64, out (n, 256) int64 or float64; var (n,) variable indices; flat the plane's values, step_of each variable's
     step. Each pixel's colour is first packed into one int32 (R << 16 | G << 8 | B) and which of
     its channels are revealed into 3 bits, so that a neighbour's vote is two masked compares."""
     n = var.shape[0]
@@ -55,7 +57,11 @@ def mix(freq, var, flat, step_of, step, width, radius, weights, network, out):  
                     if q != p and (shown[q] & need) == need and (colour[q] & mask) == agree:
                         counts[(colour[q] >> shift) & 0xFF] += weight
             total = np.int64(0)
+            votes = np.int64(0)
             for v in range(256):
                 total += freq[j, v]
+                votes += counts[v]
+            mixed_total = np.float64(total * network + votes * total)
             for v in range(256):
-                out[j, v] = freq[j, v] * network + counts[v] * total
+                mixed = freq[j, v] * network + counts[v] * total
+                out[j, v] = np.float64(mixed) / mixed_total if normalise else mixed

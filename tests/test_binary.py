@@ -178,6 +178,38 @@ def test_compiled_frequencies_are_the_torch_rows(wide, coder_path, monkeypatch):
     assert torch.equal(dlm.exact_frequencies(params, anchor, block=100), want)      # (blocks: the torch path)
 
 
+def test_compiled_frequencies_at_every_scale_and_edge(coder_path, monkeypatch):
+    """The compiled rows look each component's table up only between its first value past
+    the sigmoid's run of 0 and its first value at 2^15 (coder_jit._frequencies): every
+    log-scale from below to above the clamps, means on and beside every value's edge from
+    far below 0 to far above 255, one component or four: the torch path's integers."""
+    if coder_path != "jit":
+        pytest.skip("the compiled kernels' own test")
+    scales = torch.arange(dlm.LOG_SCALE_MIN - 4, dlm.LOG_SCALE_MAX + 5)
+    offsets = torch.arange(-300 * 16, 300 * 16 + 1, 7)
+    s, o = torch.meshgrid(scales, offsets, indexing="ij")
+    n = s.numel()
+    params = torch.zeros(n, 3, 4, dtype=torch.int64)
+    params[:, 0, 0] = 0
+    params[:, 0, 1:] = -10 ** 4                    # one component: the others weigh EXP[EXP_SPAN]
+    params[:, 1, :] = o.reshape(-1, 1)
+    params[:, 2, :] = s.reshape(-1, 1)
+    anchor = torch.full((n,), 128, dtype=torch.int64)
+    mixed = params.clone()                         # four: equal weights, spread means and scales
+    mixed[:, 0, :] = 0
+    mixed[:, 1, :] += torch.tensor([0, 37, -520, 2900])
+    mixed[:, 2, :] = (mixed[:, 2, :] + torch.tensor([0, 16, -32, 48])).clamp(-60, 110)
+    for p in (params, mixed):
+        monkeypatch.setenv("ARDMZIP_JIT", "0")
+        want = dlm.exact_frequencies(p, anchor)
+        monkeypatch.setenv("ARDMZIP_JIT", "1")
+        assert torch.equal(dlm.exact_frequencies(p, anchor), want)
+    from ardmzip import coder_jit
+    assert (dlm.SIGMOID[:coder_jit.SIG_ZERO_TOP + 1] == 0).all() and dlm.SIGMOID[coder_jit.SIG_ZERO_TOP + 1] > 0
+    assert (dlm.SIGMOID[coder_jit.SIG_FULL_FROM:] == 1 << dlm.SIG_BITS).all()
+    assert dlm.SIGMOID[coder_jit.SIG_FULL_FROM - 1] < 1 << dlm.SIG_BITS
+
+
 @pytest.mark.parametrize("with_sets", [False, True])
 def test_stream_matches_the_reference_and_round_trips(with_sets):
     params, anchor = random_params(1500, 4, seed=11)

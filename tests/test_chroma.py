@@ -8,6 +8,7 @@ import torch
 
 import ardmzip
 from ardmzip import archive, chroma, codec, constraint, container
+from ardmzip.dlm import frequencies_to_probabilities
 from ardmzip.constraint import CHROMA, PALETTE, PLAIN, VALUES, Constraint
 from ardmzip.data import subsample_chroma
 from ardmzip.errors import FormatError
@@ -122,8 +123,14 @@ def brute_force_mix(freq, flat, step_of, step, w, blocks, tables, u):
     return freq * t[c, best, -1] * 1024 + component * t[c, best, :-1].sum() * freq.sum()
 
 
+@pytest.mark.parametrize("path", ["numpy", "jit"])
 @pytest.mark.parametrize("blocks", [(2, 2, 0, 0), (2, 2, 1, 1), (1, 2, 0, 1), (2, 1, 1, 0)])
-def test_mix_equals_a_brute_force_reading_of_its_definition(blocks):
+def test_mix_equals_a_brute_force_reading_of_its_definition(blocks, path, monkeypatch):
+    """chroma.mix on the numpy path and on the compiled kernel (chroma_jit.py)."""
+    from ardmzip import jit
+    if path == "jit" and not jit.installed():
+        pytest.skip("numba is not installed")
+    monkeypatch.setenv("ARDMZIP_JIT", "1" if path == "jit" else "0")
     rng = np.random.default_rng(sum(blocks))
     h, w = 7, 9
     flat = rng.integers(0, 256, 3 * h * w).astype(np.uint8)
@@ -142,6 +149,49 @@ def test_mix_equals_a_brute_force_reading_of_its_definition(blocks):
         assert np.array_equal(row, want)
         changed += not np.array_equal(row, f)
     assert 0 < changed < len(var)
+
+
+@pytest.mark.parametrize("blocks", [(2, 2, 1, 0), (1, 2, 0, 0), (2, 1, 0, 1)])
+def test_compiled_mix_is_the_numpy_mix(blocks, monkeypatch):
+    """chroma.mix on the compiled kernel gives the numpy path's integers on a video-like
+    plane (most residuals within the tables' window, windows cut at 0 and 255), two siblings
+    equally sharp with different weights, large rows (sums near 2^31), int32 and int64 rows,
+    one and two threads."""
+    from ardmzip import jit
+    if not jit.installed():
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(7 + sum(blocks))
+    h, w = 31, 27
+    by, bx, oy, ox = blocks
+    green = rng.integers(0, 256, (h, w))
+    block_diff = rng.integers(-40, 40, (h // by + 2, w // bx + 2, 2))       # R - G, B - G per block
+    rows, cols = (np.arange(h) + (by - oy) % by) // by, (np.arange(w) + (bx - ox) % bx) // bx
+    diff = block_diff[rows[:, None], cols[None, :]] + rng.integers(-1, 2, (h, w, 2))
+    plane = np.clip(np.stack([green + diff[..., 0], green, green + diff[..., 1]], -1), 0, 255)
+    flat = plane.astype(np.uint8).reshape(-1)
+    step_of = rng.integers(0, 6, flat.size).astype(np.int32)
+    var = np.flatnonzero(step_of == 4)
+    tables = chroma.measure_tables(flat.reshape(h, w, 3), blocks)
+    tables[0, 2] = tables[0, 1] // 2 * 2                                   # R: siblings G and B
+    tables[0, 1] = tables[0, 2] // 2                                       # equally sharp, G first
+    tables[..., -1] |= 1
+    freq = torch.from_numpy(rng.integers(1, 1 << 23, (len(var), 256)).astype(np.int32))
+    args = (var, flat, step_of, 4, w, blocks, tables)
+    monkeypatch.setenv("ARDMZIP_JIT", "0")
+    want = chroma.mix(freq, *args)
+    assert np.array_equal(chroma.mix(freq, *args, probabilities=True), frequencies_to_probabilities(want))
+    monkeypatch.setenv("ARDMZIP_JIT", "1")
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert torch.equal(chroma.mix(freq, *args), want)
+            assert torch.equal(chroma.mix(freq.long(), *args), want)
+            probs = chroma.mix(freq, *args, probabilities=True)      # written in the mixing pass
+            assert probs.dtype == np.float64 and np.array_equal(probs, frequencies_to_probabilities(want))
+    finally:
+        torch.set_num_threads(before)
+    assert (want != freq.long() * want[:, :1] // freq[:, :1].long()).any(1).float().mean() > 0.3    # mostly mixed
 
 
 def test_measured_tables_put_the_weight_where_the_residuals_are():

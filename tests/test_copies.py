@@ -8,6 +8,7 @@ import torch
 
 import ardmzip
 from ardmzip import codec, constraint, container, copies
+from ardmzip.dlm import frequencies_to_probabilities
 from ardmzip.constraint import COPY, PALETTE, PLAIN, VALUES, Constraint
 from ardmzip.errors import FormatError
 
@@ -72,12 +73,15 @@ def test_compiled_mix_is_the_numpy_mix(radius, monkeypatch):
     args = (var, flat, step_of, 3, w, radius, (3, 17, 250), 16)
     monkeypatch.setenv("ARDMZIP_JIT", "0")
     want = copies.mix(freq, *args)
+    assert np.array_equal(copies.mix(freq, *args, probabilities=True), frequencies_to_probabilities(want))
     monkeypatch.setenv("ARDMZIP_JIT", "1")
     before = torch.get_num_threads()
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
             assert torch.equal(copies.mix(freq, *args), want)
+            probs = copies.mix(freq, *args, probabilities=True)      # written in the mixing pass
+            assert probs.dtype == np.float64 and np.array_equal(probs, frequencies_to_probabilities(want))
     finally:
         torch.set_num_threads(before)
     assert (want != freq.long() * 16).any()
