@@ -298,3 +298,32 @@ def test_exact_speed_runs(capsys):
 def test_ardmzip_on_cuda_is_skipped_with_a_reason_without_a_gpu() -> None:
     ok, reason = ArdmzipCodec(16, "cuda").available()
     assert not ok and reason == "no CUDA device"
+
+
+def test_levels_times_every_budget_alternately_and_flags_inversions(tmp_path, capsys):
+    """benchmarks.levels: every size round-trips at every budget, the report has a row per
+    budget and a ratio per neighbouring pair, and a pair is called inverted only when its
+    median ratio is below 1."""
+    from benchmarks import levels
+    photo = tmp_path / "p.png"
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(photo)
+    cifar = tmp_path / "c.npz"
+    np.savez(cifar, images=rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    assert levels.main([str(photo), "--cifar", str(cifar), "--sizes", "cifar,32,photo,double", "--steps", "2,3",
+                        "--rounds", "2", "--out", str(out)]) == 0
+    got = json.loads((out / "results.json").read_text())["results"]
+    assert [r["name"] for r in got] == ["cifar x3", "crop 32x32", "photo 48x40", "double 96x40"]
+    assert got[0]["images"] == 3 and all(len(r["steps"]["3"]["compress"]) == 2 for r in got)
+    text = (out / "results.md").read_text()
+    assert text.count("| 2 -> 3 |") == 4
+    fake = {"name": "x", "images": 1, "subpixels": 3, "rounds": 3,
+            "steps": {2: {"bpsp": 1, "compress": [1, 1, 1], "decompress": [1, 1, 1], "compress_cpu": [2, 2, 2],
+                          "decompress_cpu": [2, 2, 2]},
+                      3: {"bpsp": 1, "compress": [2, 0.9, 2], "decompress": [0.9, 0.8, 1.1], "compress_cpu": [2, 2, 2],
+                          "decompress_cpu": [2, 2, 2]}}}
+    compress, decompress = levels.pairs(fake, [2, 3], "compress")[0], levels.pairs(fake, [2, 3], "decompress")[0]
+    assert compress["in_order"] and not compress["always"]
+    assert not decompress["in_order"]
+    assert "**not always**" in levels.report(fake, [2, 3], {}) and "**INVERTED**" in levels.report(fake, [2, 3], {})
