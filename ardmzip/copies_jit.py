@@ -36,7 +36,7 @@ def mix(freq, var, flat, step_of, step, width, radius, weights, network, normali
         shown[p] = ((1 if step_of[3 * p] < step else 0) | (2 if step_of[3 * p + 1] < step else 0)
                     | (4 if step_of[3 * p + 2] < step else 0))
     for block in prange((n + BLOCK - 1) // BLOCK):
-        counts = np.zeros(256, np.int64)
+        counts = np.zeros(257, np.int64)        # [256]: where a neighbour that does not vote adds
         for j in range(block * BLOCK, min(n, (block + 1) * BLOCK)):
             counts[:] = 0
             p, c = var[j] // 3, var[j] % 3
@@ -54,8 +54,8 @@ def mix(freq, var, flat, step_of, step, width, radius, weights, network, normali
             for qy in range(max(0, y - radius), min(height, y + radius + 1)):
                 for qx in range(max(0, x - radius), min(width, x + radius + 1)):
                     q = qy * width + qx
-                    if q != p and (shown[q] & need) == need and (colour[q] & mask) == agree:
-                        counts[(colour[q] >> shift) & 0xFF] += weight
+                    votes_here = (q != p) & ((shown[q] & need) == need) & ((colour[q] & mask) == agree)
+                    counts[(colour[q] >> shift) & 0xFF if votes_here else 256] += weight   # (no branch)
             total = np.int64(0)
             votes = np.int64(0)
             for v in range(256):
