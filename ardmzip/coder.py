@@ -301,19 +301,22 @@ def decode_binary_batch(decoders: list[Decoder | None], params: torch.Tensor, an
     def pop_probs(probs: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """Pop each live run's rows starts[i]:starts[i + 1] of ``probs`` (k, 2) from its decoder."""
         bits = np.zeros(len(probs), dtype=np.int32)
+        popped = []
         for i in list(live):
             s, e = starts[i], starts[i + 1]
             if e == s:
                 continue
             try:
-                got = decoders[i].pop(probs[s:e])
+                bits[s:e] = decoders[i].pop(probs[s:e])
             except (ValueError, RuntimeError, OverflowError) as err:
                 results[i] = err
                 live.remove(i)
                 continue
-            bits[s:e] = got
-            if infos is not None:
-                infos[i][0] -= float(np.log2(probs[s:e][np.arange(e - s), got]).sum())
+            popped.append(i)
+        if infos is not None and popped:   # every run's information from one log2 pass over the level
+            info = np.concatenate([[0.0], np.cumsum(np.log2(probs[np.arange(len(probs)), bits]))])
+            for i in popped:
+                infos[i][0] -= float(info[starts[i + 1]] - info[starts[i]])
         return bits
 
     if _compiled(params):       # the same masses, each level in two compiled passes

@@ -361,11 +361,17 @@ def test_batches_of_runs_decode_as_each_run_alone(with_sets):
         assert streams[i] == encoded(params[rows], anchor[rows], symbols[rows], allowed,
                                      None if channel is None else channel[rows])
     decoders = [Decoder(streams[0]), None, Decoder(streams[2]), Decoder(b"\xff\xff\xff\xff" * 3)]
+    infos = [[100.0] for _ in range(b)]
     out = decode_binary_batch(decoders, params.view(b, n, 3, -1), anchor.view(shape), allowed,
-                              None if channel is None else channel.reshape(shape))
+                              None if channel is None else channel.reshape(shape), infos)
     assert np.array_equal(out[0], symbols[:n]) and out[1] is None and np.array_equal(out[2], symbols[2 * n:3 * n])
     assert decoders[0].finished_cleanly() and decoders[2].finished_cleanly()
     assert isinstance(out[3], (Exception, np.ndarray))          # damaged: an error or some values
+    # the information read (the decoder's budget): each live run's own decisions, none for the others
+    from ardmzip.coder import decision_bits
+    for i in (0, 2):
+        assert infos[i][0] == pytest.approx(100.0 + decision_bits(*runs[i]), rel=1e-12)
+    assert infos[1][0] == 100.0
 
 
 def test_decision_bits_batch_gives_each_runs_own_floats():
