@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import jit
-from .dlm import frequencies_to_probabilities
+from .dlm import apply_mask, frequencies_to_probabilities
 
 # Block shapes tried, biggest first (a 4:2:0 frame also passes the 1x2 and 2x1 tests).
 SHAPES = ((2, 2), (1, 2), (2, 1))
@@ -137,12 +137,16 @@ def _sibling_predictions(var: np.ndarray, flat: np.ndarray, step_of: np.ndarray,
     return pred, has
 
 
+_ALL_VALUES = torch.ones(1, 256, dtype=torch.int32)      # the mask of an unmasked row (``mix``)
+
+
 def mix(freq: torch.Tensor, var: np.ndarray, flat: np.ndarray, step_of: np.ndarray, step: int, width: int,
-        blocks: tuple[int, int, int, int], tables: np.ndarray, probabilities: bool = False
-        ) -> torch.Tensor | np.ndarray:
+        blocks: tuple[int, int, int, int], tables: np.ndarray, probabilities: bool = False,
+        mask: tuple[torch.Tensor, np.ndarray] | None = None) -> torch.Tensor | np.ndarray:
     """freq (n, 256) mixed with the residual tables where a prediction exists, as int64; or
     with ``probabilities`` the coder's float64 rows of those integers
-    (dlm.frequencies_to_probabilities of them, the same bits).
+    (dlm.frequencies_to_probabilities of them, the same bits). ``mask`` (table, row): freq is
+    first masked as dlm.apply_mask(freq, table, row) does.
 
     With T = sum(freq), the product P(x) of the known siblings' table weights at x - pred_s
     (zero outside any of their windows, and outside 0..255), normalised to
@@ -153,17 +157,22 @@ def mix(freq: torch.Tensor, var: np.ndarray, flat: np.ndarray, step_of: np.ndarr
     Rows without a prediction (or whose windows do not overlap) keep freq. Row sums stay
     below 2^31 * 2^10 * 2^11 = 2^52. Only the 2 RADIUS + 1 values around the sharpest
     sibling's prediction can have P > 0, so the tables are worked on that window alone.
-    On the CPU with the compiled kernels: one pass per variable (chroma_jit.py), the same
-    integers, and the probabilities written in that pass (the int64 rows never stored)."""
+    On the CPU with the compiled kernels: one pass per variable (chroma_jit.py) masks, mixes
+    and writes the row, the same integers (and probabilities) without the masked or mixed rows
+    ever being stored."""
     t = tables.astype(np.int64)
     sharpness = t[..., RADIUS] * (1 << 20) // np.maximum(t.sum(-1), 1)        # (3, 3)
     if freq.device.type == "cpu" and jit.available():
         from . import chroma_jit
         rows = (freq if freq.dtype in (torch.int32, torch.int64) else freq.to(torch.int64)).contiguous()
         out = np.empty(rows.shape, np.float64 if probabilities else np.int64)
-        jit.run(chroma_jit.mix, rows.numpy(), np.ascontiguousarray(var, dtype=np.int64), flat, step_of, step, width,
-                np.asarray(blocks, dtype=np.int64), t, sharpness, chroma_jit.SIBLINGS, probabilities, out)
+        table, row = mask if mask is not None else (_ALL_VALUES, np.zeros(len(var), np.int64))
+        jit.run(chroma_jit.mix, rows.numpy(), table.numpy(), row, np.ascontiguousarray(var, dtype=np.int64), flat,
+                step_of, step, width, np.asarray(blocks, dtype=np.int64), t, sharpness, chroma_jit.SIBLINGS,
+                probabilities, out)
         return out if probabilities else torch.from_numpy(out)
+    if mask is not None:
+        freq = apply_mask(freq, *mask)
     if probabilities:
         return frequencies_to_probabilities(mix(freq, var, flat, step_of, step, width, blocks, tables))
     out = freq.to(torch.int64)

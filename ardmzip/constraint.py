@@ -44,9 +44,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import chroma, copies, jit
+from . import chroma, copies
 from .container import _varint    # LEB128, as everywhere in the formats
-from .dlm import frequencies_to_probabilities
+from .dlm import apply_mask, frequencies_to_probabilities
 from .errors import FormatError
 
 PLAIN, VALUES, PALETTE, CONSTANT, GRAY, CHROMA, COPY, STORED = 0, 1, 2, 3, 4, 5, 6, 7
@@ -212,7 +212,17 @@ class Constraint:
             return copies.mix(inner, var, flat, step_of, step, width, radius, (a0, a1, a2), network)
         if self.kind == PLAIN:
             return freq
-        table, pair_row = self._device_tables(freq.device)
+        return apply_mask(freq, *self.mask_rows(var, flat, step_of, step, freq.device))
+
+    def mask_rows(self, var: np.ndarray, flat: np.ndarray, step_of: np.ndarray, step: int,
+                  device: torch.device = torch.device("cpu")) -> tuple[torch.Tensor, np.ndarray]:
+        """The values each variable of ``var`` may take (``restrict``'s arguments): a table
+        (R, 256) int32 of 0/1 and each variable's row of it, (n,) int64. VALUES: its channel's
+        set; PALETTE: by the channels of its pixel revealed before ``step``; PLAIN: one row
+        allowing every value."""
+        if self.kind == PLAIN:
+            return torch.ones(1, 256, dtype=torch.int32, device=device), np.zeros(len(var), np.int64)
+        table, pair_row = self._device_tables(device)
         ch = var % self.channels
         if self.kind == VALUES:
             row = ch
@@ -223,29 +233,22 @@ class Constraint:
             v1, v2 = flat[u1].astype(np.int64), flat[u2].astype(np.int64)
             row = np.where(r1 & r2, pair_row[ch, v1 * 256 + v2],
                            np.where(r1, 3 + ch * 256 + v1, np.where(r2, 3 + 768 + ch * 256 + v2, ch)))
-        row = np.ascontiguousarray(row, dtype=np.int64)
-        if freq.device.type == "cpu" and freq.dtype == torch.int32 and jit.available():   # one compiled pass
-            from . import coder_jit
-            return torch.from_numpy(coder_jit.masked(freq.contiguous().numpy(), table.numpy(), row))
-        mask = table[torch.from_numpy(row).to(freq.device)]
-        out = freq * mask
-        empty = out.sum(1) == 0
-        if bool(empty.any()):
-            out[empty] = freq[empty]
-        return out
+        return table, np.ascontiguousarray(row, dtype=np.int64)
 
     def probabilities(self, freq: torch.Tensor, var: np.ndarray, flat: np.ndarray, step_of: np.ndarray,
                       step: int, width: int) -> np.ndarray:
         """The coder's float64 rows for ``var``: dlm.frequencies_to_probabilities of
-        ``restrict``'s frequencies (same arguments). Chroma blocks and colour copies write them
-        in the pass that mixes, the same bits without their int64 rows."""
+        ``restrict``'s frequencies (same arguments). Chroma blocks and colour copies mask,
+        mix and write them in one pass: the same bits without the masked int32 rows and the
+        mixed int64 rows ever stored."""
         if self.kind in WRAPPERS:
-            inner = self.inner.restrict(freq, var, flat, step_of, step, width)
+            mask = self.inner.mask_rows(var, flat, step_of, step, freq.device)     # applied in the mixing pass
             if self.kind == CHROMA:
-                return chroma.mix(inner, var, flat, step_of, step, width, self.blocks, self.data, probabilities=True)
+                return chroma.mix(freq, var, flat, step_of, step, width, self.blocks, self.data, probabilities=True,
+                                  mask=mask)
             radius, a0, a1, a2, network = (int(v) for v in self.data)
-            return copies.mix(inner, var, flat, step_of, step, width, radius, (a0, a1, a2), network,
-                              probabilities=True)
+            return copies.mix(freq, var, flat, step_of, step, width, radius, (a0, a1, a2), network,
+                              probabilities=True, mask=mask)
         return frequencies_to_probabilities(self.restrict(freq, var, flat, step_of, step, width))
 
     def _device_tables(self, device: torch.device) -> tuple[torch.Tensor, np.ndarray | None]:

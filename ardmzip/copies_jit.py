@@ -19,11 +19,14 @@ BLOCK = 64          # variables per parallel task (one vote row allocated per ta
 
 
 @njit(parallel=True)
-def mix(freq, var, flat, step_of, step, width, radius, weights, network, normalise, out):   # pragma: no cover
-    """out[j] = freq[j] * network + votes[j] * sum(freq[j]) (copies.mix), or with ``normalise``
-    that row's probabilities (each value over the row's sum: dlm.frequencies_to_probabilities'
-    IEEE division of the same integers, so the same bits) without the int64 rows ever being
-    stored: freq (n, 256) int32 or int64, out (n, 256) int64 or float64; var (n,) variable indices; flat the plane's values, step_of each variable's
+def mix(freq, mask_table, mask_row, var, flat, step_of, step, width, radius, weights, network, normalise,
+        out):                                                                   # pragma: no cover - compiled
+    """out[j] = f[j] * network + votes[j] * sum(f[j]) (copies.mix) of the masked rows f, or with
+    ``normalise`` that row's probabilities (each value over the row's sum:
+    dlm.frequencies_to_probabilities' IEEE division of the same integers, so the same bits),
+    without the masked or mixed rows ever being stored: freq (n, 256) int32 or int64, masked
+    first by row mask_row[j] of the 0/1 mask_table (dlm.apply_mask: a row left empty keeps
+    freq); out (n, 256) int64 or float64; var (n,) variable indices; flat the plane's values, step_of each variable's
     step. Each pixel's colour is first packed into one int32 (R << 16 | G << 8 | B) and which of
     its channels are revealed into 3 bits, so that a neighbour's vote is two masked compares."""
     n = var.shape[0]
@@ -37,6 +40,7 @@ def mix(freq, var, flat, step_of, step, width, radius, weights, network, normali
                     | (4 if step_of[3 * p + 2] < step else 0))
     for block in prange((n + BLOCK - 1) // BLOCK):
         counts = np.zeros(257, np.int64)        # [256]: where a neighbour that does not vote adds
+        f = np.empty(256, np.int64)
         for j in range(block * BLOCK, min(n, (block + 1) * BLOCK)):
             counts[:] = 0
             p, c = var[j] // 3, var[j] % 3
@@ -57,11 +61,17 @@ def mix(freq, var, flat, step_of, step, width, radius, weights, network, normali
                     votes_here = (q != p) & ((shown[q] & need) == need) & ((colour[q] & mask) == agree)
                     counts[(colour[q] >> shift) & 0xFF if votes_here else 256] += weight   # (no branch)
             total = np.int64(0)
+            for v in range(256):
+                f[v] = np.int64(freq[j, v]) * mask_table[mask_row[j], v]
+                total += f[v]
+            if total == 0:
+                for v in range(256):
+                    f[v] = freq[j, v]
+                    total += f[v]
             votes = np.int64(0)
             for v in range(256):
-                total += freq[j, v]
                 votes += counts[v]
             mixed_total = np.float64(total * network + votes * total)
             for v in range(256):
-                mixed = freq[j, v] * network + counts[v] * total
+                mixed = f[v] * network + counts[v] * total
                 out[j, v] = np.float64(mixed) / mixed_total if normalise else mixed

@@ -138,6 +138,21 @@ def exact_frequencies(params: torch.Tensor, anchor: torch.Tensor, block: int | N
     return out.add_(1)
 
 
+def apply_mask(freq: torch.Tensor, table: torch.Tensor, row: np.ndarray) -> torch.Tensor:
+    """freq (n, 256) times row ``row[j]`` of the 0/1 ``table`` (R, 256): the frequencies of the
+    values each variable may take (constraint.Constraint.mask_rows). A row left empty (only
+    possible when decoding a damaged stream) keeps its frequencies, so decoding stays defined
+    and the pixel checksum reports the damage."""
+    if freq.device.type == "cpu" and freq.dtype == torch.int32 and jit.available():   # one compiled pass
+        from . import coder_jit
+        return torch.from_numpy(coder_jit.masked(freq.contiguous().numpy(), table.numpy(), row))
+    out = freq * table[torch.from_numpy(row).to(freq.device)]
+    empty = out.sum(1) == 0
+    if bool(empty.any()):
+        out[empty] = freq[empty]
+    return out
+
+
 def frequencies_to_probabilities(freq: torch.Tensor) -> np.ndarray:
     """int32 (N, 256) -> C-contiguous float64 probabilities, by one IEEE division each.
 
