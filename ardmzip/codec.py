@@ -57,9 +57,11 @@ DEFAULT_STEPS = 16
 # gzip-style levels for the CLI: -1 fastest .. -9 smallest, -6 the default budget. The
 # steps follow the measured K sweep (README): size flattens beyond 32, time grows with the
 # network's work, in full-size calls (PlaneCoder: a pyramid's coarse calls count a quarter):
-# 3, 5, 6.0, 7.25, 8.5, 10.5, 16.25, 21.25, 44.25. No 8 steps: one level, 7 full-size calls,
+# 3, 4, 6.0, 7.25, 8.5, 10.5, 16.25, 21.25, 44.25. No 8 steps: one level, 7 full-size calls,
 # it took longer than 10 steps as a pyramid (6.0) and its files were 7% larger (a photo).
-LEVEL_STEPS = {1: 4, 2: 6, 3: 10, 4: 12, 5: 14, 6: DEFAULT_STEPS, 7: 24, 8: 32, 9: 64}
+# -2 is 5 steps, not 6: at 1 MP, 6 steps in one level decompressed slower than 10 as a
+# pyramid in every round (benchmarks/results/2026-12-01-rules/levels), 5 between them.
+LEVEL_STEPS = {1: 4, 2: 5, 3: 10, 4: 12, 5: 14, 6: DEFAULT_STEPS, 7: 24, 8: 32, 9: 64}
 STRIP_PIXELS = 1 << 19        # pixels per trunk call, halo included (the trunk runs band by band inside: cache)
 MIN_STRIP_ROWS = 140          # four halos of the shipped model
 CHUNK = 1 << 15               # variables per head / coder call

@@ -340,7 +340,7 @@ def test_info_shows_steps_and_seed_given(invoke, png, tmp_path):
 
 
 @pytest.mark.parametrize("flags, steps", [(["-1"], 4), (["--fast"], 4), (["-9"], 64), (["--best"], 64),
-                                          (["-6"], ardmzip.DEFAULT_STEPS), (["-3", "-8"], 32), ([], ardmzip.DEFAULT_STEPS)])
+                                          (["-2"], 5), (["-6"], ardmzip.DEFAULT_STEPS), (["-3", "-8"], 32), ([], ardmzip.DEFAULT_STEPS)])
 def test_levels_choose_the_step_budget(invoke, png, tmp_path, flags, steps):
     assert invoke("compress", *flags, png).exit_code == 0
     assert json.loads(invoke("info", "--json", tmp_path / "x.ardm").stdout)["steps"] == steps
