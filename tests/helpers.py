@@ -36,3 +36,19 @@ def photos(folder: Path, n: int = 3, size: int = 70) -> Path:
         rgb = np.stack([base + 15 * c + rng.normal(0, 4, base.shape) for c in range(3)], -1)
         Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(folder / f"{i}.png")
     return folder
+
+
+def assert_masks_in_the_mixing_pass(mix, freq: torch.Tensor, args: tuple, rng, monkeypatch) -> None:
+    """chroma.mix / copies.mix with ``mask`` (Constraint.probabilities' fused pass) give the
+    numpy path's mix of dlm.apply_mask's rows, as integers and as probabilities, on both paths;
+    a mask row allowing nothing keeps freq's row."""
+    from ardmzip.dlm import apply_mask, frequencies_to_probabilities
+    table = torch.from_numpy((rng.random((4, 256)) < 0.6).astype(np.int32))
+    table[3] = 0
+    row = rng.integers(0, 4, len(freq)).astype(np.int64)
+    monkeypatch.setenv("ARDMZIP_JIT", "0")
+    want = mix(apply_mask(freq, table, row), *args)
+    assert torch.equal(mix(freq, *args, mask=(table, row)), want)
+    monkeypatch.setenv("ARDMZIP_JIT", "1")
+    assert torch.equal(mix(freq, *args, mask=(table, row)), want)
+    assert np.array_equal(mix(freq, *args, probabilities=True, mask=(table, row)), frequencies_to_probabilities(want))

@@ -8,10 +8,11 @@ import torch
 
 import ardmzip
 from ardmzip import archive, chroma, codec, constraint, container
-from ardmzip.dlm import apply_mask, frequencies_to_probabilities
+from ardmzip.dlm import frequencies_to_probabilities
 from ardmzip.constraint import CHROMA, PALETTE, PLAIN, VALUES, Constraint
 from ardmzip.data import subsample_chroma
 from ardmzip.errors import FormatError
+from helpers import assert_masks_in_the_mixing_pass
 
 from test_codec import smooth_image
 
@@ -191,18 +192,7 @@ def test_compiled_mix_is_the_numpy_mix(blocks, monkeypatch):
             assert probs.dtype == np.float64 and np.array_equal(probs, frequencies_to_probabilities(want))
     finally:
         torch.set_num_threads(before)
-    # masked in the same pass (Constraint.probabilities): the numpy mix of dlm.apply_mask's rows;
-    # a mask row allowing nothing keeps freq's row
-    table = torch.from_numpy((rng.random((4, 256)) < 0.6).astype(np.int32))
-    table[3] = 0
-    row = rng.integers(0, 4, len(var)).astype(np.int64)
-    monkeypatch.setenv("ARDMZIP_JIT", "0")
-    want_masked = chroma.mix(apply_mask(freq, table, row), *args)
-    assert torch.equal(chroma.mix(freq, *args, mask=(table, row)), want_masked)
-    monkeypatch.setenv("ARDMZIP_JIT", "1")
-    assert torch.equal(chroma.mix(freq, *args, mask=(table, row)), want_masked)
-    assert np.array_equal(chroma.mix(freq, *args, probabilities=True, mask=(table, row)),
-                          frequencies_to_probabilities(want_masked))
+    assert_masks_in_the_mixing_pass(chroma.mix, freq, args, rng, monkeypatch)
     assert (want != freq.long() * want[:, :1] // freq[:, :1].long()).any(1).float().mean() > 0.3    # mostly mixed
 
 

@@ -8,9 +8,10 @@ import torch
 
 import ardmzip
 from ardmzip import codec, constraint, container, copies
-from ardmzip.dlm import apply_mask, frequencies_to_probabilities
+from ardmzip.dlm import frequencies_to_probabilities
 from ardmzip.constraint import COPY, PALETTE, PLAIN, VALUES, Constraint
 from ardmzip.errors import FormatError
+from helpers import assert_masks_in_the_mixing_pass
 
 from test_constraint import palette_image
 
@@ -84,18 +85,7 @@ def test_compiled_mix_is_the_numpy_mix(radius, monkeypatch):
             assert probs.dtype == np.float64 and np.array_equal(probs, frequencies_to_probabilities(want))
     finally:
         torch.set_num_threads(before)
-    # masked in the same pass (Constraint.probabilities): the numpy mix of dlm.apply_mask's rows;
-    # a mask row allowing nothing keeps freq's row
-    table = torch.from_numpy((rng.random((4, 256)) < 0.6).astype(np.int32))
-    table[3] = 0
-    row = rng.integers(0, 4, len(var)).astype(np.int64)
-    monkeypatch.setenv("ARDMZIP_JIT", "0")
-    want_masked = copies.mix(apply_mask(freq, table, row), *args)
-    assert torch.equal(copies.mix(freq, *args, mask=(table, row)), want_masked)
-    monkeypatch.setenv("ARDMZIP_JIT", "1")
-    assert torch.equal(copies.mix(freq, *args, mask=(table, row)), want_masked)
-    assert np.array_equal(copies.mix(freq, *args, probabilities=True, mask=(table, row)),
-                          frequencies_to_probabilities(want_masked))
+    assert_masks_in_the_mixing_pass(copies.mix, freq, args, rng, monkeypatch)
     assert (want != freq.long() * 16).any()
 
 
