@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import jit
-from .dlm import apply_mask, frequencies_to_probabilities
+from .dlm import ALL_VALUES, apply_mask, frequencies_to_probabilities
 
 # Block shapes tried, biggest first (a 4:2:0 frame also passes the 1x2 and 2x1 tests).
 SHAPES = ((2, 2), (1, 2), (2, 1))
@@ -137,9 +137,6 @@ def _sibling_predictions(var: np.ndarray, flat: np.ndarray, step_of: np.ndarray,
     return pred, has
 
 
-_ALL_VALUES = torch.ones(1, 256, dtype=torch.int32)      # the mask of an unmasked row (``mix``)
-
-
 def mix(freq: torch.Tensor, var: np.ndarray, flat: np.ndarray, step_of: np.ndarray, step: int, width: int,
         blocks: tuple[int, int, int, int], tables: np.ndarray, probabilities: bool = False,
         mask: tuple[torch.Tensor, np.ndarray] | None = None) -> torch.Tensor | np.ndarray:
@@ -166,7 +163,7 @@ def mix(freq: torch.Tensor, var: np.ndarray, flat: np.ndarray, step_of: np.ndarr
         from . import chroma_jit
         rows = (freq if freq.dtype in (torch.int32, torch.int64) else freq.to(torch.int64)).contiguous()
         out = np.empty(rows.shape, np.float64 if probabilities else np.int64)
-        table, row = mask if mask is not None else (_ALL_VALUES, np.zeros(len(var), np.int64))
+        table, row = mask if mask is not None else (ALL_VALUES, np.zeros(len(var), np.int64))
         jit.run(chroma_jit.mix, rows.numpy(), table.numpy(), row, np.ascontiguousarray(var, dtype=np.int64), flat,
                 step_of, step, width, np.asarray(blocks, dtype=np.int64), t, sharpness, chroma_jit.SIBLINGS,
                 probabilities, out)

@@ -14,6 +14,7 @@ import numpy as np
 from numba import prange
 
 from .chroma import COMPONENT_ONE, RADIUS, SIBLING_PREFERENCE
+from .coder_jit import masked_row
 from .jit import njit
 
 SIBLINGS = np.array(SIBLING_PREFERENCE, np.int64)
@@ -29,7 +30,7 @@ def mix(freq, mask_table, mask_row, var, flat, step_of, step, width, blocks, tab
     probabilities (each value over the row's sum: dlm.frequencies_to_probabilities' IEEE
     division of the same integers, so the same bits), without the masked or mixed rows ever
     being stored: freq (n, 256) int32 or int64, masked first by row mask_row[j] of the 0/1
-    mask_table (dlm.apply_mask: a row left empty keeps freq); out (n, 256) int64 or float64;
+    mask_table (coder_jit.masked_row); out (n, 256) int64 or float64;
     var (n,) variable indices; flat the plane's values, step_of each variable's step; blocks
     (by, bx, oy, ox); tables (3, 3, TABLE_WIDTH) int64; sharpness (3, 3) int64; siblings in
     preference order.
@@ -50,14 +51,7 @@ def mix(freq, mask_table, mask_row, var, flat, step_of, step, width, blocks, tab
         product = np.empty(window, np.int64)
         added = np.empty(window, np.int64)
         for j in range(block * BLOCK, min(n, (block + 1) * BLOCK)):
-            row_total = np.int64(0)
-            for v in range(k):
-                f[v] = np.int64(freq[j, v]) * mask_table[mask_row[j], v]
-                row_total += f[v]
-            if row_total == 0:
-                for v in range(k):
-                    f[v] = freq[j, v]
-                    row_total += f[v]
+            row_total = masked_row(freq, mask_table, mask_row, j, f)
             u = var[j]
             p, c = u // 3, u % 3
             y, x = p // width, p % width

@@ -116,17 +116,26 @@ def frequencies(params: np.ndarray, anchor: np.ndarray) -> np.ndarray:
     return out
 
 
+@njit(inline=True)
+def masked_row(freq, table, row, j, f):                       # pragma: no cover - compiled
+    """f = freq[j] * table[row[j]], or freq[j] where that leaves nothing (dlm.apply_mask);
+    returns the sum of f. Also the first step of chroma_jit.mix and copies_jit.mix."""
+    total = np.int64(0)
+    for v in range(freq.shape[1]):
+        f[v] = freq[j, v] * table[row[j], v]
+        total += f[v]
+    if total == 0:
+        for v in range(freq.shape[1]):
+            f[v] = freq[j, v]
+            total += f[v]
+    return total
+
+
 @njit(parallel=True)
 def _masked(freq, table, row, out):                          # pragma: no cover - compiled
-    """out[j] = freq[j] * table[row[j]], or freq[j] where that leaves nothing (constraint.restrict)."""
+    """out[j] = freq[j] * table[row[j]], or freq[j] where that leaves nothing (dlm.apply_mask)."""
     for j in prange(freq.shape[0]):
-        total = np.int64(0)
-        for v in range(freq.shape[1]):
-            out[j, v] = freq[j, v] * table[row[j], v]
-            total += out[j, v]
-        if total == 0:
-            for v in range(freq.shape[1]):
-                out[j, v] = freq[j, v]
+        masked_row(freq, table, row, j, out[j])
 
 
 def masked(freq: np.ndarray, table: np.ndarray, row: np.ndarray) -> np.ndarray:

@@ -46,7 +46,7 @@ import torch
 
 from . import chroma, copies
 from .container import _varint    # LEB128, as everywhere in the formats
-from .dlm import apply_mask, frequencies_to_probabilities
+from .dlm import ALL_VALUES, apply_mask, frequencies_to_probabilities
 from .errors import FormatError
 
 PLAIN, VALUES, PALETTE, CONSTANT, GRAY, CHROMA, COPY, STORED = 0, 1, 2, 3, 4, 5, 6, 7
@@ -205,11 +205,7 @@ class Constraint:
         so decoding stays defined and the pixel checksum reports the damage.
         """
         if self.kind in WRAPPERS:
-            inner = self.inner.restrict(freq, var, flat, step_of, step, width)
-            if self.kind == CHROMA:
-                return chroma.mix(inner, var, flat, step_of, step, width, self.blocks, self.data)
-            radius, a0, a1, a2, network = (int(v) for v in self.data)
-            return copies.mix(inner, var, flat, step_of, step, width, radius, (a0, a1, a2), network)
+            return self._mixed(freq, var, flat, step_of, step, width, probabilities=False)
         if self.kind == PLAIN:
             return freq
         return apply_mask(freq, *self.mask_rows(var, flat, step_of, step, freq.device))
@@ -221,7 +217,7 @@ class Constraint:
         set; PALETTE: by the channels of its pixel revealed before ``step``; PLAIN: one row
         allowing every value."""
         if self.kind == PLAIN:
-            return torch.ones(1, 256, dtype=torch.int32, device=device), np.zeros(len(var), np.int64)
+            return ALL_VALUES.to(device), np.zeros(len(var), np.int64)
         table, pair_row = self._device_tables(device)
         ch = var % self.channels
         if self.kind == VALUES:
@@ -242,14 +238,20 @@ class Constraint:
         mix and write them in one pass: the same bits without the masked int32 rows and the
         mixed int64 rows ever stored."""
         if self.kind in WRAPPERS:
-            mask = self.inner.mask_rows(var, flat, step_of, step, freq.device)     # applied in the mixing pass
-            if self.kind == CHROMA:
-                return chroma.mix(freq, var, flat, step_of, step, width, self.blocks, self.data, probabilities=True,
-                                  mask=mask)
-            radius, a0, a1, a2, network = (int(v) for v in self.data)
-            return copies.mix(freq, var, flat, step_of, step, width, radius, (a0, a1, a2), network,
-                              probabilities=True, mask=mask)
+            return self._mixed(freq, var, flat, step_of, step, width, probabilities=True)
         return frequencies_to_probabilities(self.restrict(freq, var, flat, step_of, step, width))
+
+    def _mixed(self, freq: torch.Tensor, var: np.ndarray, flat: np.ndarray, step_of: np.ndarray, step: int,
+               width: int, probabilities: bool) -> torch.Tensor | np.ndarray:
+        """A CHROMA or COPY constraint's rows: its inner constraint's mask and its mixture,
+        applied in one pass (chroma.mix / copies.mix with ``mask``)."""
+        mask = self.inner.mask_rows(var, flat, step_of, step, freq.device)
+        if self.kind == CHROMA:
+            return chroma.mix(freq, var, flat, step_of, step, width, self.blocks, self.data,
+                              probabilities=probabilities, mask=mask)
+        radius, a0, a1, a2, network = (int(v) for v in self.data)
+        return copies.mix(freq, var, flat, step_of, step, width, radius, (a0, a1, a2), network,
+                          probabilities=probabilities, mask=mask)
 
     def _device_tables(self, device: torch.device) -> tuple[torch.Tensor, np.ndarray | None]:
         key = str(device)

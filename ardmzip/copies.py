@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import jit
-from .dlm import apply_mask, frequencies_to_probabilities
+from .dlm import ALL_VALUES, apply_mask, frequencies_to_probabilities
 
 DEFAULT_RADIUS = 6            # Set14 baboon / face, K = 16: radius 1 2.224 / 1.433, 4 2.035 / 1.261, 6 1.986 / 1.234
 DEFAULT_WEIGHTS = (1, 16, 64)  # a_0, a_1, a_2: votes with no / one / two of p's channels to agree on
@@ -61,9 +61,6 @@ def votes(var: np.ndarray, flat: np.ndarray, step_of: np.ndarray, step: int, wid
     return counts.astype(np.int64).reshape(n, 256)
 
 
-_ALL_VALUES = torch.ones(1, 256, dtype=torch.int32)      # the mask of an unmasked row (``mix``)
-
-
 def mix(freq: torch.Tensor, var: np.ndarray, flat: np.ndarray, step_of: np.ndarray, step: int, width: int,
         radius: int, weights: tuple[int, int, int], network: int, probabilities: bool = False,
         mask: tuple[torch.Tensor, np.ndarray] | None = None) -> torch.Tensor | np.ndarray:
@@ -77,7 +74,7 @@ def mix(freq: torch.Tensor, var: np.ndarray, flat: np.ndarray, step_of: np.ndarr
         from . import copies_jit
         rows = (freq if freq.dtype in (torch.int32, torch.int64) else freq.to(torch.int64)).contiguous()
         out = np.empty(rows.shape, np.float64 if probabilities else np.int64)
-        table, row = mask if mask is not None else (_ALL_VALUES, np.zeros(len(var), np.int64))
+        table, row = mask if mask is not None else (ALL_VALUES, np.zeros(len(var), np.int64))
         jit.run(copies_jit.mix, rows.numpy(), table.numpy(), row, np.ascontiguousarray(var, dtype=np.int64), flat,
                 step_of, step, width, radius, np.asarray(weights, dtype=np.int64), network, probabilities, out)
         return out if probabilities else torch.from_numpy(out)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from .coder_jit import masked_row
 from .jit import njit
 
 BLOCK = 64          # variables per parallel task (one vote row allocated per task)
@@ -25,8 +26,8 @@ def mix(freq, mask_table, mask_row, var, flat, step_of, step, width, radius, wei
     ``normalise`` that row's probabilities (each value over the row's sum:
     dlm.frequencies_to_probabilities' IEEE division of the same integers, so the same bits),
     without the masked or mixed rows ever being stored: freq (n, 256) int32 or int64, masked
-    first by row mask_row[j] of the 0/1 mask_table (dlm.apply_mask: a row left empty keeps
-    freq); out (n, 256) int64 or float64; var (n,) variable indices; flat the plane's values, step_of each variable's
+    first by row mask_row[j] of the 0/1 mask_table (coder_jit.masked_row); out (n, 256) int64
+    or float64; var (n,) variable indices; flat the plane's values, step_of each variable's
     step. Each pixel's colour is first packed into one int32 (R << 16 | G << 8 | B) and which of
     its channels are revealed into 3 bits, so that a neighbour's vote is two masked compares."""
     n = var.shape[0]
@@ -60,14 +61,7 @@ def mix(freq, mask_table, mask_row, var, flat, step_of, step, width, radius, wei
                     q = qy * width + qx
                     votes_here = (q != p) & ((shown[q] & need) == need) & ((colour[q] & mask) == agree)
                     counts[(colour[q] >> shift) & 0xFF if votes_here else 256] += weight   # (no branch)
-            total = np.int64(0)
-            for v in range(256):
-                f[v] = np.int64(freq[j, v]) * mask_table[mask_row[j], v]
-                total += f[v]
-            if total == 0:
-                for v in range(256):
-                    f[v] = freq[j, v]
-                    total += f[v]
+            total = masked_row(freq, mask_table, mask_row, j, f)
             votes = np.int64(0)
             for v in range(256):
                 votes += counts[v]

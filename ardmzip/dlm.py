@@ -138,6 +138,9 @@ def exact_frequencies(params: torch.Tensor, anchor: torch.Tensor, block: int | N
     return out.add_(1)
 
 
+ALL_VALUES = torch.ones(1, 256, dtype=torch.int32)       # the mask table of "every value allowed"
+
+
 def apply_mask(freq: torch.Tensor, table: torch.Tensor, row: np.ndarray) -> torch.Tensor:
     """freq (n, 256) times row ``row[j]`` of the 0/1 ``table`` (R, 256): the frequencies of the
     values each variable may take (constraint.Constraint.mask_rows). A row left empty (only
