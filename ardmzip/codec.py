@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -817,12 +818,15 @@ def check_steps(steps: int | None) -> int:
 
 def compress_pictures(pictures: list[Picture], steps: int | None = None, model: str | None = None, seed: int = 0,
                       device: str = "cpu", progress: bool | PictureBar = False, stats: Stats | None = None, *,
-                      max_pixels: int = container.MAX_PIXELS, version: int | None = None) -> list[bytes]:
+                      max_pixels: int = container.MAX_PIXELS, version: int | None = None, adapt: int = 0
+                      ) -> list[bytes]:
     """One .ardm file per picture, each identical to ``compress_picture``'s; pictures of one
     size share network calls (the integer network is exact per pixel, so batching changes
     nothing in the files). A picture over ``max_pixels`` (0: no limit) raises LimitError
     before any is coded. ``version``: the newest format version to write (default the
     newest; 3 writes the files ardmzip wrote before binary coding, for older decoders).
+    ``adapt``: Adam steps tuning the network's biases to each picture (0: none; adapt.py):
+    the picture is coded both ways and the smaller file kept (format version 7 if adapted).
     The other arguments are those of ``compress``."""
     steps = check_steps(steps)
     version = container.FORMAT_VERSION if version is None else int(version)
@@ -833,9 +837,39 @@ def compress_pictures(pictures: list[Picture], steps: int | None = None, model: 
         if p.mode in container.SIXTEEN_BIT_MODES and version < container.SIXTEEN_BIT_VERSION:
             raise InputError(f"16-bit pictures need format version {container.SIXTEEN_BIT_VERSION}, "
                              f"not {version}")
+    if adapt and version != container.FORMAT_VERSION:
+        raise InputError(f"adapted files are format version {container.ADAPTED_VERSION}, not {version}")
     m = load(model)
     dev = resolve_device(device)
     stats = stats if stats is not None else Stats(measure_ideal=False)
+    if not adapt:
+        return _code_pictures(m, pictures, steps, seed, dev, stats, progress, version)
+    return [_adapted(m, p, steps, seed, dev, stats, progress, adapt) for p in pictures]
+
+
+def _adapted(m: Model, picture: Picture, steps: int, seed: int, dev: torch.device, stats: Stats,
+             progress: bool | PictureBar, adapt_steps: int) -> bytes:
+    """The smaller of ``picture``'s file with ``m`` and with ``m`` adapted to it (adapt.py)."""
+    from . import adapt
+    eight = lowbyte.split(picture.pixels)[0] if picture.mode in container.SIXTEEN_BIT_MODES else picture.pixels
+    color = eight[..., :1] if eight.shape[2] <= 2 else eight[..., :3]
+    tuned, stream = adapt.adapt(m, color, adapt_steps, seed, progress)
+    costs = [Stats(measure_ideal=stats.measure_ideal) for _ in range(2)]
+    files = [_code_pictures(m, [picture], steps, seed, dev, costs[0], progress)[0],
+             _code_pictures(tuned, [picture], steps, seed, dev, costs[1], progress, adaptation=stream)[0]]
+    best = int(len(files[1]) < len(files[0]))
+    stats.add(costs[best])
+    stats.subpixels += costs[best].subpixels
+    if best:
+        stats.side_bits += 8 * len(stream)
+    return files[best]
+
+
+def _code_pictures(m: Model, pictures: list[Picture], steps: int, seed: int, dev: torch.device, stats: Stats,
+                   progress: bool | PictureBar, version: int = container.FORMAT_VERSION,
+                   adaptation: bytes | None = None) -> list[bytes]:
+    """``compress_pictures`` with the model loaded; ``adaptation``: the adaptation stream of
+    ``m`` (written first, as format version 7)."""
     # 16-bit pictures: the ARDM codes their high bytes like any 8-bit picture's planes
     split = {i: lowbyte.split(p.pixels) for i, p in enumerate(pictures) if p.mode in container.SIXTEEN_BIT_MODES}
     eight = [split[i][0] if i in split else p.pixels for i, p in enumerate(pictures)]
@@ -855,6 +889,9 @@ def compress_pictures(pictures: list[Picture], steps: int | None = None, model: 
             stats.file_bits += 8 * len(low)
             stats.ideal_bits += ideal
             written = max(written, container.SIXTEEN_BIT_VERSION)
+        if adaptation is not None:
+            streams.insert(0, adaptation)
+            written = container.ADAPTED_VERSION
         header = container.Header(m.name, m.hash8, picture.mode, px.shape[1], px.shape[0], steps, seed,
                                   pixel_crc(px), tuple(picture.metadata), version=written)
         out.append(container.pack(header, streams))
@@ -863,11 +900,11 @@ def compress_pictures(pictures: list[Picture], steps: int | None = None, model: 
 
 def compress_picture(picture: Picture, steps: int | None = None, model: str | None = None, seed: int = 0,
                      device: str = "cpu", progress: bool | PictureBar = False, stats: Stats | None = None, *,
-                     max_pixels: int = container.MAX_PIXELS, version: int | None = None) -> bytes:
+                     max_pixels: int = container.MAX_PIXELS, version: int | None = None, adapt: int = 0) -> bytes:
     """A Picture (pixels, mode, metadata: imageio.read_picture) -> .ardm bytes; ``stats``, if
     given, receives what the coding cost. The other arguments are those of ``compress``."""
     return compress_pictures([picture], steps, model, seed, device, progress, stats, max_pixels=max_pixels,
-                             version=version)[0]
+                             version=version, adapt=adapt)[0]
 
 
 def decompress_pictures(files: list[bytes], device: str = "cpu", progress: bool | PictureBar = False,
@@ -891,9 +928,15 @@ def decompress_pictures(files: list[bytes], device: str = "cpu", progress: bool 
             deep = header.mode in container.SIXTEEN_BIT_MODES
             if deep and header.version < container.SIXTEEN_BIT_VERSION:
                 raise FormatError(f"corrupt .ardm file: 16-bit mode in a format version {header.version} file")
-            if len(streams) != (2 if c in (2, 4) else 1) + deep:
+            adapted = header.version == container.ADAPTED_VERSION
+            if len(streams) != (2 if c in (2, 4) else 1) + deep + adapted:
                 raise FormatError(f"corrupt .ardm file: {len(streams)} streams for mode {header.mode}")
             m = find_by_hash(header.model_name, header.model_hash)
+            if adapted:                                  # the planes as version 6 with the adapted network
+                from . import adapt
+                m = adapt.apply(m, adapt.unpack(streams[0], m.net))
+                streams = streams[1:]
+                header = dataclasses.replace(header, version=container.FORMAT_VERSION)
         except ArdmzipError as e:                 # reported per file, like a damaged stream
             results[i] = e
             continue
@@ -949,9 +992,10 @@ def decompress_picture(data: bytes, device: str = "cpu", progress: bool | Pictur
 
 def compress(array: np.ndarray, steps: int | None = None, *, model: str | None = None, seed: int = 0,
              device: str = "cpu", progress: bool | PictureBar = False, max_pixels: int = container.MAX_PIXELS,
-             version: int | None = None) -> bytes:
+             version: int | None = None, adapt: int = 0) -> bytes:
     """Compress a uint8 or uint16 image array, (H, W) or (H, W, C) with C in 1..4 (gray, gray
-    + alpha, RGB, RGBA), to .ardm bytes. The same arguments always give the same bytes.
+    + alpha, RGB, RGBA), to .ardm bytes. The same arguments always give the same bytes
+    (with ``adapt``: on the same machine and thread count).
     uint16 is kept 16-bit (format version 5: the high bytes through the network, the low
     bytes given them, ``lowbyte.py``).
 
@@ -963,9 +1007,12 @@ def compress(array: np.ndarray, steps: int | None = None, *, model: str | None =
     meant to give the same bytes everywhere, but only the CPU path is verified so far.
     ``progress``: a tqdm bar per step loop on stderr (True), or a ``progress.PictureBar`` one
     picture's loops share. ``max_pixels``: LimitError above that many pixels (0: no limit).
-    ``version``: the newest format to write (see compress_pictures)."""
+    ``version``: the newest format to write (see compress_pictures). ``adapt``: steps of
+    tuning the network's biases to this picture before coding it (0: none; adapt.DEFAULT_STEPS
+    is what the CLI's --adapt uses): the encoder trains (seconds per step on a CPU), the
+    decoder does not, and the file is the smaller of the two codings (adapt.py)."""
     return compress_picture(picture_from_array(array), steps, model, seed, device, progress, max_pixels=max_pixels,
-                            version=version)
+                            version=version, adapt=adapt)
 
 
 def decompress(data: bytes, *, device: str = "cpu", progress: bool | PictureBar = False,

@@ -5,18 +5,20 @@ integers are unsigned LEB128 varints ("varint" below: 7 bits per byte, low
 group first, high bit set on every byte but the last, at most 10 bytes,
 shortest form only).  Multi-byte fixed fields are little-endian.
 
-Layout, format versions 1-6 (the same bytes; only the plane streams differ, see
+Layout, format versions 1-7 (the same bytes; only the plane streams differ, see
 ``constraint.py`` and ``codec.codes_binary``; files of every version decode). The codec
 writes version 6 where a plane goes through the network (its coarse level coded as a
 picture of its own at 10 steps and more, ``codec.PlaneCoder``; everything of version 5
 too), else version 5 for 16-bit pictures (modes "L16" .. "RGBA16": high-byte planes as in
 version 4, then a low-byte stream, ``lowbyte.py``), 4 where a plane is coded as binary
 decisions (every plain or value-set plane) or stored, else 3 for pictures coded with chroma
-blocks or colour copies, else 2, so an older ardmzip refuses what it would misread as newer::
+blocks or colour copies, else 2, so an older ardmzip refuses what it would misread as newer.
+Version 7 (``compress(..., adapt=N)``, ``--adapt``) is version 6 with one more stream first:
+the changes to the model's biases that adapt it to the picture (``adapt.py``)::
 
     header
       magic          4 bytes   b"ARDM"
-      version        1 byte    2, 3, 4, 5 or FORMAT_VERSION (6); 1 for older files
+      version        1 byte    2, 3, 4, 5, FORMAT_VERSION (6) or ADAPTED_VERSION (7); 1 for older files
       mode           1 byte    index into MODES ("L"=0, "LA", "RGB", "RGBA", "P", "PA", "1"=6,
                                "L16"=7, "LA16", "RGB16", "RGBA16"=10: version 5 on)
       width          varint    1 <= width  < 2**31
@@ -60,6 +62,8 @@ from .errors import FormatError, LimitError
 __all__ = [
     "MAGIC",
     "FORMAT_VERSION",
+    "ADAPTED_VERSION",
+    "NEWEST_VERSION",
     "SIXTEEN_BIT_VERSION",
     "SIXTEEN_BIT_MODES",
     "COMMON_VERSION",
@@ -75,7 +79,9 @@ __all__ = [
 ]
 
 MAGIC = b"ARDM"
-FORMAT_VERSION = 6            # the newest version this ardmzip reads and writes
+FORMAT_VERSION = 6            # the newest version of the plane streams (what archives and plain files use)
+ADAPTED_VERSION = 7           # a version 6 file whose first stream adapts the model to the picture (adapt.py)
+NEWEST_VERSION = ADAPTED_VERSION   # the newest version this ardmzip reads and writes
 SIXTEEN_BIT_VERSION = 5       # 16-bit modes: older ardmzip refuses these files as newer
 COMMON_VERSION = 2            # what pictures without chroma blocks or colour copies are written as
 OLDEST_VERSION = 1
@@ -145,7 +151,7 @@ def _validate(h: Header) -> None:
     _check_int("steps", h.steps, 1, 2**32)
     _check_int("seed", h.seed, 0, 2**64)
     _check_int("pixel_crc", h.pixel_crc, 0, 2**32)
-    _check_int("version", h.version, OLDEST_VERSION, FORMAT_VERSION + 1)
+    _check_int("version", h.version, OLDEST_VERSION, NEWEST_VERSION + 1)
     if len(h.metadata) > MAX_METADATA:
         raise ValueError(f"more than {MAX_METADATA} metadata entries")
     seen: set[str] = set()
@@ -305,7 +311,7 @@ def _read_header(reader: _Reader) -> Header:
         raise FormatError("not an .ardm file")
     reader.take(len(MAGIC))
     version = reader.byte()
-    if version > FORMAT_VERSION:
+    if version > NEWEST_VERSION:
         raise FormatError(f"made by a newer ardmzip (format version {version})")
     if version < OLDEST_VERSION:
         raise FormatError(f"corrupt .ardm file: unknown format version {version}")

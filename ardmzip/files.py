@@ -65,11 +65,14 @@ def read_input(source: str | os.PathLike | bytes) -> bytes:
 
 def compress_bytes(image_file: bytes, steps: int | None = None, *, model: str | None = None, seed: int = 0,
                    device: str = "cpu", progress: bool | PictureBar = False, stats: Stats | None = None,
-                   max_pixels: int = MAX_PIXELS) -> tuple[bytes, Picture]:
-    """Image file bytes (PNG, BMP, ...) -> .ardm bytes and the picture they hold."""
+                   max_pixels: int = MAX_PIXELS, adapt: int = 0) -> tuple[bytes, Picture]:
+    """Image file bytes (PNG, BMP, ...) -> .ardm bytes and the picture they hold (``adapt``:
+    as for ``codec.compress``)."""
     picture = read_picture(image_file, max_pixels)
-    with for_picture(progress, "compress", lambda: (coded_planes(picture.pixels), check_steps(steps))) as bar:
-        return compress_picture(picture, steps, model, seed, device, bar, stats, max_pixels=max_pixels), picture
+    passes = lambda: coded_planes(picture.pixels) * (2 if adapt else 1) + bool(adapt)   # --adapt codes twice
+    with for_picture(progress, "compress", lambda: (passes(), check_steps(steps))) as bar:
+        return compress_picture(picture, steps, model, seed, device, bar, stats, max_pixels=max_pixels,
+                                adapt=adapt), picture
 
 
 def decode_bytes(ardm: bytes, *, device: str = "cpu", progress: bool | PictureBar = False,
@@ -117,7 +120,11 @@ def info(data: bytes) -> dict:
     subpixels = h.width * h.height * MODE_CHANNELS[h.mode]
     channels = [1 if MODE_CHANNELS[h.mode] <= 2 else 3, 1]          # colour plane, alpha plane
     deep = h.mode in container.SIXTEEN_BIT_MODES                     # its last stream: the low bytes
-    planes = [constraint.describe(s, c) if h.version >= 2 else "plain"
+    adapted = h.version == container.ADAPTED_VERSION and bool(streams)  # its first: the adaptation
+    planes = [f"model adapted to the picture ({len(streams[0])} bytes)"] if adapted else []
+    header_bytes = len(data) - sum(len(s) for s in streams)
+    streams = streams[1:] if adapted else streams
+    planes += [constraint.describe(s, c) if h.version >= 2 else "plain"
               for s, c in zip(streams[:len(streams) - deep], channels)]
     if deep and streams:
         planes.append(lowbyte.describe(streams[-1], MODE_CHANNELS[h.mode]))
@@ -125,7 +132,7 @@ def info(data: bytes) -> dict:
         "mode": h.mode, "width": h.width, "height": h.height, "model": h.model_name,
         "model_hash": h.model_hash.hex(), "steps": h.steps, "seed": h.seed,
         "pixel_crc32": f"{h.pixel_crc:08x}", "metadata": [k for k, _ in h.metadata],
-        "bytes": len(data), "header_bytes": len(data) - sum(len(s) for s in streams),
+        "bytes": len(data), "header_bytes": header_bytes,
         "subpixels": subpixels, "bpsp": 8 * len(data) / subpixels,
         "format_version": h.version, "planes": planes,
     }

@@ -327,3 +327,19 @@ def test_levels_times_every_budget_alternately_and_flags_inversions(tmp_path, ca
     assert compress["in_order"] and not compress["always"]
     assert not decompress["in_order"]
     assert "**not always**" in levels.report(fake, [2, 3], {}) and "**INVERTED**" in levels.report(fake, [2, 3], {})
+
+
+def test_adapt_benchmark_reports_both_files_and_the_total(tmp_path, capsys):
+    """benchmarks.adapt: a line per picture (plain and adapted bpsp, the version) and a total."""
+    from benchmarks import adapt as adapt_bench
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        Image.fromarray(rng.integers(90, 110, (20, 24, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    assert adapt_bench.main([str(folder), "--steps", "2", "--level-steps", "4"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 4 and out[-1].startswith("total | 960 px")
+    for line in out[1:3]:
+        cells = [c.strip() for c in line.split("|")]
+        assert cells[1] == "24x20" and float(cells[3]) <= float(cells[2]) and cells[-1] in ("4", "7")     # 4 steps: no pyramid

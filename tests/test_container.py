@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from ardmzip.container import (
     COMMON_VERSION,
     FORMAT_VERSION,
+    NEWEST_VERSION,
     MAGIC,
     MAX_METADATA,
     MAX_STREAMS,
@@ -153,8 +154,8 @@ class TestMalformed:
             (b"", "not an .ardm file"),
             (b"\x89PNG\r\n\x1a\n" + bytes(40), "not an .ardm file"),
             (b"ARD", "truncated .ardm file"),
-            (MAGIC + bytes([FORMAT_VERSION + 1]) + SAMPLE[5:],
-             rf"made by a newer ardmzip \(format version {FORMAT_VERSION + 1}\)"),
+            (MAGIC + bytes([NEWEST_VERSION + 1]) + SAMPLE[5:],
+             rf"made by a newer ardmzip \(format version {NEWEST_VERSION + 1}\)"),
             (MAGIC + b"\x00" + SAMPLE[5:], "unknown format version 0"),
             (SAMPLE + b"\x00", "trailing"),
             (SAMPLE[:-1] + bytes([SAMPLE[-1] ^ 1]), "streams checksum mismatch"),

@@ -159,7 +159,7 @@ def test_version_5_writes_the_one_level_file():
     assert container.unpack(old)[0].version == 4 and container.unpack(new)[0].version == 6
     assert old != new and np.array_equal(ardmzip.decompress(old), a)
     with pytest.raises(ardmzip.FormatError, match="newer"):     # what an older ardmzip says
-        container.unpack(new[:4] + bytes([container.FORMAT_VERSION + 1]) + new[5:])
+        container.unpack(new[:4] + bytes([container.NEWEST_VERSION + 1]) + new[5:])
 
 
 def test_version_6_file_decodes_and_is_rewritten_byte_for_byte():
