@@ -137,11 +137,17 @@ def test_the_decoded_adapted_network_is_the_encoders(model, tuned):
     assert rebuilt.net is not model.net and rebuilt.hash8 == model.hash8
 
 
-def test_cli_adapt(tmp_path):
+def test_cli_adapt(tmp_path, monkeypatch):
     src = tmp_path / "a.png"
     Image.fromarray(smooth(24, 20)).save(src)
+    asked, tune = [], adapt.tune
+    monkeypatch.setattr(adapt, "tune", lambda m, px, steps, *a: asked.append(steps) or tune(m, px, steps, *a))
     r = CliRunner().invoke(main, ["compress", "--adapt", "-q", str(src)])
     assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["compress", "--adapt-steps", "2", "-q", str(src), "-o", str(tmp_path / "c.ardm")])
+    assert r.exit_code == 0 and np.array_equal(ardmzip.decompress((tmp_path / "c.ardm").read_bytes()), smooth(24, 20))
+    CliRunner().invoke(main, ["compress", "-q", str(src), "-o", str(tmp_path / "d.ardm")])
+    assert asked == [adapt.DEFAULT_STEPS, 2]                 # and none without the options
     out = tmp_path / "b.png"
     r = CliRunner().invoke(main, ["decompress", "-q", str(tmp_path / "a.ardm"), "-o", str(out)])
     assert r.exit_code == 0 and np.array_equal(np.asarray(Image.open(out)), smooth(24, 20))
