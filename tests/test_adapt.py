@@ -178,3 +178,21 @@ def test_version_7_fixture_keeps_decoding(model):
     assert data[4] == 7 and header.model_name == "xic-s48"
     assert any(d.any() for d in adapt.unpack(streams[0], model.net))
     assert np.array_equal(ardmzip.decompress(data), smooth(36, 40))
+
+
+@pytest.mark.parametrize("name", ["rgba", "gray_alpha", "rgb16", "gray"])
+def test_adapted_files_of_every_kind_of_plane_decode(model, name):
+    """The adaptation stream in front of alpha planes and 16-bit low bytes (stream counts,
+    their order, the alpha plane coded with the adapted network too)."""
+    a = smooth(20, 22)
+    px = {"rgba": np.concatenate([a, a[..., :1] // 2], -1), "gray_alpha": a[..., :2], "gray": a[..., :1],
+          "rgb16": a.astype(np.uint16) * 257 + 3}[name]
+    picture = picture_from_array(px)
+    eight = px[..., :3] if px.dtype == np.uint8 else (px >> 8).astype(np.uint8)
+    color = eight[..., :1] if eight.shape[2] <= 2 else eight[..., :3]
+    deltas = adapt.tune(model, color, steps=2)
+    data = codec._code_pictures(adapt.apply(model, deltas), [picture], 16, 0, torch.device("cpu"),
+                                codec.Stats(measure_ideal=False), False, adaptation=adapt.pack(deltas))[0]
+    assert container.unpack(data)[0].version == container.ADAPTED_VERSION
+    out = ardmzip.decompress(data)
+    assert np.array_equal(out, px if px.shape[2] > 1 else px[..., 0])
