@@ -3,7 +3,8 @@ and adapted in one process, sizes, times, and a check that the adapted file deco
 
     python -m benchmarks.adapt ../shared/data/eval/Unsplash30 --every 5 [--steps 30]
 
-Prints one line per picture and the totals (bpsp over all subpixels).
+Prints one line per picture and the totals (bpsp over all subpixels). Gray pictures are
+coded as one channel, everything else as RGB (alpha and palettes dropped).
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     print("picture | pixels | plain bpsp | adapted bpsp | change | compress s plain / adapted | decompress s "
           "plain / adapted | version")
     for path in files:
-        img = np.asarray(Image.open(path).convert("RGB"))
+        with Image.open(path) as im:            # gray stays one channel (as the CLI codes it)
+            img = np.asarray(im.convert("L" if im.mode in ("L", "1") else "RGB"))
         t0 = time.perf_counter()
         plain = ardmzip.compress(img, args.level_steps)
         t1 = time.perf_counter()
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path.name[:28]} | {img.shape[1]}x{img.shape[0]} | {8 * len(plain) / n:.4f} | {8 * len(tuned) / n:.4f} | "
               f"{100 * (len(tuned) / len(plain) - 1):+.2f}% | {t1 - t0:.1f} / {t2 - t1:.1f} | {t3 - t2:.1f} / {t4 - t3:.1f} | "
               f"{container.unpack(tuned)[0].version}", flush=True)
-    print(f"total | {int(total[0]) // 3} px | {total[1] / total[0]:.4f} | {total[2] / total[0]:.4f} | "
+    print(f"total | {int(total[0])} subpixels | {total[1] / total[0]:.4f} | {total[2] / total[0]:.4f} | "
           f"{100 * (total[2] / total[1] - 1):+.2f}% | | |")
     return 0
 

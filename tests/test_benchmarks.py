@@ -337,9 +337,10 @@ def test_adapt_benchmark_reports_both_files_and_the_total(tmp_path, capsys):
     rng = np.random.default_rng(1)
     for i in range(2):
         Image.fromarray(rng.integers(90, 110, (20, 24, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    Image.fromarray(rng.integers(90, 110, (20, 24), dtype=np.uint8)).save(folder / "2.png")   # gray: one channel
     assert adapt_bench.main([str(folder), "--steps", "2", "--level-steps", "4"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 4 and out[-1].startswith("total | 960 px")
-    for line in out[1:3]:
+    assert len(out) == 5 and out[-1].startswith("total | 3360 subpixels")      # 2 x 480 x 3 + 480
+    for line in out[1:4]:
         cells = [c.strip() for c in line.split("|")]
         assert cells[1] == "24x20" and float(cells[3]) <= float(cells[2]) and cells[-1] in ("4", "7")     # 4 steps: no pyramid
