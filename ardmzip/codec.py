@@ -928,14 +928,14 @@ def decompress_pictures(files: list[bytes], device: str = "cpu", progress: bool 
             deep = header.mode in container.SIXTEEN_BIT_MODES
             if deep and header.version < container.SIXTEEN_BIT_VERSION:
                 raise FormatError(f"corrupt .ardm file: 16-bit mode in a format version {header.version} file")
-            adapted = header.version == container.ADAPTED_VERSION
-            if len(streams) != (2 if c in (2, 4) else 1) + deep + adapted:
-                raise FormatError(f"corrupt .ardm file: {len(streams)} streams for mode {header.mode}")
+            adaptation, streams = container.split_adaptation(header, streams)
+            if len(streams) != (2 if c in (2, 4) else 1) + deep:
+                raise FormatError(f"corrupt .ardm file: {len(streams) + (adaptation is not None)} streams "
+                                  f"for mode {header.mode}")
             m = find_by_hash(header.model_name, header.model_hash)
-            if adapted:                                  # the planes as version 6 with the adapted network
+            if adaptation is not None:                   # the planes as version 6 with the adapted network
                 from . import adapt
-                m = adapt.apply(m, adapt.unpack(streams[0], m.net))
-                streams = streams[1:]
+                m = adapt.apply(m, adapt.unpack(adaptation, m.net))
                 header = dataclasses.replace(header, version=container.FORMAT_VERSION)
         except ArdmzipError as e:                 # reported per file, like a damaged stream
             results[i] = e

@@ -76,6 +76,7 @@ __all__ = [
     "pack",
     "unpack",
     "peek_header",
+    "split_adaptation",
 ]
 
 MAGIC = b"ARDM"
@@ -135,6 +136,13 @@ def _check_int(name: str, value: object, low: int, high: int) -> None:
         raise ValueError(f"{name} must be an int, not {type(value).__name__}")
     if not low <= value < high:
         raise ValueError(f"{name} {value} is outside [{low}, {high})")
+
+
+def split_adaptation(h: Header, streams: Sequence[bytes]) -> tuple[bytes | None, tuple[bytes, ...]]:
+    """A file's adaptation stream (version 7: its first; else None) and its other streams."""
+    if h.version == ADAPTED_VERSION and streams:
+        return streams[0], tuple(streams[1:])
+    return None, tuple(streams)
 
 
 def _validate(h: Header) -> None:

@@ -69,8 +69,9 @@ def compress_bytes(image_file: bytes, steps: int | None = None, *, model: str | 
     """Image file bytes (PNG, BMP, ...) -> .ardm bytes and the picture they hold (``adapt``:
     as for ``codec.compress``)."""
     picture = read_picture(image_file, max_pixels)
-    passes = lambda: coded_planes(picture.pixels) * (2 if adapt else 1) + bool(adapt)   # --adapt codes twice
-    with for_picture(progress, "compress", lambda: (passes(), check_steps(steps))) as bar:
+    passes = lambda: (coded_planes(picture.pixels) * (2 if adapt else 1) + bool(adapt),   # --adapt: tunes, codes twice
+                      check_steps(steps))
+    with for_picture(progress, "compress", passes) as bar:
         return compress_picture(picture, steps, model, seed, device, bar, stats, max_pixels=max_pixels,
                                 adapt=adapt), picture
 
@@ -120,10 +121,9 @@ def info(data: bytes) -> dict:
     subpixels = h.width * h.height * MODE_CHANNELS[h.mode]
     channels = [1 if MODE_CHANNELS[h.mode] <= 2 else 3, 1]          # colour plane, alpha plane
     deep = h.mode in container.SIXTEEN_BIT_MODES                     # its last stream: the low bytes
-    adapted = h.version == container.ADAPTED_VERSION and bool(streams)  # its first: the adaptation
-    planes = [f"model adapted to the picture ({len(streams[0])} bytes)"] if adapted else []
     header_bytes = len(data) - sum(len(s) for s in streams)
-    streams = streams[1:] if adapted else streams
+    adaptation, streams = container.split_adaptation(h, streams)
+    planes = [] if adaptation is None else [f"model adapted to the picture ({len(adaptation)} bytes)"]
     planes += [constraint.describe(s, c) if h.version >= 2 else "plain"
               for s, c in zip(streams[:len(streams) - deep], channels)]
     if deep and streams:
