@@ -151,14 +151,16 @@ class _Unavailable(Codec):
 
 class ArdmzipCodec(Codec):
     """ardmzip through its public API: ``compress(array, steps)`` / ``decompress(data)``,
-    the network on ``device`` (rows on a GPU are named ``ardmzip...@cuda``)."""
+    the network on ``device`` (rows on a GPU are named ``ardmzip...@cuda``); with ``adapt``
+    steps, the network tuned to each picture first (``--adapt``; rows named ``...+adapt30``)."""
 
     key = "ardmzip"
 
-    def __init__(self, steps: int | None = None, device: str = "cpu", model: str | None = None) -> None:
-        self.steps, self.device, self.model = steps, device, model
+    def __init__(self, steps: int | None = None, device: str = "cpu", model: str | None = None,
+                 adapt: int = 0) -> None:
+        self.steps, self.device, self.model, self.adapt = steps, device, model, adapt
         self.name = (("ardmzip" if steps is None else f"ardmzip-{steps}") + ("" if device == "cpu" else f"@{device}")
-                     + ("" if model is None else f"[{Path(model).stem}]"))
+                     + ("" if model is None else f"[{Path(model).stem}]") + (f"+adapt{adapt}" if adapt else ""))
 
     def available(self) -> tuple[bool, str]:
         try:
@@ -185,7 +187,8 @@ class ArdmzipCodec(Codec):
     def encode(self, image: np.ndarray) -> bytes:
         import ardmzip
 
-        return bytes(ardmzip.compress(image, steps=self.steps, device=self.device, model=self.model))
+        return bytes(ardmzip.compress(image, steps=self.steps, device=self.device, model=self.model,
+                                      adapt=self.adapt))
 
     def decode(self, data: bytes) -> np.ndarray:
         import ardmzip
@@ -216,13 +219,16 @@ def make_codec(key: str) -> Codec:
 
 
 def make_codecs(keys: list[str] | None = None, ardmzip_steps: list[int | None] | None = None,
-                ardmzip_device: str = "cpu", ardmzip_model: str | None = None) -> list[Codec]:
-    """Codecs for the given keys (default: all), ardmzip once per step budget (with
-    ``ardmzip_model``, a model name or model file, instead of the default model)."""
+                ardmzip_device: str = "cpu", ardmzip_model: str | None = None,
+                ardmzip_adapt: list[int] | None = None) -> list[Codec]:
+    """Codecs for the given keys (default: all), ardmzip once per step budget and adaptation
+    (``ardmzip_adapt``: tuning steps, 0 = plain; with ``ardmzip_model``, a model name or model
+    file, instead of the default model)."""
     codecs: list[Codec] = []
     for key in keys or list(CODEC_KEYS):
         if key == "ardmzip":
-            codecs.extend(ArdmzipCodec(s, ardmzip_device, ardmzip_model) for s in (ardmzip_steps or [None]))
+            codecs.extend(ArdmzipCodec(s, ardmzip_device, ardmzip_model, a)
+                          for s in (ardmzip_steps or [None]) for a in (ardmzip_adapt or [0]))
         else:
             codecs.append(make_codec(key))
     return codecs

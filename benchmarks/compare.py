@@ -529,6 +529,13 @@ def _parse_steps(text: str) -> list[int | None]:
     return steps
 
 
+def _parse_adapt(text: str) -> list[int]:
+    tokens = _parse_list(text)
+    if not tokens or not all(t.isdigit() for t in tokens):
+        raise argparse.ArgumentTypeError(f"bad adaptation steps {text!r}: want integers >= 0, e.g. 0,30")
+    return [int(t) for t in tokens]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.compare",
@@ -545,6 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where ardmzip's network runs (files are identical on every device; speed is not)")
     p.add_argument("--ardmzip-model", default=None, metavar="MODEL",
                    help="ardmzip's model: a name (`ardmzip models`) or a model file (`ardmzip fit`); default: the default")
+    p.add_argument("--ardmzip-adapt", type=_parse_adapt, default=[0], metavar="STEPS",
+                   help="comma-separated --adapt tuning steps, 0 = plain: 0,30 gives a plain and an adapted row")
     p.add_argument("--limit", type=int, default=None, help="only the first N images of each set")
     p.add_argument("--out", type=Path, default=None,
                    help="folder for results.json/csv/md, summary.csv and plots")
@@ -579,7 +588,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the process settings the ardmzip command runs with, so that its rows time what users run
     from ardmzip.runtime import keep_freed_memory
     keep_freed_memory()
-    codecs, skipped = available_codecs(make_codecs(keys, args.ardmzip_steps, args.ardmzip_device, args.ardmzip_model))
+    codecs, skipped = available_codecs(make_codecs(keys, args.ardmzip_steps, args.ardmzip_device, args.ardmzip_model,
+                                                          args.ardmzip_adapt))
     for name, reason in skipped:
         log(f"note: skipping {name}: {reason}")
     if not codecs:

@@ -183,11 +183,24 @@ def test_ardmzip_codec_skipped_cleanly_when_unavailable(monkeypatch: pytest.Monk
     assert [c.name for c in make_codecs(["png", "ardmzip"], [4, None])] == ["png", "ardmzip-4", "ardmzip"]
     assert [c.name for c in make_codecs(["ardmzip"], [8], "cuda")] == ["ardmzip-8@cuda"]
     assert [c.name for c in make_codecs(["ardmzip"], [None], "cpu", "models/thumbs.npz")] == ["ardmzip[thumbs]"]
+    assert [c.name for c in make_codecs(["ardmzip"], [16], "cpu", None, [0, 30])] == ["ardmzip-16", "ardmzip-16+adapt30"]
+
+
+def test_ardmzip_codec_passes_adaptation(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ardmzip
+    seen = []
+    monkeypatch.setattr(ardmzip, "compress", lambda image, **kw: seen.append(kw) or b"x")
+    for codec in make_codecs(["ardmzip"], [8], "cpu", None, [0, 5]):
+        codec.encode(_gradient(4, 4, 3))
+    assert [kw["adapt"] for kw in seen] == [0, 5] and all(kw["steps"] == 8 for kw in seen)
+    assert compare.build_parser().parse_args(["x", "--ardmzip-adapt", "0,30"]).ardmzip_adapt == [0, 30]
+    with pytest.raises(SystemExit):
+        compare.build_parser().parse_args(["x", "--ardmzip-adapt", "-1"])
 
 
 def test_cli_exit_status_and_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     _write_folder(tmp_path / "imgs")
-    monkeypatch.setattr(compare, "make_codecs", lambda keys, steps, device, model=None: [RawCodec()])
+    monkeypatch.setattr(compare, "make_codecs", lambda keys, steps, device, model=None, adapt=None: [RawCodec()])
     assert compare.main([str(tmp_path / "imgs"), "--codecs", "png", "--out", str(tmp_path / "out")]) == 0
     assert "| raw |" in capsys.readouterr().out
     result = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -196,7 +209,7 @@ def test_cli_exit_status_and_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     for name in ("results.csv", "summary.csv", "results.md"):
         assert (tmp_path / "out" / name).stat().st_size > 0
 
-    monkeypatch.setattr(compare, "make_codecs", lambda keys, steps, device, model=None: [RawCodec(), BrokenCodec()])
+    monkeypatch.setattr(compare, "make_codecs", lambda keys, steps, device, model=None, adapt=None: [RawCodec(), BrokenCodec()])
     assert compare.main([str(tmp_path / "imgs"), "--limit", "1"]) == 1
     assert "NOT exact" in capsys.readouterr().out
     with pytest.raises(SystemExit):
