@@ -1,5 +1,6 @@
 """The two-level pyramid of format version 6: a plane's coarse level (pixels with even row and
-column) coded as the picture it forms, by network calls on that quarter-size picture."""
+column) coded as the picture it forms, by network calls on that quarter-size picture; and
+version 8's split of the steps, which gives that level more of them."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,6 +21,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # v6/xic-s48-rgb.ardm: v4_image() at steps=16 (a pyramid), written by the commit that made
 # format version 6; it must keep decoding to it, and the encoder must keep writing it.
 V6_FILE = Path(__file__).parent / "data" / "v6" / "xic-s48-rgb.ardm"
+# v8/xic-s48-rgb.ardm: the same picture and steps, written by the commit that made version 8
+V8_FILE = Path(__file__).parent / "data" / "v8" / "xic-s48-rgb.ardm"
 
 
 @pytest.mark.parametrize("shape", [(5, 7, 3), (4, 4, 1), (1, 6, 3), (7, 1, 1), (9, 10, 3)])
@@ -78,11 +81,26 @@ def test_pyramid_split_spends_every_step():
     curve = weights.load().curve
     assert codec.pyramid_split(600, 800, 3, codec.PYRAMID_MIN_STEPS - 1, curve) is None
     assert codec.pyramid_split(1, 800, 3, 16, curve) is None
-    for h, w, c, k in [(600, 800, 3, 16), (31, 17, 1, 12), (600, 800, 3, 64)]:
-        coarse, fine = codec.pyramid_split(h, w, c, k, curve)
+    for h, w, c, k in [(600, 800, 3, 16), (31, 17, 1, 12), (600, 800, 3, 64), (32, 32, 3, 10)]:
         dc = ((h + 1) // 2) * ((w + 1) // 2) * c
-        assert coarse[0] == 0 and coarse[-1] == dc == fine[0] and fine[-1] == h * w * c
-        assert len(coarse) - 1 + len(fine) - 1 == k
+        old_coarse, old_fine = codec.pyramid_split(h, w, c, k, curve, version=6)
+        coarse, fine = codec.pyramid_split(h, w, c, k, curve)
+        for a, b in ((old_coarse, old_fine), (coarse, fine)):
+            assert a[0] == 0 and a[-1] == dc == b[0] and b[-1] == h * w * c
+            assert np.all(np.diff(a) > 0) and np.all(np.diff(b) > 0)
+        assert len(old_coarse) - 1 + len(old_fine) - 1 == k
+        # version 8: m of version 6's fine steps become 4 m coarse steps, the same network work
+        moved = codec.coarse_steps_moved(len(old_fine) - 1)
+        assert moved >= 1 and len(fine) - 1 == len(old_fine) - 1 - moved >= 1
+        assert len(coarse) - 1 == len(old_coarse) - 1 + 4 * moved
+    assert codec.pyramid_split(600, 800, 3, 16, curve, version=7) is not None
+    assert [len(x) - 1 for x in codec.pyramid_split(600, 800, 3, 16, curve, version=7)] == [7, 9]
+    assert [len(x) - 1 for x in codec.pyramid_split(600, 800, 3, 16, curve)] == [15, 7]
+
+
+def test_coarse_steps_moved_keeps_a_fine_step():
+    assert [codec.coarse_steps_moved(f) for f in (2, 3, 5, 7, 8, 9, 14, 18, 38)] == [1, 1, 1, 1, 2, 2, 3, 4, 9]
+    assert all(1 <= codec.coarse_steps_moved(f) <= f - 1 for f in range(2, 200))
 
 
 def test_coarse_steps_run_on_the_quarter_size_picture():
@@ -128,7 +146,7 @@ def test_round_trips_and_settings_are_not_part_of_the_format(shape, monkeypatch)
     a = smooth_image(shape[0], shape[1], shape[2], seed=sum(shape))
     a = a[..., 0] if shape[2] == 1 else a
     data = ardmzip.compress(a, steps=16)
-    assert container.unpack(data)[0].version == (6 if min(shape[:2]) >= 2 else 4)
+    assert container.unpack(data)[0].version == (8 if min(shape[:2]) >= 2 else 4)
     assert np.array_equal(ardmzip.decompress(data).reshape(a.shape), a)
     monkeypatch.setattr(codec, "MIN_STRIP_ROWS", 1)
     for strip_pixels, chunk in [(shape[1] * 40, 50), (1 << 20, 7)]:
@@ -152,12 +170,16 @@ def test_batched_pictures_get_the_files_they_get_alone_and_threads_do_not_matter
     assert all(np.array_equal(b.pixels, p) for b, p in zip(back, pics))
 
 
-def test_version_5_writes_the_one_level_file():
+def test_version_5_writes_the_one_level_file_and_6_the_old_split():
     a = smooth_image(30, 28, 3, seed=9)
     old = ardmzip.compress(a, steps=16, version=5)
+    six = ardmzip.compress(a, steps=16, version=6)
     new = ardmzip.compress(a, steps=16)
-    assert container.unpack(old)[0].version == 4 and container.unpack(new)[0].version == 6
-    assert old != new and np.array_equal(ardmzip.decompress(old), a)
+    assert [container.unpack(f)[0].version for f in (old, six, new)] == [4, 6, 8]
+    assert len({old, six, new}) == 3
+    assert all(np.array_equal(ardmzip.decompress(f), a) for f in (old, six, new))
+    with pytest.raises(ardmzip.InputError, match="not 7"):
+        ardmzip.compress(a, steps=16, version=7)
     with pytest.raises(ardmzip.FormatError, match="newer"):     # what an older ardmzip says
         container.unpack(new[:4] + bytes([container.NEWEST_VERSION + 1]) + new[5:])
 
@@ -165,7 +187,17 @@ def test_version_5_writes_the_one_level_file():
 def test_version_6_file_decodes_and_is_rewritten_byte_for_byte():
     data = V6_FILE.read_bytes()
     assert data[4] == 6 and np.array_equal(ardmzip.decompress(data), v4_image())
+    assert ardmzip.compress(v4_image(), steps=16, model="xic-s48", version=6) == data
+
+
+def test_version_8_file_decodes_and_is_rewritten_byte_for_byte():
+    data = V8_FILE.read_bytes()
+    assert data[4] == 8 and np.array_equal(ardmzip.decompress(data), v4_image())
     assert ardmzip.compress(v4_image(), steps=16, model="xic-s48") == data
+    assert data != V6_FILE.read_bytes()
+    # read with version 6's split, the same streams decode to something else, and the checksum says so
+    with pytest.raises((ardmzip.ChecksumError, ardmzip.FormatError)):
+        ardmzip.decompress(data[:4] + bytes([6]) + data[5:])
 
 
 def test_archive_members_are_pyramids_and_their_single_files(tmp_path, invoke):
@@ -179,7 +211,7 @@ def test_archive_members_are_pyramids_and_their_single_files(tmp_path, invoke):
     with archive._open_archive(tmp_path / "set.ardm") as (f, size):
         index = archive._read_index(f, size)
         single = archive._member_ardm(f, index, index.members[1])
-    assert single == ardmzip.compress(images[1], steps=12) and container.unpack(single)[0].version == 6
+    assert single == ardmzip.compress(images[1], steps=12) and container.unpack(single)[0].version == 8
 
 
 def test_sixteen_bit_pictures_code_their_high_bytes_as_a_pyramid():
@@ -187,7 +219,7 @@ def test_sixteen_bit_pictures_code_their_high_bytes_as_a_pyramid():
     deep = np.stack([(x * 2900 + y * 1700 + (x * y) % 11 * 97) % 65536, (x * 37 + y * 3000) % 65536],
                     -1).astype(np.uint16)                                     # gray + alpha, 16-bit
     data = ardmzip.compress(deep, steps=12)
-    assert container.unpack(data)[0].version == 6
+    assert container.unpack(data)[0].version == 8
     assert np.array_equal(ardmzip.decompress(data), deep)
     old = ardmzip.compress(deep, steps=12, version=5)
     assert container.unpack(old)[0].version == 5 and np.array_equal(ardmzip.decompress(old), deep)
