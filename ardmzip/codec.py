@@ -808,10 +808,10 @@ def format_version(streams: list[bytes], newest: int = container.FORMAT_VERSION,
     """The version a picture's plane streams are written as, so that older decoders refuse
     what they would misread as "made by a newer ardmzip": 8 (or 6 where ``newest`` is 6 or 7)
     where a plane went through the network (anything but a constant or stored plane),
-    ``pyramid`` (``uses_pyramid``) and ``newest`` allows it, else 4 where a plane is coded as binary decisions (PLAIN or VALUES,
-    ``codes_binary``) or stored (only when ``newest`` allows), else 3 where the colour plane
-    uses chroma blocks or colour copies, else 2. Files written as 2 to 4 are those older
-    versions byte for byte."""
+    ``pyramid`` (``uses_pyramid``) and ``newest`` allows it, else 4 where a plane is coded as
+    binary decisions (PLAIN or VALUES, ``codes_binary``) or stored (only when ``newest``
+    allows), else 3 where the colour plane uses chroma blocks or colour copies, else 2. Files
+    written as 2 to 6 are those older versions byte for byte."""
     def kind(stream: bytes) -> int | None:         # the constraint that decides the coding (GRAY: its inner one)
         if len(stream) >= 2 and stream[0] == constraint.GRAY:
             return stream[1]
