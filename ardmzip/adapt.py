@@ -1,4 +1,4 @@
-"""Per-picture adaptation (format version 7): the encoder tunes the network's biases to the
+"""Per-picture adaptation (format version 9; 7 on version 6's planes): the encoder tunes the network's biases to the
 picture it codes and sends the changes, a few hundred bytes, in front of the plane streams.
 
 Why biases. A shipped network is the best single network for many pictures; a picture of its
@@ -16,7 +16,7 @@ training (in bfloat16 where the CPU has it), so a file may differ between machin
 thread counts (each decodes anywhere). The encoder keeps the adapted file only where it is
 the smaller one.
 
-Stream layout (the first stream of a version 7 file): for every layer of the network in
+Stream layout (the first stream of a version 7 or 9 file): for every layer of the network in
 ``named_layers`` order, one byte q (0..31), then one zigzag varint per output channel:
 the bias changes by that value times 2^q. The encoder picks q per layer so that every
 value fits one byte (|v| <= 63).

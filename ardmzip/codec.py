@@ -113,6 +113,13 @@ def uses_pyramid(steps: int, h: int, w: int) -> bool:
     return steps >= PYRAMID_MIN_STEPS and h >= 2 and w >= 2
 
 
+def pyramid_rule(version: int) -> int:
+    """The format version whose pyramid split a plane of file version ``version`` uses: 0
+    (none) below 6, 6 for 6 and 7, 8 from 8 on (``pyramid_split``; the encoder and decoder
+    both ask here)."""
+    return min(version, COARSE_STEPS_VERSION) if version >= PYRAMID_VERSION else 0
+
+
 def pyramid_split(h: int, w: int, channels: int, steps: int, curve: np.ndarray,
                   version: int = container.FORMAT_VERSION) -> tuple[np.ndarray, np.ndarray] | None:
     """A pyramid's schedules: the coarse picture's boundaries (0 .. its D) and the fine
@@ -561,7 +568,7 @@ def _encode_batch(model: Model, planes: list[np.ndarray], cands: list[list[const
     h, w = planes[0].shape[:2]
     gray = planes[0].ndim == 2
     pc = PlaneCoder(model.net_on(device), model.curve, h, w, gray, steps, seed, order=order,
-                    pyramid=version if version >= PYRAMID_VERSION else 0)
+                    pyramid=pyramid_rule(version))
     if device.type == "cpu":                            # enough work: the compiled CPU kernels
         jit.expect(len(planes) * h * w * pc.steps)
     values = torch.cat([_plane_tensor(p, gray) for p in planes]).to(device)
@@ -695,7 +702,7 @@ def decode_planes(model: Model, jobs: list[PlaneJob], device: torch.device, prog
             job.error = e
             continue
         order = plane_order(model.net.config.order, rule.palette)   # may follow the constraint
-        pyramid = min(job.version, COARSE_STEPS_VERSION) if job.version >= PYRAMID_VERSION else 0
+        pyramid = pyramid_rule(job.version)
         groups.setdefault((job.h, job.w, as_gray, job.steps, job.seed, order, pyramid), []).append((job, rule, data))
     for (h, w, gray, steps, seed, order, pyramid), members in groups.items():
         for batch in _batches(members, h * w * (1 if gray else 3), device):

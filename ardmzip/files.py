@@ -69,8 +69,8 @@ def compress_bytes(image_file: bytes, steps: int | None = None, *, model: str | 
     """Image file bytes (PNG, BMP, ...) -> .ardm bytes and the picture they hold (``adapt``:
     as for ``codec.compress``)."""
     picture = read_picture(image_file, max_pixels)
-    passes = lambda: (coded_planes(picture.pixels) * (2 if adapt else 1) + bool(adapt),   # --adapt: tunes, codes twice
-                      check_steps(steps))
+    def passes() -> tuple[int, int]:            # --adapt: tunes (one pass), then codes twice
+        return coded_planes(picture.pixels) * (2 if adapt else 1) + bool(adapt), check_steps(steps)
     with for_picture(progress, "compress", passes) as bar:
         return compress_picture(picture, steps, model, seed, device, bar, stats, max_pixels=max_pixels,
                                 adapt=adapt), picture
