@@ -98,8 +98,9 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import codec, container, jit, weights
-from .codec import DEFAULT_STEPS, check_steps, compress_pictures, decompress_picture, decompress_pictures, pixel_crc
+from . import choose, codec, container, jit, weights
+from .codec import (DEFAULT_STEPS, check_steps, compress_pictures, decompress_picture, decompress_pictures,
+                    network_plane, pixel_crc)
 from .errors import FormatError, InputError, ModelMismatch, OutputError
 from .imageio import MODE_CHANNELS, PNG_LEVEL, Picture, check_png_level, commit_file
 from .jobs import Jobs, _batches, _ordered_map, _read_ahead
@@ -1065,10 +1066,17 @@ class _ModelChoice:
     carried: bytes
 
 
-def _choose_model(model: str | os.PathLike | None, carry_model: bool) -> _ModelChoice:
+def _choose_model(model: str | os.PathLike | None, carry_model: bool, src: _Source) -> _ModelChoice:
     """A registered model is named (carried only with ``carry_model``); a model file that is
-    not registered is always carried, so the archive decodes anywhere."""
-    m = weights.load(model)
+    not registered is always carried, so the archive decodes anywhere. None or "auto": the
+    candidate estimated to code a sample of the source's pictures smallest (choose.py)."""
+    if (model is None or model == choose.AUTO) and len(choose.CANDIDATES) > 1:
+        planes = [p for p in map(network_plane, src.sample(choose.ARCHIVE_SAMPLE)) if p is not None]
+        m = choose.choose([weights.load(name) for name in choose.CANDIDATES], planes)
+    elif model is None or model == choose.AUTO:
+        m = weights.load(choose.CANDIDATES[0])
+    else:
+        m = weights.load(model)
     registered = weights.registered_name(m.sha256)
     if registered is not None:
         return _ModelChoice(m, registered, m.data if carry_model else b"")
@@ -1175,7 +1183,7 @@ def write_archive(source: str | os.PathLike, out_path: str | os.PathLike, steps:
         raise OutputError(f"{out} exists; use -f to overwrite")
     src = _open_source(source, max_pixels)
     _announce(src.arrays, steps, device, jobs)
-    choice = _choose_model(model, carry_model)
+    choice = _choose_model(model, carry_model, src)
     stored_model = _pack_model(choice.carried) if choice.carried else b""
     shared = Shared(src.kind, src.deflated, src.arrays, choice.model.name, choice.model.hash8, steps, seed,
                     container.FORMAT_VERSION, len(stored_model))

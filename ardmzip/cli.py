@@ -390,7 +390,8 @@ def main() -> None:
               help="network calls per image plane: more is smaller and slower [default: 16]")
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, help="coding-order seed")
 @click.option("--model", default=None, metavar="NAME|FILE",
-              help="model name (see `ardmzip models`) or model file (.npz from `ardmzip fit`; an archive carries it)")
+              help="model name (see `ardmzip models`) or model file (.npz from `ardmzip fit`; an archive carries it) "
+                   "[default: auto, the shipped model estimated to code each image smallest; one for an archive]")
 @click.option("--carry-model", is_flag=True, help="archives: carry the model's weights even if it is registered")
 @click.option("--resume", is_flag=True, help="archives: continue an interrupted run from its .partial file")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
@@ -760,9 +761,11 @@ def list_cmd(sources, as_json):
 @main.command("models")
 def models_cmd():
     """List the models this ardmzip has."""
-    from .weights import DEFAULT_MODEL, REGISTRY
+    from .choose import CANDIDATES
+    from .weights import REGISTRY
+    click.echo(f"auto (default): per image, the one of {', '.join(CANDIDATES)} estimated to code it smallest")
     for name, (fname, sha) in sorted(REGISTRY.items()):
-        click.echo(f"{name}{' (default)' if name == DEFAULT_MODEL else ''}: {fname} sha256 {sha}")
+        click.echo(f"{name}{' (auto)' if name in CANDIDATES else ''}: {fname} sha256 {sha}")
 
 
 @main.command("fit")

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import constraint, container, jit, lowbyte
+from . import choose, constraint, container, jit, lowbyte
 from .ardm import plane_order, plane_steps, pyramid_steps
 from .coder import Decoder, Encoder, decision_bits, decision_bits_batch, decisions_batch, decode_binary_batch, push_decisions
 from .dlm import bits_of, exact_frequencies
@@ -870,12 +870,44 @@ def compress_pictures(pictures: list[Picture], steps: int | None = None, model: 
                              f"not {version}")
     if adapt and version != container.FORMAT_VERSION:
         raise InputError(f"adapted files are format version {container.ADAPTED_VERSION}, not {version}")
-    m = load(model)
     dev = resolve_device(device)
     stats = stats if stats is not None else Stats(measure_ideal=False)
-    if not adapt:
-        return _code_pictures(m, pictures, steps, seed, dev, stats, progress, version)
-    return [_adapted(m, p, steps, seed, dev, stats, progress, adapt) for p in pictures]
+    by_model: dict[str, tuple[Model, list[int]]] = {}       # pictures of one model share network calls
+    for i, m in enumerate(pictures_models(pictures, model)):
+        by_model.setdefault(m.sha256, (m, []))[1].append(i)
+    out: list[bytes] = [b""] * len(pictures)
+    for m, members in by_model.values():
+        group = [pictures[i] for i in members]
+        if not adapt:
+            files = _code_pictures(m, group, steps, seed, dev, stats, progress, version)
+        else:
+            files = [_adapted(m, p, steps, seed, dev, stats, progress, adapt) for p in group]
+        for i, data in zip(members, files):
+            out[i] = data
+    return out
+
+
+def network_plane(picture: Picture) -> np.ndarray | None:
+    """The plane of ``picture`` the network codes ((H, W) or (H, W, 3) uint8; the high bytes
+    of a 16-bit picture), or None where none is (a constant picture)."""
+    eight = lowbyte.split(picture.pixels)[0] if picture.mode in container.SIXTEEN_BIT_MODES else picture.pixels
+    plane = eight[..., 0] if eight.shape[2] <= 2 else eight[..., :3]
+    flat = plane.reshape(-1, 1 if plane.ndim == 2 else 3)          # _route's first two cases, cheaply
+    if (flat == flat[0]).all():
+        return None
+    if plane.ndim == 3 and (flat[:, :1] == flat[:, 1:]).all():
+        return plane[..., 0]
+    return plane
+
+
+def pictures_models(pictures: list[Picture], model: str | None = None) -> list[Model]:
+    """The model each picture is coded with: ``model`` for all of them, or with None or
+    "auto" the candidate (choose.CANDIDATES) estimated to code that picture smallest."""
+    if model not in (None, choose.AUTO):
+        return [load(model)] * len(pictures)
+    candidates = [load(name) for name in choose.CANDIDATES]
+    return [choose.choose(candidates, [plane] if (plane := network_plane(p)) is not None else [])
+            for p in pictures]
 
 
 def _adapted(m: Model, picture: Picture, steps: int, seed: int, dev: torch.device, stats: Stats,

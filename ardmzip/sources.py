@@ -27,7 +27,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from . import container
-from .errors import InputError
+from .errors import ArdmzipError, InputError
 from .imageio import Picture, picture_from_array, read_picture
 
 # Limits on a source, which archive.py's reader applies to an archive's index too.
@@ -107,6 +107,19 @@ class _Source:
     def pictures(self) -> Iterator[tuple[str, Picture]]:
         raise NotImplementedError
 
+    def sample(self, count: int) -> list[Picture]:
+        """Up to ``count`` of the pictures, spread evenly over the members (all of them when
+        there are no more)."""
+        chosen = set(spread(len(self.names), count))
+        return [p for i, (_, p) in enumerate(self.pictures()) if i in chosen]
+
+
+def spread(n: int, count: int) -> list[int]:
+    """``min(n, count)`` indices spread evenly over range(n), first and last included."""
+    if n <= count:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / max(1, count - 1)) for i in range(count)})
+
 
 class _FolderSource(_Source):
     def __init__(self, root: str, max_pixels: int = container.MAX_PIXELS) -> None:
@@ -133,6 +146,17 @@ class _FolderSource(_Source):
     def pictures(self) -> Iterator[tuple[str, Picture]]:
         for name, full in self.files:
             yield name, read_picture(full, self.max_pixels)
+
+    def sample(self, count: int) -> list[Picture]:
+        """Only the sampled files are read; one that cannot be is left out (writing the archive
+        reports it, in its turn)."""
+        out = []
+        for i in spread(len(self.files), count):
+            try:
+                out.append(read_picture(self.files[i][1], self.max_pixels))
+            except ArdmzipError:
+                continue
+        return out
 
 
 class _ArraySource(_Source):

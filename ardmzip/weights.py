@@ -44,8 +44,9 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "xi-s48": ("xi-s48.npz", "c28893b5d1ca38927c293d5c9f5898c2fca5713435a19676029219a2fd8d403f"),
     "xic-s48": ("xic-s48.npz", "fa17e80ca2be2fd2fc32730a8d34669a12bed3342c148a20b7d05e2279c92ab0"),
     "cifar10-s48": ("cifar10-s48.npz", "e562fe1d027c7250559bf9ca07fac0b9ae1755891825d34155903ffb8423fabc"),
+    "photo-s48": ("photo-s48.npz", "474f5d1de6f4d60e9630e24334da978f1de6d616930f70fca6cd1303e62d18ef"),
 }
-DEFAULT_MODEL = "xic-s48"
+DEFAULT_MODEL = "xic-s48"     # where one model must be named (fit's start); compress picks per image (choose.py)
 
 
 @dataclass

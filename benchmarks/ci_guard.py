@@ -17,7 +17,7 @@ figure is compared with the one recorded in ``benchmarks/ci_baseline.json``:
 - no baseline file                                              -> exit 1, "run --record"
 
 ``--record`` runs the same check and (only if every round trip was exact) writes
-the baseline file atomically. Re-record whenever the shipped default model, the
+the baseline file atomically. Re-record whenever the shipped default models, the
 crop set or the step budget deliberately changes. ardmzip's network is exact
 integer arithmetic, so with the same model, steps and seed the file sizes are
 identical on every machine; the tolerance only leaves room for small deliberate
@@ -48,7 +48,8 @@ from typing import Any
 import numpy as np
 
 from ardmzip import DEFAULT_STEPS, ArdmzipError, compress, decompress
-from ardmzip.weights import DEFAULT_MODEL, load as load_model
+from ardmzip import choose
+from ardmzip.weights import Model, load as load_model
 from benchmarks.codecs import Codec, make_codec
 from benchmarks.compare import compare_pixels, to_hwc
 
@@ -270,6 +271,18 @@ def _roundtrip_ardmzip(image: np.ndarray, steps: int) -> tuple[int | None, float
     return len(data), t1 - t0, t2 - t1, None
 
 
+def default_models() -> tuple[str, str]:
+    """What the default compress codes with, as (name, sha256) for the baseline: the one
+    model, or with model="auto" choosing among several, "auto(a,b,c)" and the sha256 of their
+    sha256s in order (a new candidate, or new weights for one, asks for a re-record). Loading
+    checks every file against its registered sha256."""
+    models: list[Model] = [load_model(name) for name in choose.CANDIDATES]
+    if len(models) == 1:
+        return models[0].name, models[0].sha256
+    joined = ",".join(m.sha256 for m in models)
+    return f"auto({','.join(m.name for m in models)})", hashlib.sha256(joined.encode()).hexdigest()
+
+
 def run_guard(
     steps: int | None = None,
     baseline_path: str | Path = BASELINE_PATH,
@@ -291,7 +304,7 @@ def run_guard(
     steps = DEFAULT_STEPS if steps is None else int(steps)
     if steps < 1:
         raise ValueError("steps must be at least 1")
-    model = load_model(DEFAULT_MODEL)          # checks the file against its registered sha256
+    model_name, model_sha256 = default_models()
     crops = load_crops(images, crop)
     spec = crop_spec(images, crop)
     ref_codecs, notes = _reference_codecs(references)
@@ -329,7 +342,7 @@ def run_guard(
     all_subpixels = sum(r["subpixels"] for r in rows)
     result = GuardResult(
         ok=False, bpsp=total_bits / subpixels if subpixels else float("nan"), total_bits=total_bits,
-        subpixels=subpixels, steps=steps, model=model.name, model_sha256=model.sha256, crop=spec,
+        subpixels=subpixels, steps=steps, model=model_name, model_sha256=model_sha256, crop=spec,
         crops_sha256=crops_sha256(crops), rows=rows,
         references={n: (None if b is None else b / all_subpixels) for n, b in ref_bits.items()},
         failures=failures, notes=notes,

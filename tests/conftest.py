@@ -35,3 +35,20 @@ def invoke(runner):
     def _invoke(*args, input: bytes | None = None):
         return runner.invoke(main, [str(a) for a in args], input=input)
     return _invoke
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_default_model(request):
+    """Most tests were written for one default model: they compare an archive's members with
+    single files, or files with fixtures. ``model="auto"`` (the default) chooses per picture
+    (an archive: once, from a sample), so here it has one candidate, xic-s48, and chooses
+    nothing (no estimates: also faster). Modules that test the choice itself (test_choose.py,
+    and those marked ``auto_model``) see all the candidates. Module-scoped, so that the
+    module-scoped fixtures that code pictures see the same candidates as their tests."""
+    if request.node.get_closest_marker("auto_model") or request.node.path.name == "test_choose.py":
+        yield
+        return
+    from ardmzip import choose
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(choose, "CANDIDATES", choose.CANDIDATES[:1])
+        yield

@@ -23,7 +23,7 @@ import torch
 from PIL import Image, PngImagePlugin
 
 import ardmzip
-from ardmzip import container, weights
+from ardmzip import choose, container, weights
 from ardmzip.files import compress_bytes, decompress_bytes
 
 STEPS = "2"
@@ -310,7 +310,9 @@ def test_info_text(invoke, ardm, good_ardm):
     line = r.stdout.strip()
     assert "\n" not in line
     assert line.startswith(f"{ardm}: 6x5 RGB, {len(good_ardm)} bytes")
-    for text in ("bpsp", f"model {weights.DEFAULT_MODEL}", "2 steps", "seed 0", "pixel crc32", "metadata: none"):
+    model = container.unpack(good_ardm)[0].model_name           # the one "auto" chose
+    assert model in choose.CANDIDATES
+    for text in ("bpsp", f"model {model}", "2 steps", "seed 0", "pixel crc32", "metadata: none"):
         assert text in line
 
 
@@ -321,7 +323,8 @@ def test_info_json_fields(invoke, ardm, good_ardm, rgb_png_bytes):
     assert set(d) == {"mode", "width", "height", "model", "model_hash", "steps", "seed", "pixel_crc32",
                       "metadata", "bytes", "header_bytes", "subpixels", "bpsp", "file", "format_version", "planes"}
     assert (d["mode"], d["width"], d["height"]) == ("RGB", 6, 5)
-    assert (d["model"], d["steps"], d["seed"], d["file"]) == (weights.DEFAULT_MODEL, 2, 0, str(ardm))
+    model = container.unpack(good_ardm)[0].model_name
+    assert (d["model"], d["steps"], d["seed"], d["file"]) == (model, 2, 0, str(ardm))
     assert len(d["model_hash"]) == 16 and int(d["model_hash"], 16) >= 0
     assert d["bytes"] == len(good_ardm)
     _, streams = container.unpack(good_ardm)
@@ -417,7 +420,8 @@ def test_version(invoke):
 def test_models_lists_default(invoke):
     r = invoke("models")
     assert r.exit_code == 0
-    assert f"{weights.DEFAULT_MODEL} (default)" in r.stdout
+    assert "auto (default)" in r.stdout
+    assert all(f"{name} (auto)" in r.stdout for name in choose.CANDIDATES)
     assert all(name in r.stdout for name in weights.REGISTRY)     # older models stay, so their files decode
     assert "sha256" in r.stdout
 

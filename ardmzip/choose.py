@@ -1,0 +1,148 @@
+"""Choosing the model per picture: ``compress(..., model="auto")``, the default.
+
+ardmzip ships more than one network of the same shape: ``xic-s48`` (trained on buildings,
+general photos and CIFAR-10) and ``photo-s48`` (it, fine-tuned on natural photos). Each wins
+on its own kind of picture and loses elsewhere (photo-s48: -0.2 to -0.5% on photos, +0.4% on
+Set14, +0.7% on CIFAR-10), so rather than one default the encoder estimates what each
+candidate would cost on the picture and codes with the cheapest. The file names its model
+as always: decoders need nothing new, and a picture costs the same bits alone as among
+others (an archive, whose members share one model, chooses once for all of them from a
+sample).
+
+The estimate is the ARDM's own: the order-agnostic bound (paper, eq. 4) on a few tiles of
+the picture, each with a random interlaced mask at a stratified reveal fraction, the same
+masks for every candidate (a paired comparison, so most of the masks' noise cancels). Only a
+sample of each tile's hidden variables goes through the head and the exact integer
+frequencies, the coder's own. A picture smaller than a tile is one tile, repeated with
+different masks. Cost: ~0.05-0.07 s per candidate on the 2-core AMD EPYC VM whatever the
+picture's size (per-call overheads), a few percent of coding a photo
+(benchmarks/results/2026-12-02-auto-model).
+
+Not a candidate: ``cifar10-s48``. The tile estimate favours it on photos where the whole
+picture (coded as a pyramid, with far more context than a 48x48 tile) does better with the
+others: with it, auto picked it for 5 of 30 Unsplash30 photos and was worse than
+``photo-s48`` alone (3.2776 against 3.2761 bpsp). Name it (``--model cifar10-s48``) for thumbnails.
+
+Determinism: the integers are exact everywhere; the estimates are float64 logarithms summed
+exactly (math.fsum), which machines could round differently only on a tie to ~1e-15, and a
+tie goes to the earlier candidate. The choice changes the file, never whether it decodes.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .dlm import exact_frequencies
+from .weights import Model
+
+AUTO = "auto"
+CANDIDATES: tuple[str, ...] = ("xic-s48", "photo-s48")
+TILE = 48                  # tile side in pixels
+TILES = 4                  # tiles (masks) per picture
+SAMPLE = 256               # hidden variables per tile through the head
+ARCHIVE_SAMPLE = 16        # pictures an archive's choice looks at
+
+
+def tile_origins(h: int, w: int, tile: int = TILE, count: int = TILES) -> list[tuple[int, int]]:
+    """``count`` top-left corners of tile x tile windows spread over an h x w picture: the
+    picture cut into a grid of about square cells, a window centred on each (repeated, in
+    order, when fewer distinct windows fit)."""
+    th, tw = min(tile, h), min(tile, w)
+    rows = max(1, min(int(np.sqrt(count * h / w) + 0.5), h // th, count))
+    cols = max(1, min(count // rows, w // tw))
+    ys = [min(h - th, max(0, round((i + 0.5) * h / rows - th / 2))) for i in range(rows)]
+    xs = [min(w - tw, max(0, round((j + 0.5) * w / cols - tw / 2))) for j in range(cols)]
+    grid = [(y, x) for y in ys for x in xs]
+    return [grid[i % len(grid)] for i in range(count)]
+
+
+def interlaced_masks(b: int, h: int, w: int, gray: bool, seed: int) -> torch.Tensor:
+    """(b, 3, h, w) int32 masks, 1 = revealed: the even-even grid first, then the rest, random
+    within each; mask i reveals a fraction in [i/b, (i+1)/b) of the variables (stratified)."""
+    g = torch.Generator().manual_seed(seed)
+    keys = torch.rand(b, 3, h, w, generator=g, dtype=torch.float64)
+    if gray:
+        keys = keys[:, :1].expand(-1, 3, -1, -1)
+    coarse = (torch.arange(h).view(h, 1) % 2 == 0) & (torch.arange(w).view(1, w) % 2 == 0)
+    keys = keys - coarse.to(torch.float64)             # coarse keys in [-1, 0): first
+    d = h * w if gray else 3 * h * w
+    fraction = (torch.arange(b, dtype=torch.float64) + torch.rand(b, generator=g, dtype=torch.float64)) / b
+    revealed = (fraction * d).floor().long()
+    ranks = keys.reshape(b, -1).argsort(1).argsort(1).view(b, 3, h, w)
+    if gray:
+        ranks = ranks // 3
+    return (ranks < revealed.view(b, 1, 1, 1)).to(torch.int32)
+
+
+def _tiles(plane: np.ndarray, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A plane's TILES tiles as the network sees them, their masks, and the sample: (values
+    (b, 3, th, tw) long, masks (b, 3, th, tw) int32, tile (n,), variable (n,) over (3, th, tw))
+    of up to SAMPLE hidden variables a tile. Drawn from the plane and ``seed`` alone, so a
+    plane's estimate does not depend on the planes it is batched with."""
+    gray = plane.ndim == 2
+    h, w = plane.shape[:2]
+    th, tw = min(TILE, h), min(TILE, w)
+    tiles = np.stack([plane[y:y + th, x:x + tw] for y, x in tile_origins(h, w)])
+    values = torch.from_numpy(tiles).long()
+    values = values.unsqueeze(1).expand(-1, 3, -1, -1) if gray else values.permute(0, 3, 1, 2)
+    b = len(tiles)
+    masks = interlaced_masks(b, th, tw, gray, seed)
+    hidden = masks == 0
+    if gray:
+        hidden[:, 1:] = False
+    g = torch.Generator().manual_seed(seed + 1)
+    keys = torch.rand(hidden.shape, generator=g, dtype=torch.float64).masked_fill_(~hidden, 2.0)
+    picked = keys.reshape(b, -1).argsort(1)[:, :SAMPLE]
+    counts = hidden.reshape(b, -1).sum(1).clamp(max=SAMPLE)
+    keep = torch.arange(picked.shape[1]).view(1, -1) < counts.view(b, 1)
+    tile = torch.arange(b).view(b, 1).expand_as(picked)[keep]
+    return values.contiguous(), masks, tile, picked[keep]
+
+
+@torch.no_grad()
+def estimate_many(model: Model, planes: list[np.ndarray], seed: int = 0) -> list[float]:
+    """``estimate_bits`` of each plane, planes whose tiles have one shape through the network
+    together (the same numbers as one by one: the network is exact integers per pixel)."""
+    net = model.net_on("cpu")
+    parts = [_tiles(p, seed) for p in planes]
+    groups: dict[tuple, list[int]] = {}
+    for i, (values, _, _, _) in enumerate(parts):
+        groups.setdefault((values.shape, planes[i].ndim), []).append(i)
+    out = [0.0] * len(planes)
+    for (shape, _), members in groups.items():
+        b, _, th, tw = shape
+        values = torch.cat([parts[i][0] for i in members])
+        feats, anchors = net.trunk(values, torch.cat([parts[i][1] for i in members]))
+        rows = feats.permute(0, 2, 3, 1).reshape(len(members) * b * th * tw, -1)          # a view (channels last)
+        tile = torch.cat([parts[i][2] + k * b for k, i in enumerate(members)])
+        var = torch.cat([parts[i][3] for i in members])
+        slot, pix = var // (th * tw), var % (th * tw)
+        params = net.head(rows.index_select(0, tile * th * tw + pix).contiguous())         # (n, 3, 3, M)
+        params = params[torch.arange(len(var)), slot].contiguous()
+        freq = exact_frequencies(params, anchors.reshape(-1, 3, th * tw)[tile, slot, pix].contiguous()).numpy()
+        symbols = values.reshape(-1, 3, th * tw)[tile, slot, pix].numpy()
+        bits = np.log2(freq.sum(1, dtype=np.float64)) - np.log2(freq[np.arange(len(var)), symbols].astype(np.float64))
+        total = np.bincount(tile.numpy(), bits, minlength=len(members) * b)
+        counts = np.bincount(tile.numpy(), minlength=len(members) * b)
+        per_tile = (total / np.maximum(counts, 1)).reshape(len(members), b)
+        for k, i in enumerate(members):
+            out[i] = math.fsum(per_tile[k]) / b          # exactly rounded sums: no order to differ
+    return out
+
+
+def estimate_bits(model: Model, plane: np.ndarray, seed: int = 0) -> float:
+    """Estimated bits per subpixel of ``model`` coding ``plane`` ((H, W) gray or (H, W, 3)
+    uint8): the mean over TILES tiles of the bits per hidden variable (D/(D-t+1) x their sum,
+    over D), each from SAMPLE of them."""
+    return estimate_many(model, [plane], seed)[0]
+
+
+def choose(models: list[Model], planes: list[np.ndarray], seed: int = 0) -> Model:
+    """The model of ``models`` with the fewest estimated bits over ``planes`` (weighted by
+    their subpixels); the first on a tie or with no planes."""
+    if len(models) == 1 or not planes:
+        return models[0]
+    costs = [math.fsum(e * p.size for e, p in zip(estimate_many(m, planes, seed), planes)) for m in models]
+    return models[int(np.argmin(costs))]
