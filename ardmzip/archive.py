@@ -99,8 +99,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from . import choose, codec, container, jit, weights
-from .codec import (DEFAULT_STEPS, check_steps, compress_pictures, decompress_picture, decompress_pictures,
-                    network_plane, pixel_crc)
+from .codec import DEFAULT_STEPS, check_steps, compress_pictures, decompress_picture, decompress_pictures, pixel_crc
 from .errors import FormatError, InputError, ModelMismatch, OutputError
 from .imageio import MODE_CHANNELS, PNG_LEVEL, Picture, check_png_level, commit_file
 from .jobs import Jobs, _batches, _ordered_map, _read_ahead
@@ -1070,11 +1069,8 @@ def _choose_model(model: str | os.PathLike | None, carry_model: bool, src: _Sour
     """A registered model is named (carried only with ``carry_model``); a model file that is
     not registered is always carried, so the archive decodes anywhere. None or "auto": the
     candidate estimated to code a sample of the source's pictures smallest (choose.py)."""
-    if (model is None or model == choose.AUTO) and len(choose.CANDIDATES) > 1:
-        planes = [p for p in map(network_plane, src.sample(choose.ARCHIVE_SAMPLE)) if p is not None]
-        m = choose.choose([weights.load(name) for name in choose.CANDIDATES], planes)
-    elif model is None or model == choose.AUTO:
-        m = weights.load(choose.CANDIDATES[0])
+    if model is None or model == choose.AUTO:       # one candidate: nothing to sample
+        m = codec.auto_model(src.sample(choose.ARCHIVE_SAMPLE) if len(choose.CANDIDATES) > 1 else [])
     else:
         m = weights.load(model)
     registered = weights.registered_name(m.sha256)

@@ -902,12 +902,27 @@ def network_plane(picture: Picture) -> np.ndarray | None:
 
 def pictures_models(pictures: list[Picture], model: str | None = None) -> list[Model]:
     """The model each picture is coded with: ``model`` for all of them, or with None or
-    "auto" the candidate (choose.CANDIDATES) estimated to code that picture smallest."""
+    "auto" the candidate (choose.CANDIDATES) estimated to code that picture smallest; the
+    pictures' estimates share network calls (each the same as alone)."""
     if model not in (None, choose.AUTO):
         return [load(model)] * len(pictures)
     candidates = [load(name) for name in choose.CANDIDATES]
-    return [choose.choose(candidates, [plane] if (plane := network_plane(p)) is not None else [])
-            for p in pictures]
+    if len(candidates) == 1:
+        return candidates * len(pictures)
+    planes = [network_plane(p) for p in pictures]
+    coded = [i for i, plane in enumerate(planes) if plane is not None]
+    costs = np.array([choose.estimate_many(m, [planes[i] for i in coded]) for m in candidates]).reshape(
+        len(candidates), len(coded))
+    out = [candidates[0]] * len(pictures)
+    for k, i in enumerate(coded):
+        out[i] = candidates[int(np.argmin(costs[:, k]))]           # the first on a tie, as choose.choose
+    return out
+
+
+def auto_model(pictures: list[Picture]) -> Model:
+    """The one candidate estimated to code all of ``pictures`` smallest (an archive's choice)."""
+    planes = [plane for plane in map(network_plane, pictures) if plane is not None]
+    return choose.choose([load(name) for name in choose.CANDIDATES], planes)
 
 
 def _adapted(m: Model, picture: Picture, steps: int, seed: int, dev: torch.device, stats: Stats,

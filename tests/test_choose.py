@@ -136,12 +136,11 @@ def test_auto_codes_each_picture_with_its_own_choice_and_the_same_bytes_as_alone
     for it; each decodes exactly; a named model overrides the choice."""
     a, b = smooth_image(12, 14, 3, seed=5), smooth_image(12, 14, 3, seed=6)
     choice = {a.tobytes(): "photo-s48", b.tobytes(): "xic-s48"}
-    real = choose.choose
+    real = choose.estimate_many
 
-    def fake_choose(models, planes, seed=0):
-        assert len(planes) == 1
-        return next(m for m in models if m.name == choice[planes[0].tobytes()])
-    monkeypatch.setattr(choose, "choose", fake_choose)
+    def fake_estimates(model, planes, seed=0):            # the chosen model's estimate is the lowest
+        return [0.0 if model.name == choice[p.tobytes()] else 1.0 for p in planes]
+    monkeypatch.setattr(choose, "estimate_many", fake_estimates)
     together = codec.compress_pictures([picture_from_array(a), picture_from_array(b)])
     alone = [ardmzip.compress(a), ardmzip.compress(b)]
     assert together == alone
@@ -150,7 +149,7 @@ def test_auto_codes_each_picture_with_its_own_choice_and_the_same_bytes_as_alone
         assert np.array_equal(ardmzip.decompress(f), x)
     assert together[0] == ardmzip.compress(a, model="auto") == ardmzip.compress(a, model="photo-s48")
     assert _header(ardmzip.compress(a, model="cifar10-s48")).model_name == "cifar10-s48"     # named: not a candidate
-    monkeypatch.setattr(choose, "choose", real)
+    monkeypatch.setattr(choose, "estimate_many", real)
     name = _header(ardmzip.compress(a)).model_name
     assert name in choose.CANDIDATES
 
