@@ -212,7 +212,7 @@ class IntConv:
             return None
         if self._gemm is None:
             self._gemm = ((OneDNNConv.of(self) if ONEDNN_QCONV else None)
-                          or (Int8Weights.of(self) if INT8_GEMM else None) or False)
+                          or (Int8Weights.of(self) if INT8_GEMM and int8_gemm_pays() else None) or False)
         return self._gemm or None
 
     def linear(self, x: torch.Tensor) -> torch.Tensor:
@@ -223,7 +223,7 @@ class IntConv:
     def linear_int8(self, x: torch.Tensor) -> torch.Tensor | None:
         """``linear`` of int8 rows (N, Cin) as an int8 GEMM (torch._int_mm; exact integers):
         int32 (N, Cout), or None where that does not run (not a 1x1 layer on the CPU, no
-        int8 GEMM, a scale above 1, 16 rows or fewer)."""
+        int8 GEMM or a slower one than float32's, a scale above 1, 16 rows or fewer)."""
         if self._rows8 is None:
             w = self.weight
             ok = INT8_GEMM and w.device.type == "cpu" and w.shape[2:] == (1, 1) and w.shape[1] % 8 == 0
@@ -232,7 +232,8 @@ class IntConv:
                 pad = 8 - gemm.matrix.shape[1] % 8
                 gemm = replace(gemm, matrix=F.pad(gemm.matrix, (0, pad)).contiguous())
             self._rows8 = gemm or False
-        if not self._rows8 or x.dtype != torch.int8 or x.device.type != "cpu" or len(x) <= 16:
+        if not self._rows8 or x.dtype != torch.int8 or x.device.type != "cpu" or len(x) <= 16 \
+                or not int8_gemm_pays():
             return None
         gemm, cout = self._rows8, self.weight.shape[0]
         acc = torch._int_mm(x.contiguous(), gemm.matrix)[:, :cout]
@@ -304,6 +305,37 @@ def _int8_gemm_works() -> bool:
 
 
 INT8_GEMM = _int8_gemm_works()
+INT8_GEMM_PAYS: bool | None = None      # decided on first use (int8_gemm_pays); tests may set it
+
+
+def int8_gemm_pays() -> bool:
+    """Whether torch._int_mm beats a float32 matrix product on this CPU (timed once per
+    process on a head-sized product, best of three each). Both give the same integers, so
+    the choice changes only the time: on CPUs with VNNI or AMX the int8 GEMM is the faster
+    (1.5-3x), but where torch has no fast int8 kernel for the CPU (an AVX2-only AMD EPYC:
+    1.4 GMAC/s against float32's 35) it is 25x slower."""
+    global INT8_GEMM_PAYS
+    if INT8_GEMM_PAYS is None:
+        INT8_GEMM_PAYS = INT8_GEMM and _int8_faster()
+    return INT8_GEMM_PAYS
+
+
+def _int8_faster(rows: int = 4096, width: int = 64) -> bool:
+    import time
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(-128, 128, (rows, width), generator=g, dtype=torch.int8)
+    b = torch.randint(-127, 128, (width, width), generator=g, dtype=torch.int8)
+    af, bf = a.float(), b.float()
+
+    def best(product) -> float:
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            product()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+    with full_fp32():
+        return best(lambda: torch._int_mm(a, b)) < best(lambda: af @ bf)
 GEMM_ROWS = 1 << 15          # output pixels per GEMM: the int8 im2col block stays ~14 MB at 48 channels
 
 
