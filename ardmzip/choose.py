@@ -18,10 +18,12 @@ different masks. Cost: ~0.05-0.07 s per candidate on the 2-core AMD EPYC VM what
 picture's size (per-call overheads), a few percent of coding a photo
 (benchmarks/results/2026-12-02-auto-model).
 
-Not a candidate: ``cifar10-s48``. The tile estimate favours it on photos where the whole
+``cifar10-s48`` (fitted to whole 32x32 pictures) is a candidate only for pictures that fit
+in one tile (``SMALL_CANDIDATES``), where the estimate sees the whole picture, borders and
+all, as the coder does. On larger pictures the tiles' estimate favours it where the whole
 picture (coded as a pyramid, with far more context than a 48x48 tile) does better with the
-others: with it, auto picked it for 5 of 30 Unsplash30 photos and was worse than
-``photo-s48`` alone (3.2776 against 3.2761 bpsp). Name it (``--model cifar10-s48``) for thumbnails.
+others: as a candidate for every picture, auto picked it for 5 of 30 Unsplash30 photos and
+was worse than ``photo-s48`` alone (3.2776 against 3.2761 bpsp).
 
 Determinism: the integers are exact everywhere; the estimates are float64 logarithms summed
 exactly (math.fsum), which machines could round differently only on a tie to ~1e-15, and a
@@ -38,7 +40,8 @@ from .dlm import exact_frequencies
 from .weights import Model
 
 AUTO = "auto"
-CANDIDATES: tuple[str, ...] = ("xic-s48", "photo-s48")
+CANDIDATES: tuple[str, ...] = ("xic-s48", "photo-s48")      # for every picture
+SMALL_CANDIDATES: tuple[str, ...] = ("cifar10-s48",)        # also for pictures within one tile
 TILE = 48                  # tile side in pixels
 TILES = 4                  # tiles (masks) per picture
 SAMPLE = 256               # hidden variables per tile through the head
@@ -56,6 +59,14 @@ def tile_origins(h: int, w: int, tile: int = TILE, count: int = TILES) -> list[t
     xs = [min(w - tw, max(0, round((j + 0.5) * w / cols - tw / 2))) for j in range(cols)]
     grid = [(y, x) for y in ys for x in xs]
     return [grid[i % len(grid)] for i in range(count)]
+
+
+def candidates(shapes: list[tuple[int, ...]]) -> tuple[str, ...]:
+    """The candidates for pictures (or one archive's) of these plane shapes: CANDIDATES, and
+    SMALL_CANDIDATES too where every one fits in one TILE x TILE tile (so that the estimate
+    covers each whole picture)."""
+    small = bool(shapes) and all(s[0] <= TILE and s[1] <= TILE for s in shapes)
+    return CANDIDATES + SMALL_CANDIDATES if small else CANDIDATES
 
 
 def interlaced_masks(b: int, h: int, w: int, gray: bool, seed: int) -> torch.Tensor:

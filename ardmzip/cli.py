@@ -761,11 +761,13 @@ def list_cmd(sources, as_json):
 @main.command("models")
 def models_cmd():
     """List the models this ardmzip has."""
-    from .choose import CANDIDATES
+    from .choose import CANDIDATES, SMALL_CANDIDATES, TILE
     from .weights import REGISTRY
-    click.echo(f"auto (default): per image, the one of {', '.join(CANDIDATES)} estimated to code it smallest")
+    small = f" (and {', '.join(SMALL_CANDIDATES)} for images up to {TILE}x{TILE})" if SMALL_CANDIDATES else ""
+    click.echo(f"auto (default): per image, the one of {', '.join(CANDIDATES)}{small} estimated to code it smallest")
     for name, (fname, sha) in sorted(REGISTRY.items()):
-        click.echo(f"{name}{' (auto)' if name in CANDIDATES else ''}: {fname} sha256 {sha}")
+        mark = " (auto)" if name in CANDIDATES else f" (auto, up to {TILE}x{TILE})" if name in SMALL_CANDIDATES else ""
+        click.echo(f"{name}{mark}: {fname} sha256 {sha}")
 
 
 @main.command("fit")

@@ -902,27 +902,29 @@ def network_plane(picture: Picture) -> np.ndarray | None:
 
 def pictures_models(pictures: list[Picture], model: str | None = None) -> list[Model]:
     """The model each picture is coded with: ``model`` for all of them, or with None or
-    "auto" the candidate (choose.CANDIDATES) estimated to code that picture smallest; the
-    pictures' estimates share network calls (each the same as alone)."""
+    "auto" the candidate (``choose.candidates`` of its size) estimated to code that picture
+    smallest; the pictures' estimates share network calls (each the same as alone)."""
     if model not in (None, choose.AUTO):
         return [load(model)] * len(pictures)
-    candidates = [load(name) for name in choose.CANDIDATES]
-    if len(candidates) == 1:
-        return candidates * len(pictures)
+    if len(choose.CANDIDATES + choose.SMALL_CANDIDATES) == 1:
+        return [load(choose.CANDIDATES[0])] * len(pictures)
     planes = [network_plane(p) for p in pictures]
     coded = [i for i, plane in enumerate(planes) if plane is not None]
-    costs = np.array([choose.estimate_many(m, [planes[i] for i in coded]) for m in candidates]).reshape(
-        len(candidates), len(coded))
-    out = [candidates[0]] * len(pictures)
-    for k, i in enumerate(coded):
-        out[i] = candidates[int(np.argmin(costs[:, k]))]           # the first on a tie, as choose.choose
+    names = {i: choose.candidates([planes[i].shape]) for i in coded}
+    costs: dict[tuple[str, int], float] = {}
+    for name in dict.fromkeys(n for i in coded for n in names[i]):          # each candidate once, in order
+        mine = [i for i in coded if name in names[i]]
+        costs.update(zip(((name, i) for i in mine), choose.estimate_many(load(name), [planes[i] for i in mine])))
+    out = [load(choose.CANDIDATES[0])] * len(pictures)
+    for i in coded:                 # the first candidate on a tie, as choose.choose
+        out[i] = load(min(names[i], key=lambda n: (costs[n, i], names[i].index(n))))
     return out
 
 
 def auto_model(pictures: list[Picture]) -> Model:
     """The one candidate estimated to code all of ``pictures`` smallest (an archive's choice)."""
     planes = [plane for plane in map(network_plane, pictures) if plane is not None]
-    return choose.choose([load(name) for name in choose.CANDIDATES], planes)
+    return choose.choose([load(name) for name in choose.candidates([p.shape for p in planes])], planes)
 
 
 def _adapted(m: Model, picture: Picture, steps: int, seed: int, dev: torch.device, stats: Stats,

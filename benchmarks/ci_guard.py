@@ -275,7 +275,8 @@ def default_models() -> tuple[str, str]:
     """What the default compress codes with, as (name, sha256) for the baseline: the one
     model, or with model="auto" choosing among several, "auto(a,b,c)" and the sha256 of their
     sha256s in order (a new candidate, or new weights for one, asks for a re-record). Loading
-    checks every file against its registered sha256."""
+    checks every file against its registered sha256. (choose.SMALL_CANDIDATES code only
+    pictures within one 48x48 tile, never the guard's 96x96 crops.)"""
     models: list[Model] = [load_model(name) for name in choose.CANDIDATES]
     if len(models) == 1:
         return models[0].name, models[0].sha256
