@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -321,7 +322,6 @@ def int8_gemm_pays() -> bool:
 
 
 def _int8_faster(rows: int = 4096, width: int = 64) -> bool:
-    import time
     g = torch.Generator().manual_seed(0)
     a = torch.randint(-128, 128, (rows, width), generator=g, dtype=torch.int8)
     b = torch.randint(-127, 128, (width, width), generator=g, dtype=torch.int8)
@@ -336,6 +336,8 @@ def _int8_faster(rows: int = 4096, width: int = 64) -> bool:
         return min(times)
     with full_fp32():
         return best(lambda: torch._int_mm(a, b)) < best(lambda: af @ bf)
+
+
 GEMM_ROWS = 1 << 15          # output pixels per GEMM: the int8 im2col block stays ~14 MB at 48 channels
 
 
