@@ -87,6 +87,11 @@ def interlaced_masks(b: int, h: int, w: int, gray: bool, seed: int) -> torch.Ten
     return (ranks < revealed.view(b, 1, 1, 1)).to(torch.int32)
 
 
+def tiles_of(planes: list[np.ndarray], seed: int = 0) -> list[tuple]:
+    """Each plane's tiles, masks and sample (``_tiles``): the same for every candidate."""
+    return [_tiles(p, seed) for p in planes]
+
+
 def _tiles(plane: np.ndarray, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A plane's TILES tiles as the network sees them, their masks, and the sample: (values
     (b, 3, th, tw) long, masks (b, 3, th, tw) int32, tile (n,), variable (n,) over (3, th, tw))
@@ -113,11 +118,12 @@ def _tiles(plane: np.ndarray, seed: int) -> tuple[torch.Tensor, torch.Tensor, to
 
 
 @torch.no_grad()
-def estimate_many(model: Model, planes: list[np.ndarray], seed: int = 0) -> list[float]:
+def estimate_many(model: Model, planes: list[np.ndarray], seed: int = 0, tiles: list[tuple] | None = None) -> list[float]:
     """``estimate_bits`` of each plane, planes whose tiles have one shape through the network
-    together (the same numbers as one by one: the network is exact integers per pixel)."""
+    together (the same numbers as one by one: the network is exact integers per pixel).
+    ``tiles``: the planes' ``tiles_of`` with this seed, drawn once for every candidate."""
     net = model.net_on("cpu")
-    parts = [_tiles(p, seed) for p in planes]
+    parts = tiles_of(planes, seed) if tiles is None else tiles
     groups: dict[tuple, list[int]] = {}
     for i, (values, _, _, _) in enumerate(parts):
         groups.setdefault((values.shape, planes[i].ndim), []).append(i)
@@ -155,5 +161,6 @@ def choose(models: list[Model], planes: list[np.ndarray], seed: int = 0) -> Mode
     their subpixels); the first on a tie or with no planes."""
     if len(models) == 1 or not planes:
         return models[0]
-    costs = [math.fsum(e * p.size for e, p in zip(estimate_many(m, planes, seed), planes)) for m in models]
+    tiles = tiles_of(planes, seed)
+    costs = [math.fsum(e * p.size for e, p in zip(estimate_many(m, planes, seed, tiles), planes)) for m in models]
     return models[int(np.argmin(costs))]

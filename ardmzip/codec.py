@@ -911,10 +911,12 @@ def pictures_models(pictures: list[Picture], model: str | None = None) -> list[M
     planes = [network_plane(p) for p in pictures]
     coded = [i for i, plane in enumerate(planes) if plane is not None]
     names = {i: choose.candidates([planes[i].shape]) for i in coded}
+    tiles = dict(zip(coded, choose.tiles_of([planes[i] for i in coded])))      # drawn once for all candidates
     costs: dict[tuple[str, int], float] = {}
     for name in dict.fromkeys(n for i in coded for n in names[i]):          # each candidate once, in order
         mine = [i for i in coded if name in names[i]]
-        costs.update(zip(((name, i) for i in mine), choose.estimate_many(load(name), [planes[i] for i in mine])))
+        costs.update(zip(((name, i) for i in mine), choose.estimate_many(
+            load(name), [planes[i] for i in mine], tiles=[tiles[i] for i in mine])))
     out = [load(choose.CANDIDATES[0])] * len(pictures)
     for i in coded:                 # the first candidate on a tie, as choose.choose
         out[i] = load(min(names[i], key=lambda n: (costs[n, i], names[i].index(n))))

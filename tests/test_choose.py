@@ -106,6 +106,10 @@ def test_estimates_do_not_depend_on_the_batch():
     together = choose.estimate_many(m, planes)
     assert together == [choose.estimate_bits(m, p) for p in planes]
     assert together[::-1] == choose.estimate_many(m, planes[::-1])
+    tiles = choose.tiles_of(planes)             # drawn once, shared by the candidates: the same numbers
+    assert choose.estimate_many(m, planes, tiles=tiles) == together
+    assert choose.estimate_many(weights.load("xic-s48"), planes, tiles=tiles) == choose.estimate_many(
+        weights.load("xic-s48"), planes)
 
 
 def test_estimate_tracks_coded_size_and_is_deterministic():
@@ -138,7 +142,7 @@ def test_auto_codes_each_picture_with_its_own_choice_and_the_same_bytes_as_alone
     choice = {a.tobytes(): "photo-s48", b.tobytes(): "xic-s48"}
     real = choose.estimate_many
 
-    def fake_estimates(model, planes, seed=0):            # the chosen model's estimate is the lowest
+    def fake_estimates(model, planes, seed=0, tiles=None):      # the chosen model's estimate is the lowest
         return [0.0 if model.name == choice[p.tobytes()] else 1.0 for p in planes]
     monkeypatch.setattr(choose, "estimate_many", fake_estimates)
     together = codec.compress_pictures([picture_from_array(a), picture_from_array(b)])
@@ -170,7 +174,7 @@ def test_a_small_candidate_is_estimated_and_chosen_only_for_small_pictures(monke
     small, large = smooth_image(20, 30, 3, seed=7), smooth_image(choose.TILE + 2, 30, 3, seed=8)
     asked = {}
 
-    def fake_estimates(model, planes, seed=0):
+    def fake_estimates(model, planes, seed=0, tiles=None):
         asked.setdefault(model.name, []).extend(p.shape for p in planes)
         return [{"xic-s48": 2.0, "photo-s48": 1.5}.get(model.name, 1.0) for p in planes]
     monkeypatch.setattr(choose, "estimate_many", fake_estimates)
