@@ -1007,7 +1007,7 @@ def test_cli_carried_model(invoke, npz_arrays, model_file, tmp_path, elsewhere):
     weights._KNOWN.clear()
     size = len(xz(model_file.read_bytes()))
     r = invoke("info", tmp_path / "d.ardm")
-    assert r.exit_code == 0 and f"model thumbs (" in r.stdout and f"carried ({size} bytes, xz)" in r.stdout, r.stdout
+    assert r.exit_code == 0 and "model thumbs (" in r.stdout and f"carried ({size} bytes, xz)" in r.stdout, r.stdout
     rows = [json.loads(line) for line in invoke("list", "--json", tmp_path / "d.ardm").stdout.splitlines()]
     assert {(row["model"], row["model_source"]) for row in rows} == {("thumbs", f"carried ({size} bytes, xz)")}
     assert f"carried ({size} bytes, xz)" in invoke("list", tmp_path / "d.ardm").stdout

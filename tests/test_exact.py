@@ -380,7 +380,7 @@ def test_row_buffer_keeps_its_zero_columns():
     growing keeps the kept rows and their zero columns."""
     from ardmzip.model import RowBuffer
     rb = RowBuffer()
-    kept, first = {}, 0
+    kept = {}
     g = torch.Generator().manual_seed(2)
     for count in [5, 3, 4, 4, 9, 2, 6, 1]:
         view = rb.claim(count, 1, 3, 7, torch.device("cpu"), torch.int8, pad=2)
