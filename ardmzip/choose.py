@@ -14,9 +14,10 @@ the picture, each with a random interlaced mask at a stratified reveal fraction,
 masks for every candidate (a paired comparison, so most of the masks' noise cancels). Only a
 sample of each tile's hidden variables goes through the head and the exact integer
 frequencies, the coder's own. A picture smaller than a tile is one tile, repeated with
-different masks. Cost: ~0.05-0.07 s per candidate on the 2-core AMD EPYC VM whatever the
-picture's size (per-call overheads), a few percent of coding a photo
-(benchmarks/results/2026-12-02-auto-model).
+different masks. Cost on the 2-core AMD EPYC VM: ~0.05-0.07 s per candidate for one picture
+of any size (per-call overheads), a few percent of coding a photo
+(benchmarks/results/2026-12-02-auto-model); thumbnails estimated together, 40-43 ms a
+picture for three candidates, against ~32 ms to code one (2026-12-02-small-candidates).
 
 ``cifar10-s48`` (fitted to whole 32x32 pictures) is a candidate only for pictures that fit
 in one tile (``SMALL_CANDIDATES``), where the estimate sees the whole picture, borders and
