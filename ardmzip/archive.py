@@ -1070,8 +1070,7 @@ def _choose_model(model: str | os.PathLike | None, carry_model: bool, src: _Sour
     not registered is always carried, so the archive decodes anywhere. None or "auto": the
     candidate estimated to code a sample of the source's pictures smallest (choose.py)."""
     if model is None or model == choose.AUTO:       # one candidate: nothing to sample
-        m = codec.auto_model(src.sample(choose.ARCHIVE_SAMPLE)
-                             if len(choose.CANDIDATES + choose.SMALL_CANDIDATES) > 1 else [])
+        m = codec.auto_model(src.sample(choose.ARCHIVE_SAMPLE) if choose.only_candidate() is None else [])
     else:
         m = weights.load(model)
     registered = weights.registered_name(m.sha256)

@@ -70,6 +70,12 @@ def candidates(shapes: list[tuple[int, ...]]) -> tuple[str, ...]:
     return CANDIDATES + SMALL_CANDIDATES if small else CANDIDATES
 
 
+def only_candidate() -> str | None:
+    """The one model auto can choose, where there is just one (then nothing is estimated), else None."""
+    names = CANDIDATES + SMALL_CANDIDATES
+    return names[0] if len(names) == 1 else None
+
+
 def interlaced_masks(b: int, h: int, w: int, gray: bool, seed: int) -> torch.Tensor:
     """(b, 3, h, w) int32 masks, 1 = revealed: the even-even grid first, then the rest, random
     within each; mask i reveals a fraction in [i/b, (i+1)/b) of the variables (stratified)."""

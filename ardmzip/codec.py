@@ -890,8 +890,7 @@ def compress_pictures(pictures: list[Picture], steps: int | None = None, model: 
 def network_plane(picture: Picture) -> np.ndarray | None:
     """The plane of ``picture`` the network codes ((H, W) or (H, W, 3) uint8; the high bytes
     of a 16-bit picture), or None where none is (a constant picture)."""
-    eight = lowbyte.split(picture.pixels)[0] if picture.mode in container.SIXTEEN_BIT_MODES else picture.pixels
-    plane = eight[..., 0] if eight.shape[2] <= 2 else eight[..., :3]
+    plane = _color(_eight_bit(picture))
     flat = plane.reshape(-1, 1 if plane.ndim == 2 else 3)          # _route's first two cases, cheaply
     if (flat == flat[0]).all():
         return None
@@ -900,14 +899,24 @@ def network_plane(picture: Picture) -> np.ndarray | None:
     return plane
 
 
+def _eight_bit(picture: Picture) -> np.ndarray:
+    """The picture's pixels the ARDM codes: as they are, or a 16-bit picture's high bytes."""
+    return lowbyte.split(picture.pixels)[0] if picture.mode in container.SIXTEEN_BIT_MODES else picture.pixels
+
+
+def _color(pixels: np.ndarray) -> np.ndarray:
+    """The colour plane of (H, W, C) pixels: (H, W) for gray (C <= 2), else (H, W, 3); alpha apart."""
+    return pixels[..., 0] if pixels.shape[2] <= 2 else pixels[..., :3]
+
+
 def pictures_models(pictures: list[Picture], model: str | None = None) -> list[Model]:
     """The model each picture is coded with: ``model`` for all of them, or with None or
     "auto" the candidate (``choose.candidates`` of its size) estimated to code that picture
     smallest; the pictures' estimates share network calls (each the same as alone)."""
     if model not in (None, choose.AUTO):
         return [load(model)] * len(pictures)
-    if len(choose.CANDIDATES + choose.SMALL_CANDIDATES) == 1:
-        return [load(choose.CANDIDATES[0])] * len(pictures)
+    if (only := choose.only_candidate()) is not None:
+        return [load(only)] * len(pictures)
     planes = [network_plane(p) for p in pictures]
     coded = [i for i, plane in enumerate(planes) if plane is not None]
     names = {i: choose.candidates([planes[i].shape]) for i in coded}
@@ -918,8 +927,8 @@ def pictures_models(pictures: list[Picture], model: str | None = None) -> list[M
         costs.update(zip(((name, i) for i in mine), choose.estimate_many(
             load(name), [planes[i] for i in mine], tiles=[tiles[i] for i in mine])))
     out = [load(choose.CANDIDATES[0])] * len(pictures)
-    for i in coded:                 # the first candidate on a tie, as choose.choose
-        out[i] = load(min(names[i], key=lambda n: (costs[n, i], names[i].index(n))))
+    for i in coded:                 # min keeps the first candidate on a tie, as choose.choose
+        out[i] = load(min(names[i], key=lambda n: costs[n, i]))
     return out
 
 
@@ -933,7 +942,7 @@ def _adapted(m: Model, picture: Picture, steps: int, seed: int, dev: torch.devic
              progress: bool | PictureBar, adapt_steps: int) -> bytes:
     """The smaller of ``picture``'s file with ``m`` and with ``m`` adapted to it (adapt.py)."""
     from . import adapt
-    eight = lowbyte.split(picture.pixels)[0] if picture.mode in container.SIXTEEN_BIT_MODES else picture.pixels
+    eight = _eight_bit(picture)
     color = eight[..., :1] if eight.shape[2] <= 2 else eight[..., :3]
     tuned, stream = adapt.adapt(m, color, adapt_steps, seed, progress)
     costs = [Stats(measure_ideal=stats.measure_ideal) for _ in range(2)]
@@ -955,7 +964,7 @@ def _code_pictures(m: Model, pictures: list[Picture], steps: int, seed: int, dev
     # 16-bit pictures: the ARDM codes their high bytes like any 8-bit picture's planes
     split = {i: lowbyte.split(p.pixels) for i, p in enumerate(pictures) if p.mode in container.SIXTEEN_BIT_MODES}
     eight = [split[i][0] if i in split else p.pixels for i, p in enumerate(pictures)]
-    colors = [px[..., 0] if px.shape[2] <= 2 else px[..., :3] for px in eight]
+    colors = [_color(px) for px in eight]
     color_streams = encode_planes(m, colors, steps, seed, dev, stats, progress, version)
     with_alpha = [i for i, p in enumerate(pictures) if p.pixels.shape[2] in (2, 4)]
     alpha_streams = dict(zip(with_alpha, encode_planes(m, [eight[i][..., -1] for i in with_alpha],
