@@ -47,10 +47,11 @@ are CRC32 (zlib), 4 bytes little-endian::
 
 A member's stream count comes from its mode and its .ardm format version from its streams
 (``_streams_version``). An array member thus costs its streams plus 4 bytes and a varint
-per stream (about 6 bytes for a 32x32 picture); the fixed overhead is a header and a footer
-smaller than one single .ardm file's header, so an archive of one image is no larger than its
-single file but for a folder member's name or an .npz key other than "images", and from two
-images on smaller.
+per stream (about 6 bytes for a 32x32 picture, against 21 of a compact single .ardm file's
+header); the fixed overhead is a header and a footer about 20 bytes larger than a compact
+file's header (the archive names its model in full), so from three images on an archive is
+smaller than the single files but for the folder members' names or an .npz key other than
+"images".
 ``ArchiveIndex.overhead_per_image`` is everything but the coded streams per image. Decoding
 a member rebuilds the single .ardm file it was cut from (``_member_crc`` gives back its pixel
 CRC), so a damaged member fails alone, as a pixel checksum mismatch, and a wrong decode is

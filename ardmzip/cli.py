@@ -727,7 +727,7 @@ def info_cmd(sources, as_json):
                 _echo(f"{src}: {i['width']}x{i['height']} {i['mode']}, {i['bytes']} bytes, "
                            f"{i['bpsp']:.3f} bpsp{without}; model {i['model']} ({i['model_hash']}), {i['steps']} steps, "
                            f"seed {i['seed']}, pixel crc32 {i['pixel_crc32']}, metadata: {meta}; "
-                           f"planes: {'; '.join(i['planes'])} (format {i['format_version']})")
+                           f"planes: {'; '.join(i['planes'])} (format {i['format_version']}, {i['container']} container)")
     sys.exit(rep.exit_code)
 
 

@@ -43,7 +43,8 @@ class Result:
 
 def header_bytes(ardm: bytes) -> int:
     """The bytes of an .ardm file that are not plane streams: header (with its metadata),
-    stream lengths and CRCs; 41 or so without metadata, which dominates a tiny picture."""
+    stream lengths and CRCs: 21 or so without metadata in the compact layout (a shipped model),
+    46 or so in the full one, which matters on a tiny picture."""
     _, streams = container.unpack(ardm)
     return len(ardm) - sum(len(s) for s in streams)
 
@@ -135,4 +136,5 @@ def info(data: bytes) -> dict:
         "bytes": len(data), "header_bytes": header_bytes,
         "subpixels": subpixels, "bpsp": 8 * len(data) / subpixels,
         "format_version": h.version, "planes": planes,
+        "container": "compact" if data[4] >= container.COMPACT else "full",
     }

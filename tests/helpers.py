@@ -8,7 +8,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ardmzip import container
 from ardmzip.qlayers import IntConv
+
+
+def full_layout(ardm: bytes) -> bytes:
+    """An .ardm file in the container's full layout, the same header and streams: what the
+    fixtures written before the compact layout (which files of shipped models now get) hold."""
+    return container.pack(*container.unpack(ardm), compact=False)
 
 
 def random_inputs(b: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

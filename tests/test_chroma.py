@@ -230,9 +230,9 @@ def test_large_video_frames_take_chroma_by_rule_and_decode_with_any_strips(monke
 
 def test_ordinary_pictures_are_version_4_or_2_when_asked_for_3():
     data = ardmzip.compress(smooth_image(16, 16, 3, 5), steps=4)
-    assert data[4] == codec.BINARY_VERSION and kind_and_version(data)[0] != CHROMA
+    assert container.unpack(data)[0].version == codec.BINARY_VERSION and kind_and_version(data)[0] != CHROMA
     old = ardmzip.compress(smooth_image(16, 16, 3, 5), steps=4, version=3)
-    assert old[4] == container.COMMON_VERSION and kind_and_version(old)[0] != CHROMA
+    assert container.unpack(old)[0].version == container.COMMON_VERSION and kind_and_version(old)[0] != CHROMA
 
 
 def test_chroma_in_a_version_2_file_is_refused():

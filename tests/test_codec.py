@@ -12,6 +12,7 @@ from ardmzip import codec, container, weights
 from ardmzip.ardm import coding_ranks, interlaced_ranks, plane_ranks
 from ardmzip.errors import ChecksumError, FormatError, InputError
 from ardmzip.imageio import picture_from_array
+from helpers import full_layout
 
 
 def smooth_image(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
@@ -238,6 +239,13 @@ def test_every_model_that_was_default_has_a_file():
     assert {"xic-s48", "xic-s48-rgb", weights.DEFAULT_MODEL} <= {f.stem for f in V4_FILES}
 
 
+def test_every_shipped_model_has_a_compact_id():
+    """A model added to the registry gets an id in container.MODEL_IDS (append only), so
+    its files get the compact container; ids are never reused."""
+    assert all((name, sha[:16]) in container.MODEL_IDS for name, (_, sha) in weights.REGISTRY.items())
+    assert len(set(container.MODEL_IDS)) == len(container.MODEL_IDS)
+
+
 @pytest.mark.parametrize("path", V4_FILES, ids=lambda p: p.stem)
 def test_version_4_files_still_decode_and_encode_the_same(path, monkeypatch):
     from ardmzip import chroma
@@ -249,7 +257,7 @@ def test_version_4_files_still_decode_and_encode_the_same(path, monkeypatch):
     assert any(s[0] in (0, 1) for s in streams)          # a PLAIN or VALUES plane: binary decisions
     assert np.array_equal(ardmzip.decompress(data).reshape(image.shape), image)
     monkeypatch.setattr(chroma, "detect", lambda plane: None)
-    assert ardmzip.compress(image, steps=5, model=model) == data
+    assert full_layout(ardmzip.compress(image, steps=5, model=model)) == data
 
 
 @pytest.mark.parametrize("path", SHIPPED_FILES, ids=lambda p: p.stem)
@@ -261,7 +269,7 @@ def test_files_of_shipped_models_still_decode(path, monkeypatch):
     # writes exactly these bytes.
     from ardmzip import chroma
     monkeypatch.setattr(chroma, "detect", lambda plane: None)
-    assert ardmzip.compress(legacy_image(), steps=5, model=path.stem, version=3) == data
+    assert full_layout(ardmzip.compress(legacy_image(), steps=5, model=path.stem, version=3)) == data
 
 
 @pytest.mark.parametrize("path", V3_FILES, ids=lambda p: p.stem)
@@ -270,7 +278,7 @@ def test_version_3_files_still_decode_and_encode_the_same(path):
     header, streams = container.unpack(data)
     assert header.model_name == path.stem and header.version == 3 and streams[0][0] == 5     # chroma blocks
     assert np.array_equal(ardmzip.decompress(data), legacy_image())
-    assert ardmzip.compress(legacy_image(), steps=5, model=path.stem, version=3) == data
+    assert full_layout(ardmzip.compress(legacy_image(), steps=5, model=path.stem, version=3)) == data
 
 
 def _with_order(model: weights.Model, order: str) -> weights.Model:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import zlib
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,6 +12,8 @@ from hypothesis import strategies as st
 
 from ardmzip.container import (
     COMMON_VERSION,
+    COMPACT,
+    MODEL_IDS,
     FORMAT_VERSION,
     NEWEST_VERSION,
     MAGIC,
@@ -18,6 +21,7 @@ from ardmzip.container import (
     MAX_STREAMS,
     MODES,
     Header,
+    _varint,
     pack,
     peek_header,
     unpack,
@@ -42,6 +46,9 @@ def make_header(**changes: object) -> Header:
 
 
 SAMPLE = pack(make_header(), [b"first stream", bytes(range(256)), b""])
+# A registered model: the compact layout (the model by its id, one CRC for the whole file).
+REGISTERED = dict(model_name=MODEL_IDS[6][0], model_hash=bytes.fromhex(MODEL_IDS[6][1]))
+COMPACT_SAMPLE = pack(make_header(**REGISTERED), [b"first stream", bytes(range(256)), b"last"])
 
 HEADERS = {
     "default": make_header(),
@@ -79,6 +86,33 @@ class TestRoundTrip:
         # Per-image overhead matters on ~1.3 kB files.
         header = make_header(metadata=())
         assert len(pack(header, [b""])) <= 48
+
+    @pytest.mark.parametrize("header", HEADERS.values(), ids=HEADERS.keys())
+    @pytest.mark.parametrize("streams", STREAMS.values(), ids=STREAMS.keys())
+    def test_compact_pack_unpack(self, header: Header, streams: list[bytes]) -> None:
+        header = replace(header, **REGISTERED)
+        data = pack(header, streams)
+        assert data[4] == COMPACT + header.version
+        assert unpack(data) == (header, tuple(streams))
+        assert peek_header(data) == header
+        full = pack(header, streams, compact=False)
+        assert full[4] == header.version and unpack(full) == unpack(data)
+        # the model's name and hash become one byte, two CRCs one, the first stream's length none
+        name = len(header.model_name.encode()) + 1 + 8 - 1
+        assert len(full) - len(data) == name + 4 + (len(_varint(len(streams[0]))) if streams else 0)
+
+    def test_every_registered_model_is_compact(self) -> None:
+        assert len({name for name, _ in MODEL_IDS}) <= len(MODEL_IDS) == len(set(MODEL_IDS))
+        for i, (name, hash8) in enumerate(MODEL_IDS):
+            data = pack(make_header(model_name=name, model_hash=bytes.fromhex(hash8)), [b"x"])
+            assert data[4] >= COMPACT and data[12] == i       # after 32x32, steps 3072 and seed 12345 (2 bytes each)
+            assert unpack(data)[0].model_name == name
+        # the same name with other weights is not the registered model: the full layout names it
+        other = make_header(model_name=MODEL_IDS[0][0], model_hash=bytes(8))
+        assert pack(other, [b"x"])[4] == other.version
+
+    def test_thumbnail_header_is_small(self) -> None:
+        assert len(pack(make_header(**REGISTERED, metadata=(), steps=16, seed=0), [b"stream"])) == 21 + 6
 
     def test_peek_header_ignores_streams(self) -> None:
         header_len = len(pack(make_header(), [])) - 5  # minus count varint and CRC
@@ -196,6 +230,49 @@ class TestMalformed:
         with pytest.raises(FormatError, match=message):
             peek_header(_with_crc(body))
 
+    @pytest.mark.parametrize("cut", range(len(COMPACT_SAMPLE)))
+    def test_every_compact_truncation(self, cut: int) -> None:
+        with pytest.raises(FormatError):
+            unpack(COMPACT_SAMPLE[:cut])
+        with pytest.raises(FormatError):
+            peek_header(COMPACT_SAMPLE[:cut])
+
+    def test_every_compact_bit_flip(self) -> None:
+        for i in range(len(COMPACT_SAMPLE) * 8):
+            data = bytearray(COMPACT_SAMPLE)
+            data[i // 8] ^= 1 << (i % 8)
+            with pytest.raises(FormatError):
+                unpack(bytes(data))
+
+    @pytest.mark.parametrize(
+        "body, message",
+        [
+            # with a valid CRC: the values are still judged
+            (MAGIC + bytes([COMPACT + 2, 2]) + b"\x01\x01\x01\x00" + bytes([len(MODEL_IDS)]) + bytes(6),
+             rf"newer ardmzip \(model id {len(MODEL_IDS)}\)"),
+            (MAGIC + bytes([COMPACT + NEWEST_VERSION + 1]) + bytes(20), rf"newer ardmzip \(format version {NEWEST_VERSION + 1}\)"),
+            (MAGIC + bytes([COMPACT, 2]) + bytes(20), "unknown format version 128"),
+            (MAGIC + bytes([COMPACT + 2, len(MODES)]) + b"\x01\x01\x01\x00\x00" + bytes(6), "mode"),
+            (MAGIC + bytes([COMPACT + 2, 2]) + b"\x01\x01\x01\x00\x00" + bytes(5) + b"\x00\x00", "trailing"),
+            (MAGIC + bytes([COMPACT + 2, 2]) + b"\x01\x01\x01\x00\x00" + bytes(5) + b"\x02\x05", "truncated"),
+            (MAGIC + bytes([COMPACT + 2, 2]) + b"\x01\x01\x01\x00\x00" + bytes(5) + bytes([MAX_STREAMS + 1]),
+             "too many streams"),
+            (MAGIC + bytes([COMPACT + 2, 2]) + b"\x01\x01\x01\x00", "truncated"),
+        ],
+        ids=["model id", "newer", "version 0", "mode", "trailing", "stream length", "stream count", "short"],
+    )
+    def test_bad_compact_values(self, body: bytes, message: str) -> None:
+        with pytest.raises(FormatError, match=message):
+            unpack(_with_crc(body))
+
+    def test_compact_messages(self) -> None:
+        with pytest.raises(FormatError, match="corrupt .ardm file: file checksum mismatch"):
+            unpack(COMPACT_SAMPLE[:-1] + bytes([COMPACT_SAMPLE[-1] ^ 1]))
+        with pytest.raises(FormatError, match="file checksum mismatch"):
+            peek_header(COMPACT_SAMPLE + b"\x00")         # a byte after the CRC moves the CRC
+        with pytest.raises(FormatError, match="truncated"):
+            unpack(COMPACT_SAMPLE[:8])
+
     def test_huge_stream_length_is_truncation(self) -> None:
         header = pack(make_header(), [])[:-5]
         streams = b"\x01" + b"\xff" * 9 + b"\x01"  # one stream of 2**64 - 1 bytes
@@ -234,13 +311,16 @@ headers = st.builds(
     metadata=st.dictionaries(texts.filter(lambda s: 1 <= len(s.encode()) <= 255),
                              st.binary(max_size=64), max_size=8).map(lambda d: tuple(d.items())),
 )
+# headers of the registered models: the compact layout
+compact_headers = st.builds(lambda h, i: replace(h, model_name=MODEL_IDS[i][0], model_hash=bytes.fromhex(MODEL_IDS[i][1])),
+                            headers, st.integers(0, len(MODEL_IDS) - 1))
 stream_lists = st.lists(st.binary(max_size=300), max_size=8)
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
 def mutated_files(draw: st.DrawFn) -> bytes:
-    data = bytearray(pack(draw(headers), draw(stream_lists)))
+    data = bytearray(pack(draw(st.one_of(headers, compact_headers)), draw(stream_lists)))
     for _ in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(["set", "insert", "delete", "truncate"]))
         pos = draw(st.integers(0, max(len(data) - 1, 0)))
@@ -264,9 +344,18 @@ class TestProperties:
         assert peek_header(data) == header
 
     @FAST
+    @given(compact_headers, stream_lists)
+    def test_compact_round_trip(self, header: Header, streams: list[bytes]) -> None:
+        data = pack(header, streams)
+        assert data[4] == COMPACT + header.version
+        assert unpack(data) == (header, tuple(streams)) == unpack(pack(header, streams, compact=False))
+        assert peek_header(data) == header
+
+    @FAST
     @given(st.binary(max_size=300))
     def test_arbitrary_bytes_only_raise_format_error(self, data: bytes) -> None:
-        for candidate in (data, MAGIC + bytes([FORMAT_VERSION]) + data):
+        for candidate in (data, MAGIC + bytes([FORMAT_VERSION]) + data, MAGIC + bytes([COMPACT + FORMAT_VERSION]) + data,
+                          _with_crc(MAGIC + bytes([COMPACT + FORMAT_VERSION]) + data)):
             try:
                 unpack(candidate)
             except FormatError:

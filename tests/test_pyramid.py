@@ -14,6 +14,7 @@ from ardmzip import codec, container, weights
 from ardmzip.ardm import interlaced_ranks, plane_ranks, plane_steps, pyramid_ranks, pyramid_steps
 from ardmzip.imageio import picture_from_array
 from ardmzip.schedule import schedule
+from helpers import full_layout
 from test_codec import smooth_image, v4_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -23,6 +24,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 V6_FILE = Path(__file__).parent / "data" / "v6" / "xic-s48-rgb.ardm"
 # v8/xic-s48-rgb.ardm: the same picture and steps, written by the commit that made version 8
 V8_FILE = Path(__file__).parent / "data" / "v8" / "xic-s48-rgb.ardm"
+# compact/: the compact container (a shipped model named by its id, one CRC for the file), by the
+# commit that made it: xic-s48-rgb.ardm holds V8_FILE's header and streams; cifar10-s48-rgba.ardm
+# rgba_image() at steps=16 with cifar10-s48 (two streams: the colour plane takes what is left).
+COMPACT_DIR = Path(__file__).parent / "data" / "compact"
 
 
 @pytest.mark.parametrize("shape", [(5, 7, 3), (4, 4, 1), (1, 6, 3), (7, 1, 1), (9, 10, 3)])
@@ -187,17 +192,33 @@ def test_version_5_writes_the_one_level_file_and_6_the_old_split():
 def test_version_6_file_decodes_and_is_rewritten_byte_for_byte():
     data = V6_FILE.read_bytes()
     assert data[4] == 6 and np.array_equal(ardmzip.decompress(data), v4_image())
-    assert ardmzip.compress(v4_image(), steps=16, model="xic-s48", version=6) == data
+    assert full_layout(ardmzip.compress(v4_image(), steps=16, model="xic-s48", version=6)) == data
 
 
 def test_version_8_file_decodes_and_is_rewritten_byte_for_byte():
     data = V8_FILE.read_bytes()
     assert data[4] == 8 and np.array_equal(ardmzip.decompress(data), v4_image())
-    assert ardmzip.compress(v4_image(), steps=16, model="xic-s48") == data
+    assert full_layout(ardmzip.compress(v4_image(), steps=16, model="xic-s48")) == data
     assert data != V6_FILE.read_bytes()
     # read with version 6's split, the same streams decode to something else, and the checksum says so
     with pytest.raises((ardmzip.ChecksumError, ardmzip.FormatError)):
         ardmzip.decompress(data[:4] + bytes([6]) + data[5:])
+
+
+def rgba_image() -> np.ndarray:
+    alpha = (np.add.outer(np.arange(21) * 3, np.arange(26) * 5) % 256).astype(np.uint8)
+    return np.concatenate([v4_image(), alpha[..., None]], -1)
+
+
+def test_compact_files_decode_and_are_rewritten_byte_for_byte():
+    data = (COMPACT_DIR / "xic-s48-rgb.ardm").read_bytes()
+    assert data[4] == container.COMPACT + 8 and np.array_equal(ardmzip.decompress(data), v4_image())
+    assert ardmzip.compress(v4_image(), steps=16, model="xic-s48") == data
+    assert container.unpack(data) == container.unpack(V8_FILE.read_bytes())   # the same file, shorter
+    assert len(V8_FILE.read_bytes()) - len(data) == 21       # name and hash: 15 bytes, a CRC 4, a length 2
+    data = (COMPACT_DIR / "cifar10-s48-rgba.ardm").read_bytes()
+    assert len(container.unpack(data)[1]) == 2 and np.array_equal(ardmzip.decompress(data), rgba_image())
+    assert ardmzip.compress(rgba_image(), steps=16, model="cifar10-s48") == data
 
 
 def test_archive_members_are_pyramids_and_their_single_files(tmp_path, invoke):
