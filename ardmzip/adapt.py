@@ -1,4 +1,4 @@
-"""Per-picture adaptation (format version 9; 7 on version 6's planes): the encoder tunes the network's biases to the
+"""Per-picture adaptation (format version 11; 9 on version 8's planes, 7 on version 6's): the encoder tunes the network's biases to the
 picture it codes and sends the changes, a few hundred bytes, in front of the plane streams.
 
 Why biases. A shipped network is the best single network for many pictures; a picture of its

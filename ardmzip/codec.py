@@ -16,7 +16,10 @@ spread context of their own: files 0.5-1.1% smaller on train photos at 10-24 ste
 +0.16% at 10 steps, -0.0 to -0.7% at 11-24); at 8 steps and fewer the pyramid lost bits
 (train photos +0.2% at 8, +0.4% at 6; CIFAR-10 +1%), so those stay one level. Format
 version 8 gives the coarse level more steps for the same work (``pyramid_split``: at 16
-steps 15 quarter-size and 7 full-size calls instead of 7 and 9).
+steps 15 quarter-size and 7 full-size calls instead of 7 and 9). Format version 10 codes
+the coarse picture as a pyramid too: its own coarse level (pixels whose row and column are
+multiples of 4) by calls on the 1/16 picture (at 16 steps 11 of those, 7 quarter-size and 7
+full-size calls: ~10% less network work than version 8, and files 0.14-0.18% smaller).
 
 Memory stays bounded for any image size: the trunk runs on horizontal strips with a halo
 of ``config.halo`` rows (on CPU band by band inside a strip, each row once: cache-sized
@@ -59,8 +62,9 @@ from .weights import Model, find_by_hash, load
 DEFAULT_STEPS = 16
 # gzip-style levels for the CLI: -1 fastest .. -9 smallest, -6 the default budget. The
 # steps follow the measured K sweep (README): size flattens beyond 32, time grows with the
-# network's work, in full-size calls (PlaneCoder: a pyramid's coarse calls count a quarter):
-# 3, 4, 6.0, 7.25, 8.5, 10.5, 16.25, 21.25, 44.25. No 8 steps: one level, 7 full-size calls,
+# network's work, in full-size calls (PlaneCoder: a pyramid's calls on the quarter picture
+# count a quarter, on the 1/16 picture a sixteenth), format 10 at 608x768: 3, 4, 5.44, 6.5,
+# 7.56, 9.38, 14.75, 18.81, 39.56 (format 8: 3, 4, 6.0, 7.25, 8.5, 10.5, 16.25, 21.25, 44.25). No 8 steps: one level, 7 full-size calls,
 # it took longer than 10 steps as a pyramid (6.0) and its files were 7% larger (a photo).
 # -2 is 5 steps, not 6: at 1 MP, 6 steps in one level decompressed slower than 10 as a
 # pyramid in every round (benchmarks/results/2026-12-01-rules/levels), 5 between them.
@@ -105,6 +109,7 @@ def resolve_device(device: str) -> torch.device:
 PYRAMID_VERSION = 6       # files from this version on code interlaced planes as a pyramid (PlaneCoder)
 PYRAMID_MIN_STEPS = 10    # ... when they have this many steps: below, the pyramid cost bits on train photos
 COARSE_STEPS_VERSION = container.COARSE_STEPS_VERSION   # ... and from this one on, with more coarse steps
+THREE_LEVEL_VERSION = container.THREE_LEVEL_VERSION     # ... and from this one on, the coarse picture a pyramid too
 
 
 def uses_pyramid(steps: int, h: int, w: int) -> bool:
@@ -114,26 +119,34 @@ def uses_pyramid(steps: int, h: int, w: int) -> bool:
 
 
 def pyramid_rule(version: int) -> int:
-    """The format version whose pyramid split a plane of file version ``version`` uses: 0
-    (none) below 6, 6 for 6 and 7, 8 from 8 on (``pyramid_split``; the encoder and decoder
-    both ask here)."""
-    return min(version, COARSE_STEPS_VERSION) if version >= PYRAMID_VERSION else 0
+    """The format version whose pyramid split planes of version ``version`` use: 0 (none)
+    below 6, else the version itself (``pyramid_split`` compares it with 8 and 10; the
+    encoder and decoder both ask here; an adapted file's planes have their own version,
+    ``container.ADAPTED_VERSIONS``)."""
+    return version if version >= PYRAMID_VERSION else 0
 
 
 def pyramid_split(h: int, w: int, channels: int, steps: int, curve: np.ndarray,
-                  version: int = container.FORMAT_VERSION) -> tuple[np.ndarray, np.ndarray] | None:
-    """A pyramid's schedules: the coarse picture's boundaries (0 .. its D) and the fine
-    level's (its D .. the plane's D), or None where the plane is not coded as a pyramid.
+                  version: int = container.FORMAT_VERSION) -> tuple[np.ndarray, ...] | None:
+    """A pyramid's schedules, coarsest level first: each level's step boundaries over its
+    range of the plane's variables (the first from 0, the last to the plane's D), or None
+    where the plane is not coded as a pyramid. Level i of n is coded at stride 2^(n-1-i).
 
-    Format version 6: the coarse level gets as many steps as the plane's one-level schedule
-    starts within it, so the pyramid spends its steps where the one-level DP would. From
-    version 8 (COARSE_STEPS_VERSION) on, m = max(1, fine // 4) of the fine level's steps
-    become 4 m coarse steps: a coarse step is a call on a quarter of the pixels, so the
-    network's work stays the same, and the coarse pixels, which cost the most bits each,
-    get more steps (train photos: -0.2% at 10 steps, -0.6% at 16, -0.3% at 32; CIFAR-10
-    -0.2 / -0.5 / -0.2%; ``coarse_steps_moved``). Each level's steps are then the DP over
-    its own range of the model's curve. Every count here is an integer function of
-    (h, w, steps, curve, version), the same on every machine."""
+    Format version 6: two levels; the coarse level gets as many steps as the plane's
+    one-level schedule starts within it, so the pyramid spends its steps where the one-level
+    DP would. From version 8 (COARSE_STEPS_VERSION) on, m = max(1, fine // 4) of the fine
+    level's steps become 4 m coarse steps: a coarse step is a call on a quarter of the
+    pixels, so the network's work stays the same, and the coarse pixels, which cost the most
+    bits each, get more steps (train photos: -0.2% at 10 steps, -0.6% at 16, -0.3% at 32;
+    CIFAR-10 -0.2 / -0.5 / -0.2%; ``coarse_steps_moved``). From version 10
+    (THREE_LEVEL_VERSION) on, where the coarse picture is at least 2x2, its own coarse level
+    is a third level at stride 4: it gets as many of the coarse steps as the coarse
+    picture's one-level schedule starts within it, plus four for one step of the middle
+    level where that leaves the middle level one (its calls see the 1/16 picture whole, not
+    as the sparse pixels of the quarter picture, and cost a quarter as much: 16 train crops
+    -0.18 / -0.14 / -0.15% at 10 / 16 / 32 steps, ~10% less network work). Each level's
+    steps are then the DP over its own range of the model's curve. Every count here is an
+    integer function of (h, w, steps, curve, version), the same on every machine."""
     if not uses_pyramid(steps, h, w):
         return None
     d, dc = h * w * channels, ((h + 1) // 2) * ((w + 1) // 2) * channels
@@ -143,9 +156,18 @@ def pyramid_split(h: int, w: int, channels: int, steps: int, curve: np.ndarray,
     if version >= COARSE_STEPS_VERSION:
         moved = coarse_steps_moved(fine_steps)
         coarse_steps, fine_steps = coarse_steps + 4 * moved, fine_steps - moved
-    coarse, _ = schedule(dc, coarse_steps, curve)
     fine, _ = schedule(d, fine_steps, curve, start=dc)
-    return coarse, fine
+    hc, wc = (h + 1) // 2, (w + 1) // 2
+    if version < THREE_LEVEL_VERSION or hc < 2 or wc < 2:     # (coarse_steps is at least 5 here)
+        coarse, _ = schedule(dc, coarse_steps, curve)
+        return coarse, fine
+    dcc = ((hc + 1) // 2) * ((wc + 1) // 2) * channels
+    one_level, _ = schedule(dc, coarse_steps, curve)
+    smallest = int(np.clip(np.count_nonzero(one_level[:-1] < dcc), 1, coarse_steps - 1))
+    middle = coarse_steps - smallest
+    moved = min(1, middle - 1)
+    smallest, middle = smallest + 4 * moved, middle - moved
+    return schedule(dcc, smallest, curve)[0], schedule(dc, middle, curve, start=dcc)[0], fine
 
 
 def coarse_steps_moved(fine_steps: int) -> int:
@@ -161,8 +183,9 @@ def coarse_steps_moved(fine_steps: int) -> int:
 @dataclass
 class Stage:
     """The picture one step's network call sees: the plane itself (stride 1) or, in a
-    pyramid's coarse steps, its pixels with even row and column (stride 2, an h x w picture
-    of its own), cut into strips for the trunk."""
+    pyramid's coarser steps, its pixels whose row and column are multiples of the stride (2;
+    4 for the coarsest of three levels: an h x w picture of its own), cut into strips for
+    the trunk."""
     stride: int
     h: int
     w: int
@@ -175,9 +198,11 @@ class PlaneCoder:
 
     ``pyramid`` (format version 6 on, interlaced planes of at least PYRAMID_MIN_STEPS steps):
     the coarse level (pixels with even row and column) is coded as the picture it forms, in
-    its own interlaced order and schedule, by calls on that quarter-size picture; then the
-    rest at full size (module docstring). Its value: the format version whose split of the
-    steps between the levels applies (``pyramid_split``; True: the newest); 0 or False: none."""
+    its own interlaced order and schedule, by calls on that quarter-size picture (from
+    version 10 on that picture's own coarse level first, by calls on the 1/16 picture it
+    forms); then the rest at full size (module docstring). Its value: the format version
+    whose split of the steps between the levels applies (``pyramid_split``; True: the
+    newest); 0 or False: none."""
 
     def __init__(self, net: IntegerNet, curve: np.ndarray, h: int, w: int, gray: bool, steps: int, seed: int,
                  strip_pixels: int = STRIP_PIXELS, chunk: int = CHUNK, *, order: str | None = None,
@@ -196,11 +221,10 @@ class PlaneCoder:
             bounds, _ = schedule(d, steps, curve)
             step_of = plane_steps(order, h, w, self.channels, seed, bounds)
             strides = [1] * (len(bounds) - 1)
-        else:
-            coarse, fine = split
-            bounds = np.concatenate([coarse, fine[1:]])
+        else:       # levels coarsest first; the ranks are pyramid_ranks' whatever the count of levels
+            bounds = np.concatenate([split[0], *(level[1:] for level in split[1:])])
             step_of = pyramid_steps(h, w, self.channels, seed, bounds)
-            strides = [2] * (len(coarse) - 1) + [1] * (len(fine) - 1)
+            strides = [2 ** (len(split) - 1 - i) for i, level in enumerate(split) for _ in range(len(level) - 1)]
         self.step_of = step_of
         # variables grouped by step, ascending index: a stable sort of 16-bit keys is numpy's radix sort
         narrow = step_of.astype(np.int16) if len(bounds) <= 1 << 15 else step_of
@@ -813,8 +837,8 @@ def _decode_batch(model: Model, members: list, h: int, w: int, gray: bool, steps
 
 def format_version(streams: list[bytes], newest: int = container.FORMAT_VERSION, pyramid: bool = False) -> int:
     """The version a picture's plane streams are written as, so that older decoders refuse
-    what they would misread as "made by a newer ardmzip": 8 (or 6 where ``newest`` is 6 or 7)
-    where a plane went through the network (anything but a constant or stored plane),
+    what they would misread as "made by a newer ardmzip": 10 (8 where ``newest`` is 8 or 9, 6
+    where it is 6 or 7) where a plane went through the network (anything but a constant or stored plane),
     ``pyramid`` (``uses_pyramid``) and ``newest`` allows it, else 4 where a plane is coded as
     binary decisions (PLAIN or VALUES, ``codes_binary``) or stored (only when ``newest``
     allows), else 3 where the colour plane uses chroma blocks or colour copies, else 2. Files
@@ -825,7 +849,7 @@ def format_version(streams: list[bytes], newest: int = container.FORMAT_VERSION,
         return stream[0] if stream else None
     if pyramid and newest >= PYRAMID_VERSION and any(kind(s) not in (None, constraint.CONSTANT, constraint.STORED)
                                          for s in streams):
-        return COARSE_STEPS_VERSION if newest >= COARSE_STEPS_VERSION else PYRAMID_VERSION
+        return max(v for v in (PYRAMID_VERSION, COARSE_STEPS_VERSION, THREE_LEVEL_VERSION) if v <= newest)
     if newest >= BINARY_VERSION and any(kind(s) in (*BINARY_KINDS, constraint.STORED) for s in streams):
         return BINARY_VERSION
     wrapped = bool(streams) and kind(streams[0]) in constraint.WRAPPERS
@@ -857,12 +881,12 @@ def compress_pictures(pictures: list[Picture], steps: int | None = None, model: 
     before any is coded. ``version``: the newest format version to write (default the
     newest; 3 writes the files ardmzip wrote before binary coding, for older decoders).
     ``adapt``: Adam steps tuning the network's biases to each picture (0: none; adapt.py):
-    the picture is coded both ways and the smaller file kept (format version 9 if adapted).
+    the picture is coded both ways and the smaller file kept (format version 11 if adapted).
     The other arguments are those of ``compress``."""
     steps = check_steps(steps)
     version = container.FORMAT_VERSION if version is None else int(version)
     if not container.COMMON_VERSION + 1 <= version <= container.FORMAT_VERSION or version in container.ADAPTED_VERSIONS:
-        raise InputError(f"can write format versions 3 to 6 and {container.FORMAT_VERSION}, not {version}")
+        raise InputError(f"can write format versions 3 to 6, 8 and {container.FORMAT_VERSION}, not {version}")
     for p in pictures:
         container.check_pixels(p.pixels.shape[1], p.pixels.shape[0], max_pixels)
         if p.mode in container.SIXTEEN_BIT_MODES and version < container.SIXTEEN_BIT_VERSION:
@@ -960,7 +984,7 @@ def _code_pictures(m: Model, pictures: list[Picture], steps: int, seed: int, dev
                    progress: bool | PictureBar, version: int = container.FORMAT_VERSION,
                    adaptation: bytes | None = None) -> list[bytes]:
     """``compress_pictures`` with the model loaded; ``adaptation``: the adaptation stream of
-    ``m`` (written first, as format version 9, or 7 where the planes are version 6 or below)."""
+    ``m`` (written first, as format version 11, or 7 where the planes are version 6 or below)."""
     # 16-bit pictures: the ARDM codes their high bytes like any 8-bit picture's planes
     split = {i: lowbyte.split(p.pixels) for i, p in enumerate(pictures) if p.mode in container.SIXTEEN_BIT_MODES}
     eight = [split[i][0] if i in split else p.pixels for i, p in enumerate(pictures)]
@@ -980,9 +1004,9 @@ def _code_pictures(m: Model, pictures: list[Picture], steps: int, seed: int, dev
             stats.file_bits += 8 * len(low)
             stats.ideal_bits += ideal
             written = max(written, container.SIXTEEN_BIT_VERSION)
-        if adaptation is not None:          # 9 (8's planes) or 7 (planes of 6 and below, as 6 reads them)
+        if adaptation is not None:          # 11 (10's planes), 9 (8's) or 7 (planes of 6 and below, as 6 reads them)
             streams.insert(0, adaptation)
-            written = container.ADAPTED_VERSION if written >= COARSE_STEPS_VERSION else container.ADAPTED_V6_VERSION
+            written = max(v for v, planes in container.ADAPTED_VERSIONS.items() if planes <= max(written, 6))
         header = container.Header(m.name, m.hash8, picture.mode, px.shape[1], px.shape[0], steps, seed,
                                   pixel_crc(px), tuple(picture.metadata), version=written)
         out.append(container.pack(header, streams))

@@ -5,23 +5,24 @@ integers are unsigned LEB128 varints ("varint" below: 7 bits per byte, low
 group first, high bit set on every byte but the last, at most 10 bytes,
 shortest form only).  Multi-byte fixed fields are little-endian.
 
-Layout, format versions 1-9 (the same bytes; only the plane streams differ, see
+Layout, format versions 1-11 (the same fields; only the plane streams differ, see
 ``constraint.py`` and ``codec.codes_binary``; files of every version decode). The codec
-writes version 8 where a plane goes through the network at 10 steps and more (its coarse
-level coded as a picture of its own, as in version 6, with more of the steps:
-``codec.pyramid_split``; everything of version 5 too), else version 5 for 16-bit pictures
+writes version 10 where a plane goes through the network at 10 steps and more (its coarse
+level coded as a picture of its own, as in version 6, with more of the steps as in version
+8, and that picture's own coarse level a picture of its own too: ``codec.pyramid_split``;
+everything of version 5 too), else version 5 for 16-bit pictures
 (modes "L16" .. "RGBA16": high-byte planes as in version 4, then a low-byte stream,
 ``lowbyte.py``), 4 where a plane is coded as binary decisions (every plain or value-set
 plane) or stored, else 3 for pictures coded with chroma blocks or colour copies, else 2, so
-an older ardmzip refuses what it would misread as newer. Version 9 (``compress(...,
-adapt=N)``, ``--adapt``) is version 8 with one more stream first: the changes to the model's
-biases that adapt it to the picture (``adapt.py``); version 7 is the same on version 6's
-planes (what ardmzip wrote before version 8, and still writes where the planes are version
-6 or below)::
+an older ardmzip refuses what it would misread as newer. Version 11 (``compress(...,
+adapt=N)``, ``--adapt``) is version 10 with one more stream first: the changes to the model's
+biases that adapt it to the picture (``adapt.py``); version 9 is the same on version 8's
+planes (what ardmzip wrote before version 10), 7 on version 6's (before version 8, and
+still where the planes are version 6 or below)::
 
     header
       magic          4 bytes   b"ARDM"
-      version        1 byte    2 to 6, FORMAT_VERSION (8), ADAPTED_VERSION (9) or 7; 1 for older files
+      version        1 byte    2 to 6, 8, FORMAT_VERSION (10), ADAPTED_VERSION (11), 9 or 7; 1 for older files
       mode           1 byte    index into MODES ("L"=0, "LA", "RGB", "RGBA", "P", "PA", "1"=6,
                                "L16"=7, "LA16", "RGB16", "RGBA16"=10: version 5 on)
       width          varint    1 <= width  < 2**31
@@ -87,6 +88,7 @@ __all__ = [
     "ADAPTED_VERSION",
     "ADAPTED_VERSIONS",
     "COARSE_STEPS_VERSION",
+    "THREE_LEVEL_VERSION",
     "NEWEST_VERSION",
     "SIXTEEN_BIT_VERSION",
     "SIXTEEN_BIT_MODES",
@@ -107,10 +109,13 @@ __all__ = [
 
 MAGIC = b"ARDM"
 COARSE_STEPS_VERSION = 8      # a pyramid's coarse level gets more of the steps (codec.pyramid_split)
-FORMAT_VERSION = COARSE_STEPS_VERSION   # the newest version of the plane streams (what archives and plain files use)
+THREE_LEVEL_VERSION = 10      # ... and the coarse picture is a pyramid of its own (codec.pyramid_split)
+FORMAT_VERSION = THREE_LEVEL_VERSION    # the newest version of the plane streams (what archives and plain files use)
 ADAPTED_V6_VERSION = 7        # a version 6 file whose first stream adapts the model to the picture (adapt.py)
-ADAPTED_VERSION = 9           # the same for version 8's plane streams: what --adapt writes
-ADAPTED_VERSIONS = {ADAPTED_V6_VERSION: 6, ADAPTED_VERSION: FORMAT_VERSION}   # -> the version of their planes
+ADAPTED_V8_VERSION = 9        # the same for version 8's plane streams
+ADAPTED_VERSION = 11          # the same for version 10's plane streams: what --adapt writes
+ADAPTED_VERSIONS = {ADAPTED_V6_VERSION: 6, ADAPTED_V8_VERSION: COARSE_STEPS_VERSION,
+                    ADAPTED_VERSION: THREE_LEVEL_VERSION}   # -> the version of their planes
 NEWEST_VERSION = ADAPTED_VERSION   # the newest version this ardmzip reads and writes
 SIXTEEN_BIT_VERSION = 5       # 16-bit modes: older ardmzip refuses these files as newer
 COMMON_VERSION = 2            # what pictures without chroma blocks or colour copies are written as

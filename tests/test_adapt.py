@@ -122,7 +122,7 @@ def test_compress_keeps_the_smaller_file_and_it_decodes():
         kept = ardmzip.compress(px, adapt=2)
         assert len(kept) <= len(plain)
         assert np.array_equal(ardmzip.decompress(kept), px)
-    with pytest.raises(InputError, match="version 9"):
+    with pytest.raises(InputError, match="version 11"):
         ardmzip.compress(smooth(8, 8), adapt=2, version=5)
     with pytest.raises(InputError, match="at least 1"):
         adapt.adapt(weights.load(), smooth(8, 8), steps=0)
@@ -175,9 +175,12 @@ V7_FILE = Path(__file__).parent / "data" / "v7" / "xic-s48-rgb-adapted.ardm"
 # v9/xic-s48-rgb-adapted.ardm: the same, written by the commit that made format version 9
 # (version 8's planes: a pyramid's coarse level gets more of the steps).
 V9_FILE = Path(__file__).parent / "data" / "v9" / "xic-s48-rgb-adapted.ardm"
+# v11/xic-s48-rgb-adapted.ardm: the same, by the commit that made format version 11 (version
+# 10's planes: three levels; the compact container)
+V11_FILE = Path(__file__).parent / "data" / "v11" / "xic-s48-rgb-adapted.ardm"
 
 
-@pytest.mark.parametrize("path, version", [(V7_FILE, 7), (V9_FILE, 9)])
+@pytest.mark.parametrize("path, version", [(V7_FILE, 7), (V9_FILE, 9), (V11_FILE, container.COMPACT + 11)])
 def test_adapted_fixtures_keep_decoding(model, path, version):
     data = path.read_bytes()
     header, streams = container.unpack(data)
@@ -187,7 +190,7 @@ def test_adapted_fixtures_keep_decoding(model, path, version):
 
 
 def test_adapted_files_name_the_version_of_their_planes(model):
-    """9 where the planes are version 8 (a pyramid), 7 where they are 6 or below (fewer steps)."""
+    """11 where the planes are version 10 (a pyramid), 7 where they are 6 or below (fewer steps)."""
     px = smooth(20, 22)
     deltas = adapt.tune(model, px, steps=1)
     for steps, version in ((16, container.ADAPTED_VERSION), (8, container.ADAPTED_V6_VERSION)):

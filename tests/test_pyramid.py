@@ -1,8 +1,10 @@
 """The two-level pyramid of format version 6: a plane's coarse level (pixels with even row and
-column) coded as the picture it forms, by network calls on that quarter-size picture; and
-version 8's split of the steps, which gives that level more of them."""
+column) coded as the picture it forms, by network calls on that quarter-size picture;
+version 8's split of the steps, which gives that level more of them; and version 10's third
+level, the coarse picture's own coarse level, by calls on the 1/16 picture."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ V8_FILE = Path(__file__).parent / "data" / "v8" / "xic-s48-rgb.ardm"
 # commit that made it: xic-s48-rgb.ardm holds V8_FILE's header and streams; cifar10-s48-rgba.ardm
 # rgba_image() at steps=16 with cifar10-s48 (two streams: the colour plane takes what is left).
 COMPACT_DIR = Path(__file__).parent / "data" / "compact"
+V10_DIR = Path(__file__).parent / "data" / "v10"
 
 
 @pytest.mark.parametrize("shape", [(5, 7, 3), (4, 4, 1), (1, 6, 3), (7, 1, 1), (9, 10, 3)])
@@ -89,7 +92,7 @@ def test_pyramid_split_spends_every_step():
     for h, w, c, k in [(600, 800, 3, 16), (31, 17, 1, 12), (600, 800, 3, 64), (32, 32, 3, 10)]:
         dc = ((h + 1) // 2) * ((w + 1) // 2) * c
         old_coarse, old_fine = codec.pyramid_split(h, w, c, k, curve, version=6)
-        coarse, fine = codec.pyramid_split(h, w, c, k, curve)
+        coarse, fine = codec.pyramid_split(h, w, c, k, curve, version=8)
         for a, b in ((old_coarse, old_fine), (coarse, fine)):
             assert a[0] == 0 and a[-1] == dc == b[0] and b[-1] == h * w * c
             assert np.all(np.diff(a) > 0) and np.all(np.diff(b) > 0)
@@ -100,7 +103,34 @@ def test_pyramid_split_spends_every_step():
         assert len(coarse) - 1 == len(old_coarse) - 1 + 4 * moved
     assert codec.pyramid_split(600, 800, 3, 16, curve, version=7) is not None
     assert [len(x) - 1 for x in codec.pyramid_split(600, 800, 3, 16, curve, version=7)] == [7, 9]
-    assert [len(x) - 1 for x in codec.pyramid_split(600, 800, 3, 16, curve)] == [15, 7]
+    assert [len(x) - 1 for x in codec.pyramid_split(600, 800, 3, 16, curve, version=9)] == [15, 7]
+    assert [len(x) - 1 for x in codec.pyramid_split(600, 800, 3, 16, curve)] == [11, 7, 7]
+
+
+@pytest.mark.parametrize("h, w, c, k", [(600, 800, 3, 16), (31, 17, 1, 12), (600, 800, 3, 64), (32, 32, 3, 10),
+                                        (3, 3, 3, 16), (4, 5, 1, 10), (2, 9, 3, 16), (9, 2, 3, 16)])
+def test_three_levels_split_version_8s_coarse_steps(h, w, c, k):
+    """Version 10: the coarse picture's steps, split between its own coarse level (stride 4)
+    and the rest of it (stride 2) as its one-level schedule would, one middle step traded for
+    four of the smallest level where the middle keeps one; the fine level as in version 8.
+    A coarse picture narrower than 2 keeps version 8's two levels."""
+    curve = weights.load().curve
+    coarse, fine = codec.pyramid_split(h, w, c, k, curve, version=8)
+    split = codec.pyramid_split(h, w, c, k, curve)
+    hc, wc = (h + 1) // 2, (w + 1) // 2
+    if hc < 2 or wc < 2:
+        assert len(split) == 2 and all(np.array_equal(a, b) for a, b in zip(split, (coarse, fine)))
+        return
+    smallest, middle, fine10 = split
+    dcc = ((hc + 1) // 2) * ((wc + 1) // 2) * c
+    assert np.array_equal(fine10, fine) and smallest[0] == 0 and smallest[-1] == dcc == middle[0]
+    assert middle[-1] == coarse[-1] and all(np.all(np.diff(a) > 0) for a in split)
+    one_level = schedule(coarse[-1], len(coarse) - 1, curve)[0]
+    first = int(np.clip(np.count_nonzero(one_level[:-1] < dcc), 1, len(coarse) - 2))
+    moved = min(1, len(coarse) - 2 - first)
+    if len(coarse) - 1 < coarse[-1]:        # (a tiny picture's step counts are capped at its variables)
+        assert len(middle) - 1 == len(coarse) - 1 - first - moved >= 1
+        assert len(smallest) - 1 == min(first + 4 * moved, dcc)
 
 
 def test_coarse_steps_moved_keeps_a_fine_step():
@@ -108,24 +138,30 @@ def test_coarse_steps_moved_keeps_a_fine_step():
     assert all(1 <= codec.coarse_steps_moved(f) <= f - 1 for f in range(2, 200))
 
 
-def test_coarse_steps_run_on_the_quarter_size_picture():
+@pytest.mark.parametrize("version, stride, size", [(8, 2, (20, 15)), (10, 4, (10, 8)), (10, 2, (20, 15))])
+def test_coarse_steps_run_on_the_smaller_pictures(version, stride, size):
+    """Version 8's coarse steps run on the quarter-size picture; version 10's first ones on
+    the 1/16 picture, then the quarter-size one: each step's outputs are the network's on
+    the small picture itself, and before the next level every pixel of this one is revealed."""
     m = weights.load()
-    pc = codec.PlaneCoder(m.net, m.curve, 40, 30, False, 16, 0, pyramid=True)
-    coarse = [s for s in range(pc.steps) if pc.strides[s] == 2]
-    assert coarse == list(range(len(coarse))) and 1 < len(coarse) < 16
-    assert (pc.stages[2].h, pc.stages[2].w) == (20, 15)
-    revealed = pc.mask(coarse[-1] + 1)[0].numpy()
-    assert revealed[:, ::2, ::2].all() and revealed.sum() == revealed[:, ::2, ::2].size
-    # the coarse steps' outputs are those of the network on the small picture itself
+    pc = codec.PlaneCoder(m.net, m.curve, 40, 30, False, 16, 0, pyramid=version)
+    assert sorted(set(pc.strides), reverse=True) == ([4] if version == 10 else []) + [2, 1]
+    assert pc.strides == sorted(pc.strides, reverse=True)                       # coarsest first
+    steps = [s for s in range(pc.steps) if pc.strides[s] == stride]
+    assert 1 < len(steps) < 16 and (pc.stages[stride].h, pc.stages[stride].w) == size
+    revealed = pc.mask(steps[-1] + 1)[0].numpy()
+    assert revealed[:, ::stride, ::stride].all() and revealed.sum() == revealed[:, ::stride, ::stride].size
     values = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 3, 40, 30)))
-    step = coarse[-1]
+    step = steps[-1]
     got = list(pc.step_outputs(values, pc.mask(step), step))
-    x, anchor = m.net.trunk(values[:, :, ::2, ::2].contiguous(), pc.mask(step)[:, :, ::2, ::2].contiguous())
+    small = [t[:, :, ::stride, ::stride].contiguous() for t in (values, pc.mask(step))]
+    x, anchor = m.net.trunk(*small)
     for var, params, anc in got:
         row, col, ch = var // 90, (var // 3) % 30, var % 3
-        feats = x[0, :, row // 2, col // 2].T
+        assert not (row % stride).any() and not (col % stride).any()
+        feats = x[0, :, row // stride, col // stride].T
         want = m.net.head(feats.contiguous()).view(len(var), 3, 3, -1)[torch.arange(len(var)), ch]
-        assert torch.equal(params[0], want) and torch.equal(anc[0], anchor[0, ch, row // 2, col // 2])
+        assert torch.equal(params[0], want) and torch.equal(anc[0], anchor[0, ch, row // stride, col // stride])
 
 
 def test_canvas_of_the_empty_first_step_on_the_small_picture():
@@ -151,7 +187,7 @@ def test_round_trips_and_settings_are_not_part_of_the_format(shape, monkeypatch)
     a = smooth_image(shape[0], shape[1], shape[2], seed=sum(shape))
     a = a[..., 0] if shape[2] == 1 else a
     data = ardmzip.compress(a, steps=16)
-    assert container.unpack(data)[0].version == (8 if min(shape[:2]) >= 2 else 4)
+    assert container.unpack(data)[0].version == (10 if min(shape[:2]) >= 2 else 4)
     assert np.array_equal(ardmzip.decompress(data).reshape(a.shape), a)
     monkeypatch.setattr(codec, "MIN_STRIP_ROWS", 1)
     for strip_pixels, chunk in [(shape[1] * 40, 50), (1 << 20, 7)]:
@@ -179,12 +215,14 @@ def test_version_5_writes_the_one_level_file_and_6_the_old_split():
     a = smooth_image(30, 28, 3, seed=9)
     old = ardmzip.compress(a, steps=16, version=5)
     six = ardmzip.compress(a, steps=16, version=6)
+    eight = ardmzip.compress(a, steps=16, version=8)
     new = ardmzip.compress(a, steps=16)
-    assert [container.unpack(f)[0].version for f in (old, six, new)] == [4, 6, 8]
-    assert len({old, six, new}) == 3
-    assert all(np.array_equal(ardmzip.decompress(f), a) for f in (old, six, new))
-    with pytest.raises(ardmzip.InputError, match="not 7"):
-        ardmzip.compress(a, steps=16, version=7)
+    assert [container.unpack(f)[0].version for f in (old, six, eight, new)] == [4, 6, 8, 10]
+    assert len({old, six, eight, new}) == 4
+    assert all(np.array_equal(ardmzip.decompress(f), a) for f in (old, six, eight, new))
+    for version in (7, 9, 11):
+        with pytest.raises(ardmzip.InputError, match=f"not {version}"):
+            ardmzip.compress(a, steps=16, version=version)
     with pytest.raises(ardmzip.FormatError, match="newer"):     # what an older ardmzip says
         container.unpack(new[:4] + bytes([container.NEWEST_VERSION + 1]) + new[5:])
 
@@ -198,7 +236,7 @@ def test_version_6_file_decodes_and_is_rewritten_byte_for_byte():
 def test_version_8_file_decodes_and_is_rewritten_byte_for_byte():
     data = V8_FILE.read_bytes()
     assert data[4] == 8 and np.array_equal(ardmzip.decompress(data), v4_image())
-    assert full_layout(ardmzip.compress(v4_image(), steps=16, model="xic-s48")) == data
+    assert full_layout(ardmzip.compress(v4_image(), steps=16, model="xic-s48", version=8)) == data
     assert data != V6_FILE.read_bytes()
     # read with version 6's split, the same streams decode to something else, and the checksum says so
     with pytest.raises((ardmzip.ChecksumError, ardmzip.FormatError)):
@@ -213,12 +251,25 @@ def rgba_image() -> np.ndarray:
 def test_compact_files_decode_and_are_rewritten_byte_for_byte():
     data = (COMPACT_DIR / "xic-s48-rgb.ardm").read_bytes()
     assert data[4] == container.COMPACT + 8 and np.array_equal(ardmzip.decompress(data), v4_image())
-    assert ardmzip.compress(v4_image(), steps=16, model="xic-s48") == data
+    assert ardmzip.compress(v4_image(), steps=16, model="xic-s48", version=8) == data
     assert container.unpack(data) == container.unpack(V8_FILE.read_bytes())   # the same file, shorter
     assert len(V8_FILE.read_bytes()) - len(data) == 21       # name and hash: 15 bytes, a CRC 4, a length 2
     data = (COMPACT_DIR / "cifar10-s48-rgba.ardm").read_bytes()
     assert len(container.unpack(data)[1]) == 2 and np.array_equal(ardmzip.decompress(data), rgba_image())
-    assert ardmzip.compress(rgba_image(), steps=16, model="cifar10-s48") == data
+    assert ardmzip.compress(rgba_image(), steps=16, model="cifar10-s48", version=8) == data
+
+
+def test_version_10_files_decode_and_are_rewritten_byte_for_byte():
+    """v10/: v4_image() and rgba_image() at 16 steps (three levels), by the commit that made version 10."""
+    for name, image, model in (("xic-s48-rgb", v4_image(), "xic-s48"), ("cifar10-s48-rgba", rgba_image(), "cifar10-s48")):
+        data = (V10_DIR / f"{name}.ardm").read_bytes()
+        assert data[4] == container.COMPACT + 10 and np.array_equal(ardmzip.decompress(data), image)
+        assert ardmzip.compress(image, steps=16, model=model) == data
+        assert data != (COMPACT_DIR / f"{name}.ardm").read_bytes()
+    # read with version 8's split, the same streams decode to something else, and the checksum says so
+    header, streams = container.unpack(data)
+    with pytest.raises((ardmzip.ChecksumError, ardmzip.FormatError)):
+        ardmzip.decompress(container.pack(dataclasses.replace(header, version=8), streams))
 
 
 def test_archive_members_are_pyramids_and_their_single_files(tmp_path, invoke):
@@ -232,7 +283,7 @@ def test_archive_members_are_pyramids_and_their_single_files(tmp_path, invoke):
     with archive._open_archive(tmp_path / "set.ardm") as (f, size):
         index = archive._read_index(f, size)
         single = archive._member_ardm(f, index, index.members[1])
-    assert single == ardmzip.compress(images[1], steps=12) and container.unpack(single)[0].version == 8
+    assert single == ardmzip.compress(images[1], steps=12) and container.unpack(single)[0].version == 10
 
 
 def test_sixteen_bit_pictures_code_their_high_bytes_as_a_pyramid():
@@ -240,7 +291,7 @@ def test_sixteen_bit_pictures_code_their_high_bytes_as_a_pyramid():
     deep = np.stack([(x * 2900 + y * 1700 + (x * y) % 11 * 97) % 65536, (x * 37 + y * 3000) % 65536],
                     -1).astype(np.uint16)                                     # gray + alpha, 16-bit
     data = ardmzip.compress(deep, steps=12)
-    assert container.unpack(data)[0].version == 8
+    assert container.unpack(data)[0].version == 10
     assert np.array_equal(ardmzip.decompress(data), deep)
     old = ardmzip.compress(deep, steps=12, version=5)
     assert container.unpack(old)[0].version == 5 and np.array_equal(ardmzip.decompress(old), deep)
@@ -249,10 +300,10 @@ def test_sixteen_bit_pictures_code_their_high_bytes_as_a_pyramid():
 @pytest.mark.parametrize("h, w", [(32, 32), (608, 768), (3000, 4000)])
 def test_levels_grow_in_network_work_and_shrink_in_expected_bits(h, w):
     """The CLI's levels are monotone in the network's work (full-size calls; a call on the
-    quarter-size picture counts a quarter; the empty first step is free) and in the
-    schedules' expected cost, at every picture size."""
+    quarter-size picture counts a quarter, on the 1/16 picture a sixteenth; the empty first
+    step is free) and in the schedules' expected cost, at every picture size."""
     curve = weights.load().curve
-    d, dc = h * w * 3, (h + 1) // 2 * ((w + 1) // 2) * 3
+    d = h * w * 3
     work, cost = [], []
     for level in sorted(codec.LEVEL_STEPS):
         steps = codec.LEVEL_STEPS[level]
@@ -260,11 +311,10 @@ def test_levels_grow_in_network_work_and_shrink_in_expected_bits(h, w):
         if split is None:
             bounds, expected = schedule(d, steps, curve)
             work.append(len(bounds) - 2)
-        else:
-            coarse, fine = split
-            work.append((len(coarse) - 2) / 4 + len(fine) - 1)
-            expected = (schedule(dc, len(coarse) - 1, curve)[1]
-                        + schedule(d, len(fine) - 1, curve, start=dc)[1])
+        else:       # a call at stride s costs 1 / s^2; a level's expected bits: the DP over its range
+            n = len(split)
+            work.append(sum((len(lv) - 1 - (i == 0)) / 4 ** (n - 1 - i) for i, lv in enumerate(split)))
+            expected = sum(schedule(lv[-1], len(lv) - 1, curve, start=lv[0])[1] for lv in split)
         cost.append(expected)
     assert work == sorted(work) and len(set(work)) == len(work), work
     assert cost == sorted(cost, reverse=True), cost
