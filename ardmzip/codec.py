@@ -17,9 +17,10 @@ spread context of their own: files 0.5-1.1% smaller on train photos at 10-24 ste
 (train photos +0.2% at 8, +0.4% at 6; CIFAR-10 +1%), so those stay one level. Format
 version 8 gives the coarse level more steps for the same work (``pyramid_split``: at 16
 steps 15 quarter-size and 7 full-size calls instead of 7 and 9). Format version 10 codes
-the coarse picture as a pyramid too: its own coarse level (pixels whose row and column are
-multiples of 4) by calls on the 1/16 picture (at 16 steps 11 of those, 7 quarter-size and 7
-full-size calls: ~10% less network work than version 8, and files 0.14-0.18% smaller).
+the coarse picture as a pyramid too, from about 48x48 pixels: its own coarse level (pixels
+whose row and column are multiples of 4) by calls on the 1/16 picture (at 16 steps 11 of
+those, 7 quarter-size and 7 full-size calls: ~10% less network work than version 8, and
+photos 0.14-0.24% smaller).
 
 Memory stays bounded for any image size: the trunk runs on horizontal strips with a halo
 of ``config.halo`` rows (on CPU band by band inside a strip, each row once: cache-sized
@@ -110,6 +111,7 @@ PYRAMID_VERSION = 6       # files from this version on code interlaced planes as
 PYRAMID_MIN_STEPS = 10    # ... when they have this many steps: below, the pyramid cost bits on train photos
 COARSE_STEPS_VERSION = container.COARSE_STEPS_VERSION   # ... and from this one on, with more coarse steps
 THREE_LEVEL_VERSION = container.THREE_LEVEL_VERSION     # ... and from this one on, the coarse picture a pyramid too
+THREE_LEVEL_MIN_SIDE = 12   # ... where the 1/16 picture is at least this on both sides (pictures from ~48x48)
 
 
 def uses_pyramid(steps: int, h: int, w: int) -> bool:
@@ -139,8 +141,11 @@ def pyramid_split(h: int, w: int, channels: int, steps: int, curve: np.ndarray,
     pixels, so the network's work stays the same, and the coarse pixels, which cost the most
     bits each, get more steps (train photos: -0.2% at 10 steps, -0.6% at 16, -0.3% at 32;
     CIFAR-10 -0.2 / -0.5 / -0.2%; ``coarse_steps_moved``). From version 10
-    (THREE_LEVEL_VERSION) on, where the coarse picture is at least 2x2, its own coarse level
-    is a third level at stride 4: it gets as many of the coarse steps as the coarse
+    (THREE_LEVEL_VERSION) on, where the 1/16 picture is at least THREE_LEVEL_MIN_SIDE on both
+    sides, the coarse picture's own coarse level is a third level at stride 4 (on train
+    crops at 16 steps: 32x32 +0.20%, CIFAR-10 train pictures +0.26%, 36x36 +0.14%, 40x40
+    -0.01%, 44x44 +0.03%, 48x48 -0.10%, 64 to 128 -0.07 to -0.11%, 256x256 -0.14%: the
+    smallest pictures are mostly border). It gets as many of the coarse steps as the coarse
     picture's one-level schedule starts within it, plus four for one step of the middle
     level where that leaves the middle level one (its calls see the 1/16 picture whole, not
     as the sparse pixels of the quarter picture, and cost a quarter as much: 16 train crops
@@ -158,10 +163,10 @@ def pyramid_split(h: int, w: int, channels: int, steps: int, curve: np.ndarray,
         coarse_steps, fine_steps = coarse_steps + 4 * moved, fine_steps - moved
     fine, _ = schedule(d, fine_steps, curve, start=dc)
     hc, wc = (h + 1) // 2, (w + 1) // 2
-    if version < THREE_LEVEL_VERSION or hc < 2 or wc < 2:     # (coarse_steps is at least 5 here)
+    if version < THREE_LEVEL_VERSION or min((hc + 1) // 2, (wc + 1) // 2) < THREE_LEVEL_MIN_SIDE:
         coarse, _ = schedule(dc, coarse_steps, curve)
         return coarse, fine
-    dcc = ((hc + 1) // 2) * ((wc + 1) // 2) * channels
+    dcc = ((hc + 1) // 2) * ((wc + 1) // 2) * channels      # (coarse_steps is at least 5 here)
     one_level, _ = schedule(dc, coarse_steps, curve)
     smallest = int(np.clip(np.count_nonzero(one_level[:-1] < dcc), 1, coarse_steps - 1))
     middle = coarse_steps - smallest

@@ -107,18 +107,18 @@ def test_pyramid_split_spends_every_step():
     assert [len(x) - 1 for x in codec.pyramid_split(600, 800, 3, 16, curve)] == [11, 7, 7]
 
 
-@pytest.mark.parametrize("h, w, c, k", [(600, 800, 3, 16), (31, 17, 1, 12), (600, 800, 3, 64), (32, 32, 3, 10),
-                                        (3, 3, 3, 16), (4, 5, 1, 10), (2, 9, 3, 16), (9, 2, 3, 16)])
+@pytest.mark.parametrize("h, w, c, k", [(600, 800, 3, 16), (51, 97, 1, 12), (600, 800, 3, 64), (48, 48, 3, 10),
+                                        (44, 200, 3, 16), (32, 32, 3, 10), (2, 9, 3, 16), (9, 2, 3, 16)])
 def test_three_levels_split_version_8s_coarse_steps(h, w, c, k):
     """Version 10: the coarse picture's steps, split between its own coarse level (stride 4)
     and the rest of it (stride 2) as its one-level schedule would, one middle step traded for
     four of the smallest level where the middle keeps one; the fine level as in version 8.
-    A coarse picture narrower than 2 keeps version 8's two levels."""
+    Where the 1/16 picture is under THREE_LEVEL_MIN_SIDE on a side, version 8's two levels."""
     curve = weights.load().curve
     coarse, fine = codec.pyramid_split(h, w, c, k, curve, version=8)
     split = codec.pyramid_split(h, w, c, k, curve)
     hc, wc = (h + 1) // 2, (w + 1) // 2
-    if hc < 2 or wc < 2:
+    if min((hc + 1) // 2, (wc + 1) // 2) < codec.THREE_LEVEL_MIN_SIDE:
         assert len(split) == 2 and all(np.array_equal(a, b) for a, b in zip(split, (coarse, fine)))
         return
     smallest, middle, fine10 = split
@@ -138,26 +138,26 @@ def test_coarse_steps_moved_keeps_a_fine_step():
     assert all(1 <= codec.coarse_steps_moved(f) <= f - 1 for f in range(2, 200))
 
 
-@pytest.mark.parametrize("version, stride, size", [(8, 2, (20, 15)), (10, 4, (10, 8)), (10, 2, (20, 15))])
+@pytest.mark.parametrize("version, stride, size", [(8, 2, (26, 25)), (10, 4, (13, 13)), (10, 2, (26, 25))])
 def test_coarse_steps_run_on_the_smaller_pictures(version, stride, size):
     """Version 8's coarse steps run on the quarter-size picture; version 10's first ones on
     the 1/16 picture, then the quarter-size one: each step's outputs are the network's on
     the small picture itself, and before the next level every pixel of this one is revealed."""
     m = weights.load()
-    pc = codec.PlaneCoder(m.net, m.curve, 40, 30, False, 16, 0, pyramid=version)
+    pc = codec.PlaneCoder(m.net, m.curve, 52, 50, False, 16, 0, pyramid=version)
     assert sorted(set(pc.strides), reverse=True) == ([4] if version == 10 else []) + [2, 1]
     assert pc.strides == sorted(pc.strides, reverse=True)                       # coarsest first
     steps = [s for s in range(pc.steps) if pc.strides[s] == stride]
     assert 1 < len(steps) < 16 and (pc.stages[stride].h, pc.stages[stride].w) == size
     revealed = pc.mask(steps[-1] + 1)[0].numpy()
     assert revealed[:, ::stride, ::stride].all() and revealed.sum() == revealed[:, ::stride, ::stride].size
-    values = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 3, 40, 30)))
+    values = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 3, 52, 50)))
     step = steps[-1]
     got = list(pc.step_outputs(values, pc.mask(step), step))
     small = [t[:, :, ::stride, ::stride].contiguous() for t in (values, pc.mask(step))]
     x, anchor = m.net.trunk(*small)
     for var, params, anc in got:
-        row, col, ch = var // 90, (var // 3) % 30, var % 3
+        row, col, ch = var // 150, (var // 3) % 50, var % 3
         assert not (row % stride).any() and not (col % stride).any()
         feats = x[0, :, row // stride, col // stride].T
         want = m.net.head(feats.contiguous()).view(len(var), 3, 3, -1)[torch.arange(len(var)), ch]
@@ -259,17 +259,40 @@ def test_compact_files_decode_and_are_rewritten_byte_for_byte():
     assert ardmzip.compress(rgba_image(), steps=16, model="cifar10-s48", version=8) == data
 
 
+def v10_image(alpha: bool = False) -> np.ndarray:
+    """v4_image's integer formula on 50x53 pixels (its 1/16 picture 13x14: three levels); with
+    ``alpha`` a fourth, varying channel."""
+    y, x = np.mgrid[0:50, 0:53]
+    channels = [(x * 11 + y * 7 + 83 * c + (x * x * y + 5 * c) % 29) % 256 for c in range(3)]
+    return np.stack(channels + [(x * 5 + y * 3) % 256] * alpha, -1).astype(np.uint8)
+
+
 def test_version_10_files_decode_and_are_rewritten_byte_for_byte():
-    """v10/: v4_image() and rgba_image() at 16 steps (three levels), by the commit that made version 10."""
-    for name, image, model in (("xic-s48-rgb", v4_image(), "xic-s48"), ("cifar10-s48-rgba", rgba_image(), "cifar10-s48")):
+    """v10/: v10_image() (xic-s48) and v10_image(alpha=True) (cifar10-s48) at 16 steps, three
+    levels, by the commit that made version 10: not version 8's streams."""
+    for name, image, model in (("xic-s48-rgb", v10_image(), "xic-s48"),
+                               ("cifar10-s48-rgba", v10_image(alpha=True), "cifar10-s48")):
         data = (V10_DIR / f"{name}.ardm").read_bytes()
         assert data[4] == container.COMPACT + 10 and np.array_equal(ardmzip.decompress(data), image)
         assert ardmzip.compress(image, steps=16, model=model) == data
-        assert data != (COMPACT_DIR / f"{name}.ardm").read_bytes()
+        assert container.unpack(ardmzip.compress(image, steps=16, model=model, version=8))[1] != container.unpack(data)[1]
     # read with version 8's split, the same streams decode to something else, and the checksum says so
     header, streams = container.unpack(data)
     with pytest.raises((ardmzip.ChecksumError, ardmzip.FormatError)):
         ardmzip.decompress(container.pack(dataclasses.replace(header, version=8), streams))
+
+
+def test_small_pictures_keep_two_levels():
+    """Below a 12x12 1/16 picture (about 48x48 pixels) version 10 codes version 8's streams: a
+    third level cost bits on train crops of 32 to 44 pixels and on CIFAR-10 train pictures."""
+    curve = weights.load().curve
+    for h, w in [(44, 200), (200, 41), (32, 32), (3, 3)]:
+        assert all(np.array_equal(a, b) for a, b in zip(codec.pyramid_split(h, w, 3, 16, curve),
+                                                        codec.pyramid_split(h, w, 3, 16, curve, version=8)))
+    assert len(codec.pyramid_split(45, 45, 3, 16, curve)) == 3 and len(codec.pyramid_split(48, 48, 3, 16, curve)) == 3
+    a = v4_image()
+    assert container.unpack(ardmzip.compress(a, steps=16))[1] == container.unpack(ardmzip.compress(a, steps=16,
+                                                                                                  version=8))[1]
 
 
 def test_archive_members_are_pyramids_and_their_single_files(tmp_path, invoke):
