@@ -149,7 +149,7 @@ def pyramid_split(h: int, w: int, channels: int, steps: int, curve: np.ndarray,
     picture's one-level schedule starts within it, plus four for one step of the middle
     level where that leaves the middle level one (its calls see the 1/16 picture whole, not
     as the sparse pixels of the quarter picture, and cost a quarter as much: 16 train crops
-    -0.18 / -0.14 / -0.15% at 10 / 16 / 32 steps, ~10% less network work). Each level's
+    -0.18 / -0.14 / -0.14% at 10 / 16 / 32 steps, ~10% less network work). Each level's
     steps are then the DP over its own range of the model's curve. Every count here is an
     integer function of (h, w, steps, curve, version), the same on every machine."""
     if not uses_pyramid(steps, h, w):
