@@ -104,6 +104,7 @@ __all__ = [
     "pack",
     "unpack",
     "peek_header",
+    "is_compact",
     "split_adaptation",
 ]
 
@@ -385,6 +386,11 @@ class _Reader:
         expected = zlib.crc32(self.data[start : self.pos])
         if int.from_bytes(self.take(4), "little") != expected:
             raise self.fail(f"{what} checksum mismatch")
+
+
+def is_compact(data: bytes) -> bool:
+    """Whether an .ardm file (one ``unpack`` accepts) has the compact layout."""
+    return len(data) > len(MAGIC) and data[len(MAGIC)] >= COMPACT
 
 
 def _as_view(data: bytes) -> memoryview:

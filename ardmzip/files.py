@@ -136,5 +136,5 @@ def info(data: bytes) -> dict:
         "bytes": len(data), "header_bytes": header_bytes,
         "subpixels": subpixels, "bpsp": 8 * len(data) / subpixels,
         "format_version": h.version, "planes": planes,
-        "container": "compact" if data[4] >= container.COMPACT else "full",
+        "container": "compact" if container.is_compact(data) else "full",
     }
