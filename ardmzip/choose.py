@@ -17,14 +17,19 @@ frequencies, the coder's own. A picture smaller than a tile is one tile, repeate
 different masks. Cost on the 2-core AMD EPYC VM: ~0.05-0.07 s per candidate for one picture
 of any size (per-call overheads), a few percent of coding a photo
 (benchmarks/results/2026-12-02-auto-model); thumbnails estimated together, 40-43 ms a
-picture for three candidates, against ~32 ms to code one (2026-12-02-small-candidates).
+picture for three candidates, against ~32 ms to code one (2026-12-02-small-candidates); two
+since (see below).
 
-``cifar10-s48`` (fitted to whole 32x32 pictures) is a candidate only for pictures that fit
-in one tile (``SMALL_CANDIDATES``), where the estimate sees the whole picture, borders and
-all, as the coder does. On larger pictures the tiles' estimate favours it where the whole
-picture (coded as a pyramid, with far more context than a 48x48 tile) does better with the
-others: as a candidate for every picture, auto picked it for 5 of 30 Unsplash30 photos and
-was worse than ``photo-s48`` alone (3.2776 against 3.2761 bpsp).
+Pictures that fit in one tile (thumbnails) have candidates of their own
+(``SMALL_CANDIDATES``): ``cifar10-s48`` (fitted to whole 32x32 pictures) and ``xic-s48``.
+There the estimate sees the whole picture, borders and all, as the coder does. On larger
+pictures the tiles' estimate favours ``cifar10-s48`` where the whole picture (coded as a
+pyramid, with far more context than a 48x48 tile) does better with the others: as a
+candidate for every picture, auto picked it for 5 of 30 Unsplash30 photos and was worse
+than ``photo-s48`` alone (3.2776 against 3.2761 bpsp). ``photo-s48`` is not a thumbnail
+candidate: it made no CIFAR-10 picture smaller that the other two did not (test set 4.1791
+and 400 training pictures 4.1275 bpsp, with it or without), and estimating it cost a third
+of the choice's time (benchmarks/results/2026-12-02-thumb-candidates).
 
 Determinism: the integers are exact everywhere; the estimates are float64 logarithms summed
 exactly (math.fsum), which machines could round differently only on a tie to ~1e-15, and a
@@ -41,8 +46,8 @@ from .dlm import exact_frequencies
 from .weights import Model
 
 AUTO = "auto"
-CANDIDATES: tuple[str, ...] = ("xic-s48", "photo-s48")      # for every picture
-SMALL_CANDIDATES: tuple[str, ...] = ("cifar10-s48",)        # also for pictures within one tile
+CANDIDATES: tuple[str, ...] = ("xic-s48", "photo-s48")             # for pictures larger than one tile
+SMALL_CANDIDATES: tuple[str, ...] = ("xic-s48", "cifar10-s48")     # for pictures within one tile
 TILE = 48                  # tile side in pixels
 TILES = 4                  # tiles (masks) per picture
 SAMPLE = 256               # hidden variables per tile through the head
@@ -63,16 +68,16 @@ def tile_origins(h: int, w: int, tile: int = TILE, count: int = TILES) -> list[t
 
 
 def candidates(shapes: list[tuple[int, ...]]) -> tuple[str, ...]:
-    """The candidates for pictures (or one archive's) of these plane shapes: CANDIDATES, and
-    SMALL_CANDIDATES too where every one fits in one TILE x TILE tile (so that the estimate
-    covers each whole picture)."""
+    """The candidates for pictures (or one archive's) of these plane shapes: SMALL_CANDIDATES
+    where every one fits in one TILE x TILE tile (so that the estimate covers each whole
+    picture), else CANDIDATES."""
     small = bool(shapes) and all(s[0] <= TILE and s[1] <= TILE for s in shapes)
-    return CANDIDATES + SMALL_CANDIDATES if small else CANDIDATES
+    return SMALL_CANDIDATES if small else CANDIDATES
 
 
 def only_candidate() -> str | None:
     """The one model auto can choose, where there is just one (then nothing is estimated), else None."""
-    names = CANDIDATES + SMALL_CANDIDATES
+    names = tuple(dict.fromkeys(CANDIDATES + SMALL_CANDIDATES))
     return names[0] if len(names) == 1 else None
 
 

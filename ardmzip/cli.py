@@ -763,10 +763,13 @@ def models_cmd():
     """List the models this ardmzip has."""
     from .choose import CANDIDATES, SMALL_CANDIDATES, TILE
     from .weights import REGISTRY
-    small = f" (and {', '.join(SMALL_CANDIDATES)} for images up to {TILE}x{TILE})" if SMALL_CANDIDATES else ""
+    small = (f" (images up to {TILE}x{TILE}: {', '.join(SMALL_CANDIDATES)})"
+             if SMALL_CANDIDATES != CANDIDATES else "")
     click.echo(f"auto (default): per image, the one of {', '.join(CANDIDATES)}{small} estimated to code it smallest")
     for name, (fname, sha) in sorted(REGISTRY.items()):
-        mark = " (auto)" if name in CANDIDATES else f" (auto, up to {TILE}x{TILE})" if name in SMALL_CANDIDATES else ""
+        big, thumb = name in CANDIDATES, name in SMALL_CANDIDATES
+        mark = (" (auto)" if big and thumb else f" (auto, above {TILE}x{TILE})" if big
+                else f" (auto, up to {TILE}x{TILE})" if thumb else "")
         click.echo(f"{name}{mark}: {fname} sha256 {sha}")
 
 

@@ -51,5 +51,5 @@ def one_default_model(request):
     from ardmzip import choose
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(choose, "CANDIDATES", choose.CANDIDATES[:1])
-        mp.setattr(choose, "SMALL_CANDIDATES", ())
+        mp.setattr(choose, "SMALL_CANDIDATES", choose.CANDIDATES[:1])
         yield

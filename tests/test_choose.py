@@ -139,7 +139,7 @@ def test_auto_codes_each_picture_with_its_own_choice_and_the_same_bytes_as_alone
     """Pictures coded together get the files they get alone, each naming the model chosen
     for it; each decodes exactly; a named model overrides the choice."""
     a, b = smooth_image(12, 14, 3, seed=5), smooth_image(12, 14, 3, seed=6)
-    choice = {a.tobytes(): "photo-s48", b.tobytes(): "xic-s48"}
+    choice = {a.tobytes(): "cifar10-s48", b.tobytes(): "xic-s48"}
     real = choose.estimate_many
 
     def fake_estimates(model, planes, seed=0, tiles=None):      # the chosen model's estimate is the lowest
@@ -148,11 +148,11 @@ def test_auto_codes_each_picture_with_its_own_choice_and_the_same_bytes_as_alone
     together = codec.compress_pictures([picture_from_array(a), picture_from_array(b)])
     alone = [ardmzip.compress(a), ardmzip.compress(b)]
     assert together == alone
-    assert [_header(f).model_name for f in together] == ["photo-s48", "xic-s48"]
+    assert [_header(f).model_name for f in together] == ["cifar10-s48", "xic-s48"]
     for f, x in zip(together, (a, b)):
         assert np.array_equal(ardmzip.decompress(f), x)
-    assert together[0] == ardmzip.compress(a, model="auto") == ardmzip.compress(a, model="photo-s48")
-    assert _header(ardmzip.compress(a, model="cifar10-s48")).model_name == "cifar10-s48"     # named: always
+    assert together[0] == ardmzip.compress(a, model="auto") == ardmzip.compress(a, model="cifar10-s48")
+    assert _header(ardmzip.compress(a, model="photo-s48")).model_name == "photo-s48"     # named: always
     monkeypatch.setattr(choose, "estimate_many", real)
     name = _header(ardmzip.compress(a)).model_name
     assert name in choose.candidates([a.shape])
@@ -160,17 +160,19 @@ def test_auto_codes_each_picture_with_its_own_choice_and_the_same_bytes_as_alone
 
 def test_small_candidates_only_for_pictures_within_one_tile():
     t = choose.TILE
-    assert choose.candidates([(t, t, 3)]) == choose.CANDIDATES + choose.SMALL_CANDIDATES
-    assert choose.candidates([(32, 32, 3), (20, t)]) == choose.CANDIDATES + choose.SMALL_CANDIDATES
+    assert choose.candidates([(t, t, 3)]) == choose.SMALL_CANDIDATES
+    assert choose.candidates([(32, 32, 3), (20, t)]) == choose.SMALL_CANDIDATES
     assert choose.candidates([(32, 32, 3), (t + 1, 8, 3)]) == choose.CANDIDATES      # one larger: not
     assert choose.candidates([(8, t + 1)]) == choose.CANDIDATES
     assert choose.candidates([]) == choose.CANDIDATES
     assert "cifar10-s48" in choose.SMALL_CANDIDATES and "cifar10-s48" not in choose.CANDIDATES
+    assert "photo-s48" in choose.CANDIDATES and "photo-s48" not in choose.SMALL_CANDIDATES
+    assert choose.only_candidate() is None
 
 
 def test_a_small_candidate_is_estimated_and_chosen_only_for_small_pictures(monkeypatch):
     """cifar10-s48 estimated cheapest everywhere: a thumbnail gets it, a larger picture one of
-    CANDIDATES (cifar10-s48 is not even estimated on it)."""
+    CANDIDATES (cifar10-s48 is not even estimated on it, nor photo-s48 on the thumbnail)."""
     small, large = smooth_image(20, 30, 3, seed=7), smooth_image(choose.TILE + 2, 30, 3, seed=8)
     asked = {}
 
@@ -180,7 +182,8 @@ def test_a_small_candidate_is_estimated_and_chosen_only_for_small_pictures(monke
     monkeypatch.setattr(choose, "estimate_many", fake_estimates)
     picked = codec.pictures_models([picture_from_array(small), picture_from_array(large)])
     assert [m.name for m in picked] == ["cifar10-s48", "photo-s48"]
-    assert asked["cifar10-s48"] == [small.shape] and len(asked["xic-s48"]) == 2
+    assert asked["cifar10-s48"] == [small.shape] and asked["photo-s48"] == [large.shape]
+    assert len(asked["xic-s48"]) == 2
     data = ardmzip.compress(small)
     assert _header(data).model_name == "cifar10-s48" and np.array_equal(ardmzip.decompress(data), small)
     assert codec.auto_model([picture_from_array(small)]).name == "cifar10-s48"
@@ -215,15 +218,15 @@ def test_archive_chooses_once_from_a_sample(tmp_path, monkeypatch):
     def fake_choose(models, planes, seed=0):
         seen.append([p.tobytes() for p in planes])
         offered.append(tuple(m.name for m in models))
-        return next(m for m in models if m.name == "photo-s48")
+        return next(m for m in models if m.name == "cifar10-s48")
     offered = []
     monkeypatch.setattr(choose, "choose", fake_choose)
     archive.write_archive(tmp_path / "a.npy", tmp_path / "a.ardm", steps=2)
     assert len(seen) == 1 and len(seen[0]) == choose.ARCHIVE_SAMPLE
-    assert offered == [choose.CANDIDATES + choose.SMALL_CANDIDATES]          # thumbnails: all of them
+    assert offered == [choose.SMALL_CANDIDATES]                  # thumbnails: theirs
     expect = [images[i].tobytes() for i in np.linspace(0, 39, choose.ARCHIVE_SAMPLE).round().astype(int)]
     assert seen[0] == expect
-    assert archive.archive_info(tmp_path / "a.ardm")["model"] == "photo-s48"
+    assert archive.archive_info(tmp_path / "a.ardm")["model"] == "cifar10-s48"
     assert np.array_equal(archive.extract_member(tmp_path / "a.ardm", "000039").pixels[..., :3], images[39])
 
 

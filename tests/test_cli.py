@@ -423,7 +423,7 @@ def test_models_lists_default(invoke):
     r = invoke("models")
     assert r.exit_code == 0
     assert "auto (default)" in r.stdout
-    assert all(f"{name} (auto)" in r.stdout for name in choose.CANDIDATES)
+    assert all(f"{name} (auto" in r.stdout for name in choose.CANDIDATES + choose.SMALL_CANDIDATES)
     assert all(name in r.stdout for name in weights.REGISTRY)     # older models stay, so their files decode
     assert "sha256" in r.stdout
 
