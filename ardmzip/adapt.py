@@ -88,10 +88,11 @@ def tune(model: Model, pixels: np.ndarray, steps: int = DEFAULT_STEPS, seed: int
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(params, lr=LEARNING_RATE)
     interlaced = 1.0 if base.config.order.startswith("interlace") else 0.0
+    green_first = 1.0 if base.config.order.startswith("interlace2g") else 0.0
     for _ in step_bar(range(steps), progress, "adapt"):
         pick = torch.randint(len(x), (min(BATCH, len(x)),), generator=g)
         batch = x[pick].long().expand(-1, 3, -1, -1)          # gray: three equal slots
-        bpsp, _, _ = oa_loss(net, batch, gray[pick], g, interlaced)
+        bpsp, _, _ = oa_loss(net, batch, gray[pick], g, interlaced, green_first=green_first)
         opt.zero_grad()
         bpsp.mean().backward()
         opt.step()

@@ -81,14 +81,24 @@ def only_candidate() -> str | None:
     return names[0] if len(names) == 1 else None
 
 
-def interlaced_masks(b: int, h: int, w: int, gray: bool, seed: int) -> torch.Tensor:
+def green_first(model: Model) -> bool:
+    """Whether the model codes in an "interlace2g" order (its fine levels' green subpixels first)."""
+    return model.net.config.order.startswith("interlace2g")
+
+
+def interlaced_masks(b: int, h: int, w: int, gray: bool, seed: int, green: bool = False) -> torch.Tensor:
     """(b, 3, h, w) int32 masks, 1 = revealed: the even-even grid first, then the rest, random
-    within each; mask i reveals a fraction in [i/b, (i+1)/b) of the variables (stratified)."""
+    within each (``green``: the rest's green subpixels before its red and blue ones, as in
+    "interlace2g"); mask i reveals a fraction in [i/b, (i+1)/b) of the variables (stratified).
+    The same draws either way."""
     g = torch.Generator().manual_seed(seed)
     keys = torch.rand(b, 3, h, w, generator=g, dtype=torch.float64)
     if gray:
         keys = keys[:, :1].expand(-1, 3, -1, -1)
     coarse = (torch.arange(h).view(h, 1) % 2 == 0) & (torch.arange(w).view(1, w) % 2 == 0)
+    if green and not gray:
+        not_green = (torch.arange(3) != 1).to(torch.float64).view(1, 3, 1, 1)
+        keys = torch.where(coarse, keys, 0.5 * keys + 0.5 * not_green)       # within [0, 1): green first
     keys = keys - coarse.to(torch.float64)             # coarse keys in [-1, 0): first
     d = h * w if gray else 3 * h * w
     fraction = (torch.arange(b, dtype=torch.float64) + torch.rand(b, generator=g, dtype=torch.float64)) / b
@@ -99,12 +109,14 @@ def interlaced_masks(b: int, h: int, w: int, gray: bool, seed: int) -> torch.Ten
     return (ranks < revealed.view(b, 1, 1, 1)).to(torch.int32)
 
 
-def tiles_of(planes: list[np.ndarray], seed: int = 0) -> list[tuple]:
-    """Each plane's tiles, masks and sample (``_tiles``): the same for every candidate."""
-    return [_tiles(p, seed) for p in planes]
+def tiles_of(planes: list[np.ndarray], seed: int = 0, green: bool = False) -> list[tuple]:
+    """Each plane's tiles, masks and sample (``_tiles``): the same for every candidate of one
+    kind of order (``green``: "interlace2g", ``green_first``)."""
+    return [_tiles(p, seed, green) for p in planes]
 
 
-def _tiles(plane: np.ndarray, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _tiles(plane: np.ndarray, seed: int, green: bool = False
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A plane's TILES tiles as the network sees them, their masks, and the sample: (values
     (b, 3, th, tw) long, masks (b, 3, th, tw) int32, tile (n,), variable (n,) over (3, th, tw))
     of up to SAMPLE hidden variables a tile. Drawn from the plane and ``seed`` alone, so a
@@ -116,7 +128,7 @@ def _tiles(plane: np.ndarray, seed: int) -> tuple[torch.Tensor, torch.Tensor, to
     values = torch.from_numpy(tiles).long()
     values = values.unsqueeze(1).expand(-1, 3, -1, -1) if gray else values.permute(0, 3, 1, 2)
     b = len(tiles)
-    masks = interlaced_masks(b, th, tw, gray, seed)
+    masks = interlaced_masks(b, th, tw, gray, seed, green)
     hidden = masks == 0
     if gray:
         hidden[:, 1:] = False
@@ -133,9 +145,10 @@ def _tiles(plane: np.ndarray, seed: int) -> tuple[torch.Tensor, torch.Tensor, to
 def estimate_many(model: Model, planes: list[np.ndarray], seed: int = 0, tiles: list[tuple] | None = None) -> list[float]:
     """``estimate_bits`` of each plane, planes whose tiles have one shape through the network
     together (the same numbers as one by one: the network is exact integers per pixel).
-    ``tiles``: the planes' ``tiles_of`` with this seed, drawn once for every candidate."""
+    ``tiles``: the planes' ``tiles_of`` with this seed and the model's kind of order, drawn
+    once for every such candidate."""
     net = model.net_on("cpu")
-    parts = tiles_of(planes, seed) if tiles is None else tiles
+    parts = tiles_of(planes, seed, green_first(model)) if tiles is None else tiles
     groups: dict[tuple, list[int]] = {}
     for i, (values, _, _, _) in enumerate(parts):
         groups.setdefault((values.shape, planes[i].ndim), []).append(i)
@@ -173,6 +186,7 @@ def choose(models: list[Model], planes: list[np.ndarray], seed: int = 0) -> Mode
     their subpixels); the first on a tie or with no planes."""
     if len(models) == 1 or not planes:
         return models[0]
-    tiles = tiles_of(planes, seed)
-    costs = [math.fsum(e * p.size for e, p in zip(estimate_many(m, planes, seed, tiles), planes)) for m in models]
+    tiles = {kind: tiles_of(planes, seed, kind) for kind in dict.fromkeys(map(green_first, models))}
+    costs = [math.fsum(e * p.size for e, p in zip(estimate_many(m, planes, seed, tiles[green_first(m)]), planes))
+             for m in models]
     return models[int(np.argmin(costs))]

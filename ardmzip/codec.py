@@ -219,7 +219,8 @@ class PlaneCoder:
         # the plane's order (``plane_order``); by default the model's order for a non-palette plane
         order = order or plane_order(net.config.order, palette=False)
         rule = container.FORMAT_VERSION if pyramid is True else int(pyramid)
-        split = pyramid_split(h, w, self.channels, steps, curve, rule) if rule and order == "interlace2" else None
+        interlaced = order in ("interlace2", "interlace2g")
+        split = pyramid_split(h, w, self.channels, steps, curve, rule) if rule and interlaced else None
         # each variable's step (bounds run from 0 to d): which rank range of the order it falls
         # in, from partitions of the order's keys at the bounds (the ranks themselves need sorts)
         if split is None:
@@ -228,7 +229,7 @@ class PlaneCoder:
             strides = [1] * (len(bounds) - 1)
         else:       # levels coarsest first; the ranks are pyramid_ranks' whatever the count of levels
             bounds = np.concatenate([split[0], *(level[1:] for level in split[1:])])
-            step_of = pyramid_steps(h, w, self.channels, seed, bounds)
+            step_of = pyramid_steps(h, w, self.channels, seed, bounds, green_first=order == "interlace2g")
             strides = [2 ** (len(split) - 1 - i) for i, level in enumerate(split) for _ in range(len(level) - 1)]
         self.step_of = step_of
         # variables grouped by step, ascending index: a stable sort of 16-bit keys is numpy's radix sort
@@ -949,12 +950,15 @@ def pictures_models(pictures: list[Picture], model: str | None = None) -> list[M
     planes = [network_plane(p) for p in pictures]
     coded = [i for i, plane in enumerate(planes) if plane is not None]
     names = {i: choose.candidates([planes[i].shape]) for i in coded}
-    tiles = dict(zip(coded, choose.tiles_of([planes[i] for i in coded])))      # drawn once for all candidates
+    tiles: dict[bool, dict[int, tuple]] = {}      # drawn once for all candidates of one kind of order
     costs: dict[tuple[str, int], float] = {}
     for name in dict.fromkeys(n for i in coded for n in names[i]):          # each candidate once, in order
         mine = [i for i in coded if name in names[i]]
+        kind = choose.green_first(load(name))
+        if kind not in tiles:
+            tiles[kind] = dict(zip(coded, choose.tiles_of([planes[i] for i in coded], green=kind)))
         costs.update(zip(((name, i) for i in mine), choose.estimate_many(
-            load(name), [planes[i] for i in mine], tiles=[tiles[i] for i in mine])))
+            load(name), [planes[i] for i in mine], tiles=[tiles[kind][i] for i in mine])))
     out = [load(choose.CANDIDATES[0])] * len(pictures)
     for i in coded:                 # min keeps the first candidate on a tie, as choose.choose
         out[i] = load(min(names[i], key=lambda n: costs[n, i]))

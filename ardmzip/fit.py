@@ -107,7 +107,8 @@ def fit(data: list[str | os.PathLike], output: str | os.PathLike, *, base: str |
             "--lr", str(lr), "--warmup", "100", "--batch", str(batch), "--crop", str(CROP),
             "--device", device, "--threads", str(threads), "--seed", str(seed), "--quiet",
             "--log-every", "100", "--ckpt-every", "300", "--eval-every", "1000",
-            "--interlace-fraction", "0.9" if order.startswith("interlace") else "0"]
+            "--interlace-fraction", "0.9" if order.startswith("interlace") else "0",
+            "--green-first", "1" if order.startswith("interlace2g") else "0"]
     argv += ["--steps", str(steps)] if steps is not None else ["--steps", str(2**62), "--time-limit", str(minutes * 60)]
     if val:
         argv += ["--val", *map(str, val)]

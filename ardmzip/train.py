@@ -131,12 +131,12 @@ def group_loss(net: ARDMNet, x: torch.Tensor, gray: torch.Tensor, args: argparse
     """oa_loss on one group of crops; with --chroma-fraction, that share of the RGB crops gets
     video-style subsampled chroma whose blocks start at the crop's interlace phase."""
     if args.chroma_fraction <= 0:
-        return oa_loss(net, x, gray, None, args.interlace_fraction)
+        return oa_loss(net, x, gray, None, args.interlace_fraction, green_first=getattr(args, 'green_first', 0.0))
     b, dev = len(x), x.device
     phase = ((torch.rand(b, device=dev) < 0.5).long(), (torch.rand(b, device=dev) < 0.5).long())
     selected = (torch.rand(b, device=dev) < args.chroma_fraction) & ~gray
     x = subsample_chroma(x, selected, torch.rand(b, device=dev) < 0.6, *phase)
-    return oa_loss(net, x, gray, None, args.interlace_fraction, phase)
+    return oa_loss(net, x, gray, None, args.interlace_fraction, phase, getattr(args, 'green_first', 0.0))
 
 
 class TrainingClock:
@@ -213,7 +213,8 @@ def train(args: argparse.Namespace) -> int:
                              **architecture(args))
         net = make_net(config).to(device)
     if args.interlace_fraction > 0:         # the model is meant to be coded in that order
-        net.config = config = replace(config, order="interlace2")
+        net.config = config = replace(config, order="interlace2g" if getattr(args, "green_first", 0.0) > 0
+                                      else "interlace2")
     ema = copy.deepcopy(net)
     set_bf16(net, args.bf16)            # the trained copy only: validation (the EMA) stays float32
     opt = torch.optim.Adam(net.parameters(), lr=args.lr, fused=device.type == "cuda")
@@ -376,6 +377,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--interlace-fraction", type=float, default=0.0,
                    help="share of training masks drawn from the 2x2-interlaced order; > 0 makes the model "
                         "declare that order, which files made with it then use")
+    p.add_argument("--green-first", type=float, default=0.0, metavar="FRACTION",
+                   help="share of the interlaced RGB masks that reveal each level's green subpixels before "
+                        "its red and blue ones; > 0 (with --interlace-fraction) makes the model declare the "
+                        "interlace2g order")
     p.add_argument("--chroma-fraction", type=float, default=0.0,
                    help="share of RGB crops given video-style subsampled chroma (60%% 4:2:0, 40%% 4:2:2), "
                         "blocks aligned with the interlaced order's coarse pixels")

@@ -59,3 +59,18 @@ def assert_masks_in_the_mixing_pass(mix, freq: torch.Tensor, args: tuple, rng, m
     monkeypatch.setenv("ARDMZIP_JIT", "1")
     assert torch.equal(mix(freq, *args, mask=(table, row)), want)
     assert np.array_equal(mix(freq, *args, probabilities=True, mask=(table, row)), frequencies_to_probabilities(want))
+
+
+def green_first_model(name: str = "xic-s48"):
+    """A shipped model's network declaring the "interlace2g" order (not trained for it: files
+    made with it are larger, but code and decode like any model's). Not registered: files name
+    it in the full layout, and it decodes in this process, which loaded it."""
+    import dataclasses
+    from ardmzip import weights
+    m = weights.load(name)
+    net = dataclasses.replace(m.net.config, order="interlace2g/palette-random")
+    inet = type(m.net).__new__(type(m.net))
+    inet.__dict__.update(m.net.__dict__)
+    inet.config = net
+    return weights.remember(weights.to_bytes(inet, m.curve, dict(m.meta, note="green first, for tests")),
+                            f"{name}-g")

@@ -112,6 +112,30 @@ def test_estimates_do_not_depend_on_the_batch():
         weights.load("xic-s48"), planes)
 
 
+def test_green_first_masks_and_estimates_follow_the_models_order():
+    """A model of the "interlace2g" order is estimated with masks in that order: the same
+    draws (coarse level and reveal fractions) with the fine level's green subpixels first."""
+    from helpers import green_first_model
+    plain, green = (choose.interlaced_masks(16, 12, 10, False, 3, g) for g in (False, True))
+    assert torch.equal(plain.sum((1, 2, 3)), green.sum((1, 2, 3)))             # the same fractions
+    coarse = torch.zeros(12, 10, dtype=torch.bool)
+    coarse[::2, ::2] = True
+    mixed = 0
+    for p, g in zip(plain, green):
+        assert torch.equal(p[:, coarse], g[:, coarse]) or g[:, ~coarse].sum() > 0
+        fine = g[:, ~coarse].bool()
+        if fine[[0, 2]].any():
+            assert fine[1].all()
+        mixed += bool(p[:, ~coarse][[0, 2]].bool().any() and not p[:, ~coarse][1].bool().all())
+    assert mixed > 0                                                            # (the plain ones are not)
+    assert torch.equal(choose.interlaced_masks(4, 6, 6, True, 3, True), choose.interlaced_masks(4, 6, 6, True, 3))
+    m = green_first_model()
+    assert choose.green_first(m) and not choose.green_first(weights.load("xic-s48"))
+    planes = [smooth_image(30, 30, 3, seed=s) for s in range(2)]
+    assert choose.estimate_many(m, planes) == choose.estimate_many(m, planes, tiles=choose.tiles_of(planes, green=True))
+    assert choose.estimate_many(m, planes) != choose.estimate_many(m, planes, tiles=choose.tiles_of(planes))
+
+
 def test_estimate_tracks_coded_size_and_is_deterministic():
     """Over pictures that differ in how compressible they are, the estimate orders them like
     the files do; and the same picture always gets the same estimate."""

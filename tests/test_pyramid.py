@@ -45,6 +45,68 @@ def test_pyramid_ranks_put_the_small_pictures_order_first(shape):
     assert ranks[fine].min(initial=coarse.size) == coarse.size                        # then all the rest
 
 
+@pytest.mark.parametrize("shape", [(5, 7, 3), (4, 4, 1), (9, 10, 3), (1, 1, 3), (2, 2, 3)])
+def test_green_first_orders_later_levels_green_first_and_else_as_interlace2(shape):
+    """"interlace2g": the pyramid's first level (pixels whose row and column are multiples of
+    4) keeps interlace2's order; every later level codes its green subpixels, then its red and
+    blue ones, each group in interlace2's order; the levels are interlace2's. In the one-level
+    interlaced order: the coarse level plain, the rest green first. Gray planes: interlace2."""
+    h, w, c = shape
+    plain, green = pyramid_ranks(h, w, c, 7), pyramid_ranks(h, w, c, 7, green_first=True)
+    assert sorted(green.tolist()) == list(range(h * w * c))
+    level = np.full((h, w), 2)          # 0: the 1/16 picture's pixels, 1: the rest of the quarter picture, 2: the rest
+    level[::2, ::2] = 1
+    level[::4, ::4] = 0
+    level = np.repeat(level.reshape(-1), c)
+    channel = np.tile(np.arange(c), h * w)
+    if c == 1:
+        assert np.array_equal(green, plain)
+        assert np.array_equal(interlaced_ranks(h, w, 1, 7, green_first=True), interlaced_ranks(h, w, 1, 7))
+        return
+    for lv in (0, 1, 2):
+        inside = level == lv
+        if not inside.any():
+            continue
+        assert green[inside].min() == plain[inside].min() and green[inside].max() == plain[inside].max()
+        if lv == 0:
+            assert np.array_equal(green[inside], plain[inside])
+            continue
+        g, rb = green[inside & (channel == 1)], green[inside & (channel != 1)]
+        assert g.max() < rb.min()                                           # green first within the level
+        for part in (channel == 1, channel != 1):                           # each group in interlace2's order
+            sel = inside & part
+            assert np.array_equal(np.argsort(green[sel]), np.argsort(plain[sel]))
+    flat, flat_plain = interlaced_ranks(h, w, c, 7, green_first=True), interlaced_ranks(h, w, c, 7)
+    coarse = level <= 1
+    assert np.array_equal(flat[coarse], flat_plain[coarse])
+    if (~coarse).any():
+        assert flat[~coarse & (channel == 1)].max() < flat[~coarse & (channel != 1)].min()
+    assert np.array_equal(plane_ranks("interlace2g", h, w, c, 7), flat)
+
+
+@pytest.mark.parametrize("steps", [4, 16])                 # 16: three levels; 4: one interlaced level
+def test_a_green_first_model_codes_and_decodes(steps):
+    """Files of a model declaring "interlace2g" decode exactly (RGB, gray, RGBA), differ from
+    the same network's "interlace2" files, and name their model."""
+    from helpers import green_first_model
+    m = green_first_model()
+    for image in (v10_image(), v10_image()[..., 1], v10_image(alpha=True)):
+        data = ardmzip.compress(image, steps=steps, model=m)
+        assert container.unpack(data)[0].model_name == m.name
+        assert np.array_equal(ardmzip.decompress(data), image)
+        plain = ardmzip.compress(image, steps=steps, model="xic-s48")
+        same = container.unpack(data)[1] == container.unpack(plain)[1]
+        assert same == (image.ndim == 2)                                    # gray: the same order
+
+
+def test_plane_order_of_the_green_first_orders():
+    from ardmzip.ardm import plane_order
+    assert plane_order("interlace2g/palette-random", palette=False) == "interlace2g"
+    assert plane_order("interlace2g/palette-random", palette=True) == "random"
+    assert plane_order("interlace2/palette-random", palette=False) == "interlace2"
+    assert plane_order("interlace2g", palette=True) == "interlace2g"
+
+
 def _bounds(d: int, g: np.random.Generator) -> np.ndarray:
     """Step boundaries 0 = b_0 <= b_1 <= ... <= d: empty steps, one-variable steps, and cuts anywhere."""
     inner = np.sort(np.concatenate([g.integers(0, d + 1, g.integers(0, 9)), g.integers(0, 3, 2), [d - 1, 1]]))
@@ -66,10 +128,12 @@ def test_steps_from_partitions_are_the_ranks_steps(shape):
         schedules = [_bounds(d, g) for _ in range(6)] + [schedule(d, k, curve)[0] for k in (1, 3, 16) if k <= d]
         for bounds in schedules:
             lookup = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
-            for order in ("random", "interlace2"):
+            for order in ("random", "interlace2", "interlace2g"):
                 want = lookup[plane_ranks(order, h, w, c, seed)]
                 assert np.array_equal(plane_steps(order, h, w, c, seed, bounds), want)
-            assert np.array_equal(pyramid_steps(h, w, c, seed, bounds), lookup[pyramid_ranks(h, w, c, seed)])
+            for green in (False, True):
+                assert np.array_equal(pyramid_steps(h, w, c, seed, bounds, green_first=green),
+                                      lookup[pyramid_ranks(h, w, c, seed, green_first=green)])
     with pytest.raises(ValueError, match="unknown coding order"):
         plane_steps("zigzag", 2, 2, 1, 0, np.array([0, 4]))
 

@@ -159,6 +159,39 @@ def test_given_phase_puts_the_coarse_grid_there():
         assert (m[:, ~grid].sum() == 0) if revealed <= 3 * int(grid.sum()) else bool(m[:, grid].all())
 
 
+def test_green_first_masks_reveal_the_fine_levels_green_first_and_make_the_model_declare_interlace2g(tmp_path):
+    """--green-first: interlaced RGB masks reveal the coarse level in the plain random order,
+    then the fine level's green subpixels before its red and blue ones ("interlace2g"); gray
+    images and, with green_first=0, every mask are as before (the generator's draws too)."""
+    from ardmzip.ardm import random_masks
+    b, h, w = 256, 6, 8
+    gray = torch.arange(b) % 8 == 0
+    py, px = torch.arange(b) % 2, (torch.arange(b) // 2) % 2
+    plain, _ = random_masks(b, h, w, gray, torch.Generator().manual_seed(4), 1.0, (py, px))
+    again, _ = random_masks(b, h, w, gray, torch.Generator().manual_seed(4), 1.0, (py, px), green_first=0.0)
+    assert torch.equal(plain, again)
+    mask, _ = random_masks(b, h, w, gray, torch.Generator().manual_seed(4), 1.0, (py, px), green_first=1.0)
+    assert torch.equal(mask[gray], plain[gray])
+    seen = {"fine split": 0, "coarse mixed": 0}
+    for m, y0, x0, is_gray in zip(mask, py.tolist(), px.tolist(), gray.tolist()):
+        grid = torch.zeros(h, w, dtype=torch.bool)
+        grid[y0::2, x0::2] = True
+        coarse, fine = m[:, grid].bool(), m[:, ~grid].bool()
+        if fine.any():
+            assert coarse.all()
+        if not is_gray and fine[[0, 2]].any():
+            assert fine[1].all()                                  # red or blue revealed: all green before
+            seen["fine split"] += 1
+        if not is_gray and coarse[[0, 2]].any() and not coarse[1].all():
+            seen["coarse mixed"] += 1                             # the coarse level: the plain order
+    assert seen["fine split"] > 10 and seen["coarse mixed"] > 10
+    data, run = photos(tmp_path / "photos"), tmp_path / "run"
+    train.main([str(data), "--out", str(run), "--init", str(weights.MODEL_DIR / "xa4-s48.npz"), "--batch", "2",
+                "--crop", "16", "--qat-from", "0", "--steps", "2", "--threads", "1", "--interlace-fraction", "0.5",
+                "--green-first", "1"])
+    assert torch.load(run / "ckpt.pt", weights_only=False)["config"]["order"] == "interlace2g"
+
+
 @pytest.mark.parametrize("vertical", [True, False])
 def test_subsampled_chroma_is_constant_on_blocks_at_the_phase(vertical):
     from ardmzip.data import subsample_chroma
