@@ -1,10 +1,11 @@
 """Choosing the model per picture: ``compress(..., model="auto")``, the default.
 
 ardmzip ships more than one network of the same shape: ``xic-s48`` (trained on buildings,
-general photos and CIFAR-10) and ``photo-s48`` (it, fine-tuned on natural photos). Each wins
-on its own kind of picture and loses elsewhere (photo-s48: -0.2 to -0.5% on photos, +0.4% on
-Set14, +0.7% on CIFAR-10), so rather than one default the encoder estimates what each
-candidate would cost on the picture and codes with the cheapest. The file names its model
+general photos and CIFAR-10) and ``photog-s48`` (it, fine-tuned on natural photos, then for
+the green-first order "interlace2g"; before it ``photo-s48``, which won -0.2 to -0.5% on
+photos and lost +0.4% on Set14 and +0.7% on CIFAR-10). Each wins on its own kind of picture
+and loses elsewhere, so rather than one default the encoder estimates what each candidate
+would cost on the picture and codes with the cheapest. The file names its model
 as always: decoders need nothing new, and a picture costs the same bits alone as among
 others (an archive, whose members share one model, chooses once for all of them from a
 sample).
@@ -46,7 +47,7 @@ from .dlm import exact_frequencies
 from .weights import Model
 
 AUTO = "auto"
-CANDIDATES: tuple[str, ...] = ("xic-s48", "photo-s48")             # for pictures larger than one tile
+CANDIDATES: tuple[str, ...] = ("xic-s48", "photog-s48")            # for pictures larger than one tile
 SMALL_CANDIDATES: tuple[str, ...] = ("xic-s48", "cifar10-s48")     # for pictures within one tile
 TILE = 48                  # tile side in pixels
 TILES = 4                  # tiles (masks) per picture

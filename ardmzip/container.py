@@ -135,6 +135,7 @@ MODEL_IDS: tuple[tuple[str, str], ...] = (
     ("xic-s48", "fa17e80ca2be2fd2"),
     ("cifar10-s48", "e562fe1d027c7250"),
     ("photo-s48", "474f5d1de6f4d60e"),
+    ("photog-s48", "3abc39aec0b51db8"),
 )
 _MODEL_ID = {(name, bytes.fromhex(hash8)): i for i, (name, hash8) in enumerate(MODEL_IDS)}
 MODES: tuple[str, ...] = ("L", "LA", "RGB", "RGBA", "P", "PA", "1", "L16", "LA16", "RGB16", "RGBA16")  # append only

@@ -45,6 +45,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "xic-s48": ("xic-s48.npz", "fa17e80ca2be2fd2fc32730a8d34669a12bed3342c148a20b7d05e2279c92ab0"),
     "cifar10-s48": ("cifar10-s48.npz", "e562fe1d027c7250559bf9ca07fac0b9ae1755891825d34155903ffb8423fabc"),
     "photo-s48": ("photo-s48.npz", "474f5d1de6f4d60e9630e24334da978f1de6d616930f70fca6cd1303e62d18ef"),
+    "photog-s48": ("photog-s48.npz", "3abc39aec0b51db8cff3a1847bbf65e1006534c503174610283de55bda639a4e"),
 }
 DEFAULT_MODEL = "xic-s48"     # where one model must be named (fit's start); compress picks per image (choose.py)
 

@@ -190,28 +190,28 @@ def test_small_candidates_only_for_pictures_within_one_tile():
     assert choose.candidates([(8, t + 1)]) == choose.CANDIDATES
     assert choose.candidates([]) == choose.CANDIDATES
     assert "cifar10-s48" in choose.SMALL_CANDIDATES and "cifar10-s48" not in choose.CANDIDATES
-    assert "photo-s48" in choose.CANDIDATES and "photo-s48" not in choose.SMALL_CANDIDATES
+    assert "photog-s48" in choose.CANDIDATES and "photog-s48" not in choose.SMALL_CANDIDATES
     assert choose.only_candidate() is None
 
 
 def test_a_small_candidate_is_estimated_and_chosen_only_for_small_pictures(monkeypatch):
     """cifar10-s48 estimated cheapest everywhere: a thumbnail gets it, a larger picture one of
-    CANDIDATES (cifar10-s48 is not even estimated on it, nor photo-s48 on the thumbnail)."""
+    CANDIDATES (cifar10-s48 is not even estimated on it, nor photog-s48 on the thumbnail)."""
     small, large = smooth_image(20, 30, 3, seed=7), smooth_image(choose.TILE + 2, 30, 3, seed=8)
     asked = {}
 
     def fake_estimates(model, planes, seed=0, tiles=None):
         asked.setdefault(model.name, []).extend(p.shape for p in planes)
-        return [{"xic-s48": 2.0, "photo-s48": 1.5}.get(model.name, 1.0) for p in planes]
+        return [{"xic-s48": 2.0, "photog-s48": 1.5}.get(model.name, 1.0) for p in planes]
     monkeypatch.setattr(choose, "estimate_many", fake_estimates)
     picked = codec.pictures_models([picture_from_array(small), picture_from_array(large)])
-    assert [m.name for m in picked] == ["cifar10-s48", "photo-s48"]
-    assert asked["cifar10-s48"] == [small.shape] and asked["photo-s48"] == [large.shape]
+    assert [m.name for m in picked] == ["cifar10-s48", "photog-s48"]
+    assert asked["cifar10-s48"] == [small.shape] and asked["photog-s48"] == [large.shape]
     assert len(asked["xic-s48"]) == 2
     data = ardmzip.compress(small)
     assert _header(data).model_name == "cifar10-s48" and np.array_equal(ardmzip.decompress(data), small)
     assert codec.auto_model([picture_from_array(small)]).name == "cifar10-s48"
-    assert codec.auto_model([picture_from_array(small), picture_from_array(large)]).name == "photo-s48"
+    assert codec.auto_model([picture_from_array(small), picture_from_array(large)]).name == "photog-s48"
 
 
 def test_auto_leaves_constant_pictures_to_the_first_candidate(monkeypatch):

@@ -5,6 +5,7 @@ level, the coarse picture's own coarse level, by calls on the 1/16 picture."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -344,6 +345,20 @@ def test_version_10_files_decode_and_are_rewritten_byte_for_byte():
     header, streams = container.unpack(data)
     with pytest.raises((ardmzip.ChecksumError, ardmzip.FormatError)):
         ardmzip.decompress(container.pack(dataclasses.replace(header, version=8), streams))
+
+
+def test_green_first_model_file_decodes_and_is_rewritten_byte_for_byte():
+    """v10/photog-s48-rgb.ardm: v10_image() at 16 steps with photog-s48 (order "interlace2g"),
+    by the commit that shipped it; its steps are not those of the plain interlaced order."""
+    data = (V10_DIR / "photog-s48-rgb.ardm").read_bytes()
+    image = v10_image()
+    assert data[4] == container.COMPACT + 10 and np.array_equal(ardmzip.decompress(data), image)
+    assert ardmzip.compress(image, steps=16, model="photog-s48") == data
+    m = weights.load("photog-s48")
+    assert m.net.config.order == "interlace2g/palette-random"
+    coder = functools.partial(codec.PlaneCoder, m.net, m.curve, *image.shape[:2], False, 16, 0, pyramid=True)
+    assert np.array_equal(coder().step_of, coder(order="interlace2g").step_of)
+    assert not np.array_equal(coder().step_of, coder(order="interlace2").step_of)
 
 
 def test_small_pictures_keep_two_levels():
