@@ -131,12 +131,12 @@ def group_loss(net: ARDMNet, x: torch.Tensor, gray: torch.Tensor, args: argparse
     """oa_loss on one group of crops; with --chroma-fraction, that share of the RGB crops gets
     video-style subsampled chroma whose blocks start at the crop's interlace phase."""
     if args.chroma_fraction <= 0:
-        return oa_loss(net, x, gray, None, args.interlace_fraction, green_first=getattr(args, 'green_first', 0.0))
+        return oa_loss(net, x, gray, None, args.interlace_fraction, green_first=args.green_first)
     b, dev = len(x), x.device
     phase = ((torch.rand(b, device=dev) < 0.5).long(), (torch.rand(b, device=dev) < 0.5).long())
     selected = (torch.rand(b, device=dev) < args.chroma_fraction) & ~gray
     x = subsample_chroma(x, selected, torch.rand(b, device=dev) < 0.6, *phase)
-    return oa_loss(net, x, gray, None, args.interlace_fraction, phase, getattr(args, 'green_first', 0.0))
+    return oa_loss(net, x, gray, None, args.interlace_fraction, phase, args.green_first)
 
 
 class TrainingClock:
@@ -213,7 +213,7 @@ def train(args: argparse.Namespace) -> int:
                              **architecture(args))
         net = make_net(config).to(device)
     if args.interlace_fraction > 0:         # the model is meant to be coded in that order
-        net.config = config = replace(config, order="interlace2g" if getattr(args, "green_first", 0.0) > 0
+        net.config = config = replace(config, order="interlace2g" if args.green_first > 0
                                       else "interlace2")
     ema = copy.deepcopy(net)
     set_bf16(net, args.bf16)            # the trained copy only: validation (the EMA) stays float32
